@@ -1,0 +1,21 @@
+"""minigrad: a tape-based reverse-mode autodiff for recurrent networks, on NumPy."""
+import numpy as _np
+
+from . import nn, viz
+from .backward import backward
+from .gradcheck import GradcheckError, gradcheck
+from .ops import concat, stack, unbroadcast, where
+from .tape import Record, Tape, get_tape, is_grad_enabled, no_grad
+from .tensor import (Tensor, arange, ones, ones_like, rand, randn, tensor, zeros,
+                     zeros_like)
+
+float32 = _np.dtype(_np.float32)
+float64 = _np.dtype(_np.float64)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "zeros", "ones", "zeros_like", "ones_like", "arange", "randn", "rand",
+    "concat", "stack", "where", "unbroadcast", "backward", "gradcheck", "GradcheckError",
+    "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64", "nn", "viz",
+]

@@ -1,0 +1,4 @@
+"""Neural-network building blocks; `minigrad.nn.functional` holds the fused functions."""
+from . import functional
+
+__all__ = ["functional"]

@@ -1,0 +1,535 @@
+"""Every differentiable op: its forward, and right below it, its local derivative.
+
+An op takes Tensors, computes its output array, and defines `backward(g)`: given
+g = dL/d(output), it returns dL/d(input) for each input (the vector-Jacobian
+product). The arrays backward needs are captured in its closure when the forward
+runs, so later changes to a tensor's .data (an optimizer's update) never reach
+them. `_result` wraps the output and records the op on the tape when a gradient
+is wanted. Gradients never mutate arrays in place: one array may be the gradient
+of several tensors at once.
+"""
+import numpy as np
+
+from .backend import array_module
+from .tape import TAPE
+from .tensor import FLOAT_DTYPES, Tensor, _make
+
+
+# -- plumbing shared by every op ----------------------------------------------
+
+def _result(op, out, inputs, backward):
+    """Wrap `out` (an array, or a tuple of arrays for several outputs) as Tensor(s),
+    and record the op on the tape if any input requires grad while recording."""
+    multi = type(out) is tuple
+    outs = out if multi else (out,)
+    # NumPy's ufuncs turn 0-d arrays into NumPy scalars; a Tensor always holds an array.
+    outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outs)
+    device = inputs[0].device
+    tensors = tuple(_make(o, device) for o in outs)
+    if TAPE.enabled:
+        for x in inputs:
+            if x.requires_grad:
+                rec = TAPE.record(op, inputs, backward,
+                                  tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
+                for slot, t in enumerate(tensors):
+                    t._record, t._slot, t.requires_grad = rec, slot, True
+                break
+    return tensors if multi else tensors[0]
+
+
+def _check_same(op, tensors):
+    """Raise unless all tensors share one dtype and one device (no silent promotion)."""
+    first = tensors[0]
+    for t in tensors[1:]:
+        if t.device != first.device:
+            raise RuntimeError(
+                f"{op}: inputs on different devices ({first.device}, {t.device}); use .to(...)"
+            )
+        if t.data.dtype is not first.data.dtype and t.data.dtype != first.data.dtype:
+            raise TypeError(
+                f"{op}: dtypes {first.data.dtype} and {t.data.dtype} differ; minigrad does not "
+                "promote silently: cast one with .astype()"
+            )
+
+
+def _constant(op, value, like):
+    """A non-Tensor operand as a constant Tensor. A Python or NumPy scalar takes the
+    dtype of the tensor beside it (`like`); an array keeps its own (and is checked)."""
+    if isinstance(value, (bool, int, float, np.generic)) and np.ndim(value) == 0:
+        if like is None:  # no tensor to follow: the rules of minigrad.tensor()
+            return Tensor(value)
+        dtype = like.data.dtype if like.data.dtype.kind == "f" else None
+        return _make(np.asarray(value, dtype=dtype), like.device)
+    if isinstance(value, np.ndarray):
+        return _make(value)
+    raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
+                    "expected a Tensor, a NumPy array or a Python number")
+
+
+def _operands(op, a, b):
+    """Two operands as Tensors of one dtype and device."""
+    a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
+    if not a_is:
+        a = _constant(op, a, b if b_is else None)
+    if not b_is:
+        b = _constant(op, b, a)
+    _check_same(op, (a, b))
+    return a, b
+
+
+def _tensors(op, items):
+    """Many operands as Tensors of one dtype and device (for concat, stack, losses)."""
+    like = next((t for t in items if isinstance(t, Tensor)), None)
+    tensors = [t if isinstance(t, Tensor) else _constant(op, t, like) for t in items]
+    _check_same(op, tensors)
+    return tensors
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`: the adjoint of NumPy broadcasting.
+
+    Broadcasting an input of `shape` to the output's shape (a) adds leading axes
+    and (b) stretches axes of length 1; each copy of an input entry sends its
+    gradient back, so we sum over (a) the added leading axes, then (b) the
+    stretched axes, keeping them. (5, 13, 24, 16) -> (5, 1, 24, 1): sum axes 1, 3.
+    """
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    if lead:
+        grad = grad.sum(axis=tuple(range(lead)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _broadcast_error(op, x, y):
+    return ValueError(f"{op}: shapes {x.shape} and {y.shape} do not broadcast")
+
+
+# -- arithmetic ---------------------------------------------------------------
+
+def add(a, b):
+    a, b = _operands("add", a, b)
+    x, y = a.data, b.data
+    try:
+        out = x + y
+    except ValueError:
+        raise _broadcast_error("add", x, y) from None
+
+    def backward(g):  # d(x + y) = dx + dy
+        return unbroadcast(g, x.shape), unbroadcast(g, y.shape)
+    return _result("add", out, (a, b), backward)
+
+
+def sub(a, b):
+    a, b = _operands("sub", a, b)
+    x, y = a.data, b.data
+    try:
+        out = x - y
+    except ValueError:
+        raise _broadcast_error("sub", x, y) from None
+
+    def backward(g):  # d(x - y) = dx - dy
+        return unbroadcast(g, x.shape), unbroadcast(-g, y.shape)
+    return _result("sub", out, (a, b), backward)
+
+
+def mul(a, b):
+    a, b = _operands("mul", a, b)
+    x, y = a.data, b.data
+    try:
+        out = x * y
+    except ValueError:
+        raise _broadcast_error("mul", x, y) from None
+
+    def backward(g):  # d(x y) = y dx + x dy
+        return unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)
+    return _result("mul", out, (a, b), backward)
+
+
+def div(a, b):
+    a, b = _operands("div", a, b)
+    x, y = a.data, b.data
+    try:
+        out = x / y
+    except ValueError:
+        raise _broadcast_error("div", x, y) from None
+
+    def backward(g):  # d(x / y) = dx / y - (x / y) dy / y
+        gx = g / y
+        return unbroadcast(gx, x.shape), unbroadcast(-gx * out, y.shape)
+    return _result("div", out, (a, b), backward)
+
+
+def neg(a):
+    def backward(g):  # d(-x) = -dx
+        return (-g,)
+    return _result("neg", -a.data, (a,), backward)
+
+
+def pow(a, exponent):
+    """x ** p for a Python (or NumPy) scalar exponent p."""
+    if isinstance(exponent, Tensor) or np.ndim(exponent) != 0:
+        raise TypeError("pow: the exponent must be a Python number; for a tensor "
+                        "exponent write (y * x.log()).exp()")
+    x = a.data
+    p = exponent
+
+    def backward(g):  # d(x^p) = p x^(p-1) dx
+        # NOTE: for p < 1 this is infinite at x = 0, as the derivative is.
+        return (g * (p * x ** (p - 1)),)
+    return _result("pow", x ** p, (a,), backward)
+
+
+def matmul(a, b):
+    """Matrix product as numpy.matmul: 1-D, 2-D, and batched N-D with broadcast batch axes.
+
+    (..., n, k) @ (..., k, m) -> (..., n, m); a 1-D left operand (k,) acts as (1, k)
+    and a 1-D right operand (k,) as (k, 1), the added axis removed from the result.
+    """
+    a, b = _operands("matmul", a, b)
+    x, y = a.data, b.data
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: {x.shape} @ {y.shape}: 0-d operands are not allowed; use *")
+    kx, ky = x.shape[-1], (y.shape[0] if y.ndim == 1 else y.shape[-2])
+    if kx != ky:
+        raise ValueError(f"matmul: {x.shape} @ {y.shape}: inner dimensions {kx} and {ky} differ")
+    try:
+        out = x @ y
+    except ValueError:
+        raise ValueError(f"matmul: {x.shape} @ {y.shape}: batch dimensions {x.shape[:-2]} "
+                         f"and {y.shape[:-2]} do not broadcast") from None
+    # Skip the gradient matmul of an operand that needs none (x_t @ W: x_t is data).
+    need_x, need_y = a.requires_grad, b.requires_grad
+
+    def backward(g):  # d(X Y) = dX Y + X dY  ->  gX = g Y^T, gY = X^T g
+        # Give 1-D operands their implied axis back, so one pair of formulas covers all cases.
+        x2 = x[None, :] if x.ndim == 1 else x
+        y2 = y[:, None] if y.ndim == 1 else y
+        if y.ndim == 1:
+            g = g[..., None]
+        if x.ndim == 1:
+            g = g[..., None, :]
+        gx = unbroadcast(g @ y2.swapaxes(-1, -2), x2.shape).reshape(x.shape) if need_x else None
+        gy = unbroadcast(x2.swapaxes(-1, -2) @ g, y2.shape).reshape(y.shape) if need_y else None
+        return gx, gy
+    return _result("matmul", out, (a, b), backward)
+
+
+def compare(op, a, b):
+    """a < b and friends: a boolean tensor, outside the graph (no gradient)."""
+    a, b = _operands(op, a, b)
+    fn = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}[op]
+    return _make(fn(a.data, b.data), a.device)
+
+
+# -- elementwise functions ----------------------------------------------------
+
+def exp(a):
+    xp = array_module(a.data)
+    y = xp.exp(a.data)
+
+    def backward(g):  # d exp(x) = exp(x) dx, read off the output
+        return (g * y,)
+    return _result("exp", y, (a,), backward)
+
+
+def log(a):
+    xp = array_module(a.data)
+    x = a.data
+
+    def backward(g):  # d log(x) = dx / x
+        return (g / x,)
+    return _result("log", xp.log(x), (a,), backward)
+
+
+def tanh(a):
+    xp = array_module(a.data)
+    y = xp.tanh(a.data)
+
+    def backward(g):  # d tanh(x) = (1 - tanh(x)^2) dx
+        return (g * (1 - y * y),)
+    return _result("tanh", y, (a,), backward)
+
+
+def sigmoid(a):
+    xp = array_module(a.data)
+    # 1 / (1 + exp(-x)) overflows exp for x < -88 in float32; this form never does.
+    y = 0.5 * (1 + xp.tanh(0.5 * a.data))
+
+    def backward(g):  # d sigmoid(x) = s (1 - s) dx
+        return (g * (y * (1 - y)),)
+    return _result("sigmoid", y, (a,), backward)
+
+
+def relu(a):
+    xp = array_module(a.data)
+    x = a.data
+
+    def backward(g):  # d relu(x) = [x > 0] dx
+        # NOTE: relu has no derivative at 0; we use 0 there, as PyTorch does.
+        return (g * (x > 0),)
+    return _result("relu", xp.maximum(x, 0), (a,), backward)
+
+
+def sqrt(a):
+    xp = array_module(a.data)
+    y = xp.sqrt(a.data)
+
+    def backward(g):  # d sqrt(x) = dx / (2 sqrt(x))
+        # NOTE: infinite at x = 0, as the derivative is.
+        return (g / (2 * y),)
+    return _result("sqrt", y, (a,), backward)
+
+
+def abs(a):
+    xp = array_module(a.data)
+    x = a.data
+
+    def backward(g):  # d|x| = sign(x) dx
+        # NOTE: |x| has no derivative at 0; sign(0) = 0 gives it 0, as PyTorch does.
+        return (g * xp.sign(x),)
+    return _result("abs", xp.abs(x), (a,), backward)
+
+
+def clip(a, min=None, max=None):
+    """Values limited to [min, max]; either bound may be None."""
+    if min is None and max is None:
+        raise ValueError("clip: give min, max or both")
+    xp = array_module(a.data)
+    x = a.data
+
+    def backward(g):  # 1 inside the bounds, 0 outside
+        # NOTE: at a bound itself the gradient passes (as PyTorch's clamp), so a value
+        # sitting exactly on the bound can still move back inside.
+        inside = xp.ones(x.shape, dtype=bool)
+        if min is not None:
+            inside &= x >= min
+        if max is not None:
+            inside &= x <= max
+        return (g * inside,)
+    return _result("clip", xp.clip(x, min, max), (a,), backward)
+
+
+def astype(a, dtype):
+    """Cast to another dtype; differentiable between float dtypes.
+
+    A cast to the tensor's own dtype returns the tensor itself. A cast to an
+    integer or boolean dtype leaves the graph (no gradient flows through it).
+    """
+    dtype = np.dtype(dtype)
+    if a.data.dtype == dtype:
+        return a
+    out = a.data.astype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        return _make(out, a.device)
+    source = a.data.dtype
+
+    def backward(g):  # the identity, cast back
+        return (g.astype(source),)
+    return _result("astype", out, (a,), backward)
+
+
+# -- reductions ---------------------------------------------------------------
+
+def _axes(op, axis, ndim):
+    """axis (None, int or tuple) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    normal = []
+    for ax in axes:
+        if not isinstance(ax, (int, np.integer)) or isinstance(ax, bool):
+            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= ax < ndim:
+            raise ValueError(f"{op}: axis {ax} is out of range for {ndim} dimensions")
+        normal.append(int(ax) % ndim)
+    if len(set(normal)) != len(normal):
+        raise ValueError(f"{op}: repeated axis in {axis!r}")
+    return tuple(sorted(normal))
+
+
+def _spread(g, axes, keepdims, shape):
+    """Send a reduced gradient back over the reduced axes (the adjoint of a sum)."""
+    xp = array_module(g)
+    if not keepdims:
+        g = xp.expand_dims(g, axes)
+    return xp.broadcast_to(g, shape)
+
+
+def sum(a, axis=None, keepdims=False):
+    x = a.data
+    axes = _axes("sum", axis, x.ndim)
+
+    def backward(g):  # every summed entry gets the gradient of its sum
+        return (_spread(g, axes, keepdims, x.shape),)
+    return _result("sum", x.sum(axis=axes, keepdims=keepdims), (a,), backward)
+
+
+def mean(a, axis=None, keepdims=False):
+    x = a.data
+    axes = _axes("mean", axis, x.ndim)
+    count = 1
+    for ax in axes:
+        count *= x.shape[ax]
+
+    def backward(g):  # every entry gets 1/count of the gradient of its mean
+        return (_spread(g / count, axes, keepdims, x.shape),)
+    return _result("mean", x.mean(axis=axes, keepdims=keepdims), (a,), backward)
+
+
+def max(a, axis=None, keepdims=False):
+    """The largest values along the axes; the gradient goes to the arg-max."""
+    xp = array_module(a.data)
+    x = a.data
+    axes = _axes("max", axis, x.ndim)
+    if x.size == 0:
+        raise ValueError(f"max: empty tensor of shape {x.shape} has no maximum")
+
+    def backward(g):  # d max(x) = dx at the arg-max, 0 elsewhere
+        # NOTE: with ties the whole gradient goes to the first maximum (numpy.argmax's
+        # choice), so the gradient of a max is always a single entry per group.
+        kept = [i for i in range(x.ndim) if i not in axes]
+        order = kept + list(axes)                      # reduced axes last ...
+        moved = x.transpose(order)
+        flat = moved.reshape(moved.shape[:len(kept)] + (-1,))  # ... and flattened
+        winner = flat.argmax(axis=-1)[..., None]
+        mask = xp.zeros(flat.shape, dtype=bool)
+        xp.put_along_axis(mask, winner, True, axis=-1)
+        mask = mask.reshape(moved.shape).transpose(np.argsort(order))
+        return (_spread(g, axes, keepdims, x.shape) * mask,)
+    return _result("max", x.max(axis=axes, keepdims=keepdims), (a,), backward)
+
+
+# -- shapes and indexing ------------------------------------------------------
+
+def reshape(a, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    x = a.data
+    try:
+        out = x.reshape(shape)
+    except (ValueError, TypeError):
+        raise ValueError(f"reshape: cannot reshape {x.shape} ({x.size} entries) into {shape}") from None
+
+    def backward(g):  # the same entries, in the old shape
+        return (g.reshape(x.shape),)
+    return _result("reshape", out, (a,), backward)
+
+
+def transpose(a, *axes):
+    """Permute the axes (reverse them when none are given), as numpy.transpose."""
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    x = a.data
+    axes = tuple(range(x.ndim))[::-1] if not axes else tuple(axes)
+    if len(axes) != x.ndim or sorted(ax % x.ndim for ax in axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of {x.shape}")
+    inverse = tuple(np.argsort([ax % x.ndim for ax in axes]))
+
+    def backward(g):  # the inverse permutation
+        return (g.transpose(inverse),)
+    return _result("transpose", x.transpose(axes), (a,), backward)
+
+
+def _is_basic(index):
+    """Whether index uses only ints, slices, None and Ellipsis (NumPy's basic indexing)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis
+               for i in items if not isinstance(i, bool))
+
+
+def getitem(a, index):
+    """x[index]: basic slicing (a view) or integer/boolean array indexing (a copy)."""
+    # Integer tensors used as indices: index with their arrays.
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    elif isinstance(index, list):
+        index = np.asarray(index)
+    x = a.data
+    try:
+        out = x[index]
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor of shape {x.shape})") from None
+    basic = _is_basic(index)
+
+    def backward(g):  # each selected entry gets its gradient back, at its place
+        xp = array_module(g)
+        gx = xp.zeros(x.shape, dtype=g.dtype)
+        if basic:
+            gx[index] = g
+        else:
+            # An index may repeat (x[[0, 0]]): add.at accumulates where += would not.
+            xp.add.at(gx, index, g)
+        return (gx,)
+    return _result("getitem", out, (a,), backward)
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis, as numpy.concatenate."""
+    tensors = _tensors("concat", list(tensors))
+    if not tensors:
+        raise ValueError("concat: needs at least one tensor")
+    arrays = [t.data for t in tensors]
+    xp = array_module(arrays[0])
+    try:
+        out = xp.concatenate(arrays, axis=axis)
+    except (ValueError, np.exceptions.AxisError):
+        shapes = ", ".join(str(x.shape) for x in arrays)
+        raise ValueError(f"concat: shapes {shapes} do not join along axis {axis}") from None
+    ax = axis % out.ndim
+    ends = np.cumsum([x.shape[ax] for x in arrays])
+
+    def backward(g):  # each input gets its own slice of the gradient
+        starts = np.concatenate([[0], ends[:-1]])
+        lead = (slice(None),) * ax
+        return tuple(g[lead + (slice(s, e),)] for s, e in zip(starts, ends))
+    return _result("concat", out, tuple(tensors), backward)
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis, as numpy.stack."""
+    tensors = _tensors("stack", list(tensors))
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    arrays = [t.data for t in tensors]
+    shapes = {x.shape for x in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all shapes must be equal, got {', '.join(str(s) for s in shapes)}")
+    xp = array_module(arrays[0])
+    try:
+        out = xp.stack(arrays, axis=axis)
+    except np.exceptions.AxisError:
+        raise ValueError(f"stack: axis {axis} is out of range for {arrays[0].ndim + 1} dimensions") from None
+    ax = axis % out.ndim
+
+    def backward(g):  # each input gets its own slice of the gradient
+        lead = (slice(None),) * ax
+        return tuple(g[lead + (i,)] for i in range(len(arrays)))
+    return _result("stack", out, tuple(tensors), backward)
+
+
+def where(mask, a, b):
+    """a where mask is true, b elsewhere (mask, a and b broadcast together)."""
+    if isinstance(mask, Tensor):
+        mask = mask.data
+    mask = np.asarray(mask) if not hasattr(mask, "dtype") else mask
+    if mask.dtype != bool:
+        raise TypeError(f"where: the mask must be boolean, got {mask.dtype}")
+    a, b = _operands("where", a, b)
+    x, y = a.data, b.data
+    xp = array_module(x)
+    try:
+        out = xp.where(mask, x, y)
+    except ValueError:
+        raise ValueError(f"where: shapes {mask.shape}, {x.shape} and {y.shape} do not broadcast") from None
+
+    def backward(g):  # the gradient goes to whichever side was chosen
+        zero = xp.zeros((), dtype=g.dtype)
+        return (unbroadcast(xp.where(mask, g, zero), x.shape),
+                unbroadcast(xp.where(mask, zero, g), y.shape))
+    return _result("where", out, (a, b), backward)

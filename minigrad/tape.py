@@ -1,0 +1,229 @@
+"""The tape: one record per differentiable op, in the order the ops ran (a Wengert list).
+
+Recording and replaying are separate: this file writes and frees records;
+`backward.py` walks them in reverse.
+
+Who owns what. Each output tensor owns the record that made it, and each record
+owns its input tensors, so the graph behind a tensor lives exactly as long as
+the tensor does, as everywhere else in Python. The tape only *lists* records
+(through weak references), oldest first: that order is a valid order for the
+reverse walk, so backward never sorts the graph, and a graph nobody can reach
+any more (an evaluation pass run without `no_grad()`, say) disappears by itself
+instead of piling up on the tape.
+
+Time. Truncated backpropagation through time needs three things from the tape,
+and each is one attribute or one loop here:
+  - `tape.step` labels every record made while it is set with that time step;
+  - `backward(..., since_step=s)` treats records of steps before s as constants;
+  - `tape.free(before_step=s)` drops the records of steps before s.
+"""
+import functools
+import weakref
+from contextlib import contextmanager
+
+
+class Record:
+    """One line of the Wengert list: `outputs = op(*inputs)`, with its local derivative.
+
+    op:       the op's name, e.g. "matmul"
+    inputs:   the input Tensors (constants included), in the op's argument order
+    backward: a closure g -> (one gradient per input, None where there is none);
+              for an op with several outputs, g is a tuple with one array per output.
+              The arrays it needs were saved in the closure when the op ran; see `saved`.
+              None once the record is freed.
+    shapes, dtypes: of the outputs (kept for the listing; the outputs may be gone)
+    index:    position in the order of all records ever made (increasing)
+    step:     the time step that made it, or None outside any step
+    """
+
+    __slots__ = ("op", "inputs", "backward", "shapes", "dtypes", "index", "step",
+                 "grads", "__weakref__")
+
+    def __init__(self, op, inputs, backward, shapes, dtypes, index, step):
+        self.op = op
+        self.inputs = inputs
+        self.backward = backward
+        self.shapes = shapes
+        self.dtypes = dtypes
+        self.index = index
+        self.step = step
+        self.grads = None  # the outputs' gradients, only while backward runs
+
+    @property
+    def freed(self):
+        return self.backward is None
+
+    @property
+    def saved(self):
+        """What the op saved for its backward: the closure's variables, by name."""
+        if self.backward is None or self.backward.__closure__ is None:
+            return {}
+        names = self.backward.__code__.co_freevars
+        return {n: c.cell_contents for n, c in zip(names, self.backward.__closure__)}
+
+    def free(self):
+        """Let go of the saved arrays and the inputs, so the memory behind them can go."""
+        self.backward = None
+        self.inputs = ()
+
+    def __repr__(self):
+        ins = ", ".join(str(tuple(t.shape)) for t in self.inputs)
+        outs = ", ".join(str(s) for s in self.shapes)
+        state = " freed" if self.freed else ""
+        step = "" if self.step is None else f" step={self.step}"
+        return f"<Record #{self.index} {self.op}({ins}) -> {outs}{step}{state}>"
+
+
+class Tape:
+    """The list of records, oldest first, and the switch that turns recording on and off.
+
+    len(tape) counts the live records; iterating yields them oldest first;
+    str(tape) is the Wengert list, one line per record.
+    """
+
+    __slots__ = ("enabled", "step", "_refs", "_count", "_compact_at")
+
+    def __init__(self):
+        self.enabled = True     # False inside no_grad()
+        self.step = None        # the time-step label given to new records
+        self._refs = []         # weak references to records, oldest first
+        self._count = 0         # records ever made: the next record's index
+        self._compact_at = 1024  # when to sweep dead references out of _refs
+
+    # -- recording ----------------------------------------------------------
+
+    def record(self, op, inputs, backward, shapes, dtypes):
+        rec = Record(op, inputs, backward, shapes, dtypes, self._count, self.step)
+        self._count += 1
+        refs = self._refs
+        refs.append(weakref.ref(rec))
+        if len(refs) >= self._compact_at:
+            self._compact()
+        return rec
+
+    def _compact(self):
+        """Drop references to records that died or were freed (amortized O(1) per record)."""
+        live = []
+        for ref in self._refs:
+            rec = ref()
+            if rec is not None and rec.backward is not None:
+                live.append(ref)
+        self._refs = live
+        self._compact_at = max(1024, 2 * len(live))
+
+    @contextmanager
+    def at_step(self, step):
+        """Label every record made inside the block with `step` (an int)."""
+        previous, self.step = self.step, step
+        try:
+            yield self
+        finally:
+            self.step = previous
+
+    # -- freeing ------------------------------------------------------------
+
+    def free(self, before_step):
+        """Free the records of every time step before `before_step`; unlabeled records stay."""
+        for rec in self:
+            if rec.step is not None and rec.step < before_step:
+                rec.free()
+        self._compact()
+
+    def clear(self):
+        """Free every record on the tape."""
+        for rec in self:
+            rec.free()
+        self._compact()
+
+    # -- looking at it ------------------------------------------------------
+
+    def __iter__(self):
+        for ref in self._refs:
+            rec = ref()
+            if rec is not None and rec.backward is not None:
+                yield rec
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    def __repr__(self):
+        return f"<Tape: {len(self)} records, recording {'on' if self.enabled else 'off'}>"
+
+    def __str__(self):
+        return wengert_list(list(self))
+
+
+def wengert_list(records):
+    """The records as a Wengert list: one line `v3 = tanh(v2)` per record, with shapes.
+
+    Intermediate values are named v0, v1, ... in order; inputs that no listed
+    record made are named x0, x1, ... (leaves that require grad), c0, c1, ...
+    (constants) and s0, s1, ... (values made by records outside the listing,
+    such as a freed earlier time step).
+    """
+    names = {}      # id(record) -> "vK"
+    outside = {}    # id(tensor) -> name, for inputs no listed record made
+    counters = {"x": 0, "c": 0, "s": 0}
+    lines = [f"Tape: {len(records)} record{'s' if len(records) != 1 else ''}"]
+
+    def name_of(t):
+        rec = t._record
+        if rec is not None and id(rec) in names:
+            base = names[id(rec)]
+            return base if len(rec.shapes) == 1 else f"{base}.{t._slot}"
+        if id(t) not in outside:
+            kind = "s" if rec is not None else ("x" if t.requires_grad else "c")
+            outside[id(t)] = f"{kind}{counters[kind]}"
+            counters[kind] += 1
+        return outside[id(t)]
+
+    rows = []
+    for k, rec in enumerate(records):
+        args = ", ".join(name_of(t) for t in rec.inputs)
+        names[id(rec)] = f"v{k}"
+        lhs = f"v{k}" if len(rec.shapes) == 1 else ", ".join(f"v{k}.{j}" for j in range(len(rec.shapes)))
+        ins = ", ".join(_fmt_shape(t.shape) for t in rec.inputs)
+        outs = ", ".join(_fmt_shape(s) for s in rec.shapes)
+        step = "" if rec.step is None else f"  [step {rec.step}]"
+        rows.append((f"{lhs} = {rec.op}({args})", f"{ins} -> {outs}  {rec.dtypes[0]}{step}"))
+    width = max((len(a) for a, _ in rows), default=0)
+    lines += [f"  {a:<{width}}   {b}" for a, b in rows]
+    return "\n".join(lines)
+
+
+def _fmt_shape(shape):
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+TAPE = Tape()
+"""The tape every op records on (one per process; minigrad is not thread-safe)."""
+
+
+def get_tape():
+    """The tape that ops record on."""
+    return TAPE
+
+
+class no_grad:
+    """Context manager (and decorator) that stops recording: ops inside make no records.
+
+    Use it for evaluation and for updates that must not be differentiated.
+    """
+
+    def __enter__(self):
+        self._previous = TAPE.enabled
+        TAPE.enabled = False
+
+    def __exit__(self, *exc):
+        TAPE.enabled = self._previous
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def is_grad_enabled():
+    return TAPE.enabled

@@ -1,0 +1,286 @@
+"""The Tensor: an array, the gradient that flows into it, and the record that made it."""
+import numpy as np
+
+from . import backend
+from .backward import backward as _backward
+
+DEFAULT_DTYPE = np.dtype(np.float32)
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Tensor:
+    """An n-dimensional array that can take part in reverse-mode differentiation.
+
+    data:          the backend array (a numpy.ndarray on the CPU)
+    grad:          an array of the same backend, shape and dtype, or None;
+                   backward() adds into it, zero_grad() clears it
+    requires_grad: whether gradients are wanted for it; true for every output of
+                   a recorded op, set by the user on leaves (parameters, inputs)
+    device:        "cpu"
+
+    Build one with `minigrad.tensor(...)`; `Tensor(data, ...)` takes the same arguments.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "device", "_record", "_slot", "__weakref__")
+
+    # numpy defers to our reflected operators (ndarray * Tensor -> Tensor.__rmul__)
+    # instead of treating a Tensor as an object to loop over.
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad=False, dtype=None, device="cpu"):
+        device = backend.parse_device(device)
+        self.data = _to_array(data, dtype)
+        if requires_grad and self.data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"tensor: only float32 and float64 tensors can require grad, got {self.data.dtype}"
+            )
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.device = device
+        self._record = None  # the Record whose output this is; None for a leaf
+        self._slot = 0       # which of that record's outputs
+
+    # -- what it is ---------------------------------------------------------
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def is_leaf(self):
+        return self._record is None
+
+    @property
+    def op(self):
+        """The name of the op that made this tensor, or None for a leaf."""
+        return None if self._record is None else self._record.op
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = ""
+        if self.data.dtype != DEFAULT_DTYPE:
+            extra += f", dtype={self.data.dtype}"
+        if self.device != backend.CPU:
+            extra += f", device={self.device!r}"
+        if self._record is not None:
+            extra += f", op={self._record.op}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    # -- leaving the graph --------------------------------------------------
+
+    def numpy(self):
+        """The data as a numpy.ndarray (the array itself on the CPU: no copy)."""
+        return self.data
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors convert to a number, got shape {self.shape}")
+        return self.data.item()
+
+    def detach(self):
+        """A new leaf on the same data, cut off from the graph (requires_grad=False)."""
+        return _make(self.data, self.device)
+
+    # -- gradients ----------------------------------------------------------
+
+    def backward(self, grad=None, retain_graph=False):
+        """Back-propagate from this tensor, adding d(self)/d(leaf) into every leaf's .grad.
+
+        grad: the gradient of some scalar with respect to self (same shape);
+              may be omitted only when self is a scalar (it is then 1).
+        retain_graph: keep the records for another backward; by default the records
+              used are freed, and a second backward through them raises.
+        """
+        _backward(self, grad, retain_graph=retain_graph)
+
+    def zero_grad(self):
+        """Clear the gradient (set it to None; the next backward starts from zero)."""
+        self.grad = None
+
+    # -- ops: defined in ops.py, forward and backward side by side ----------
+
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.sub(self, other)
+    def __rsub__(self, other): return ops.sub(other, self)
+    def __mul__(self, other): return ops.mul(self, other)
+    def __rmul__(self, other): return ops.mul(other, self)
+    def __truediv__(self, other): return ops.div(self, other)
+    def __rtruediv__(self, other): return ops.div(other, self)
+    def __neg__(self): return ops.neg(self)
+    def __pow__(self, exponent): return ops.pow(self, exponent)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __getitem__(self, index): return ops.getitem(self, index)
+
+    # Comparisons give boolean tensors (masks for where); they have no gradient.
+    # `==` is left as identity so tensors stay hashable (optimizers keep them in sets).
+    def __lt__(self, other): return ops.compare("lt", self, other)
+    def __le__(self, other): return ops.compare("le", self, other)
+    def __gt__(self, other): return ops.compare("gt", self, other)
+    def __ge__(self, other): return ops.compare("ge", self, other)
+
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+    def tanh(self): return ops.tanh(self)
+    def sigmoid(self): return ops.sigmoid(self)
+    def relu(self): return ops.relu(self)
+    def sqrt(self): return ops.sqrt(self)
+    def abs(self): return ops.abs(self)
+    def clip(self, min=None, max=None): return ops.clip(self, min, max)
+
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+
+    def reshape(self, *shape): return ops.reshape(self, *shape)
+    def transpose(self, *axes): return ops.transpose(self, *axes)
+    @property
+    def T(self): return ops.transpose(self)
+    def astype(self, dtype): return ops.astype(self, dtype)
+
+
+def _make(data, device=backend.CPU, requires_grad=False):
+    """A Tensor around a backend array, without checks: the fast path ops use."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = requires_grad
+    t.device = device
+    t._record = None
+    t._slot = 0
+    return t
+
+
+def _to_array(data, dtype=None):
+    """Apply minigrad's dtype rules (see `tensor`) and return a fresh numpy array."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+    elif not isinstance(data, (np.ndarray, np.generic)):
+        # Python numbers and lists: floats and ints become the default float dtype.
+        kind = np.asarray(data).dtype.kind
+        dtype = DEFAULT_DTYPE if kind in "iuf" else None
+    try:
+        array = np.array(data, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
+    if array.dtype.kind == "f" and array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"tensor: dtype {array.dtype} is not supported; use float32 or float64")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"tensor: dtype {array.dtype} is not supported (floats, integers and booleans are)")
+    return array
+
+
+# -- creating tensors ---------------------------------------------------------
+
+def tensor(data, requires_grad=False, dtype=None, device="cpu"):
+    """Make a leaf tensor from data (always copied).
+
+    dtype rules: NumPy float arrays and scalars keep float32 or float64; Python
+    floats, ints and (nested) lists of them become float32; integer and boolean
+    arrays stay as they are and cannot require grad. `dtype=` takes anything
+    numpy.dtype() takes ("float64", np.float64).
+    """
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+def _shape(shape, op):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape):
+        raise ValueError(f"{op}: a shape is non-negative integers, got {shape}")
+    return tuple(int(n) for n in shape)
+
+
+def _dtype(dtype, op, float_only=False):
+    dtype = DEFAULT_DTYPE if dtype is None else np.dtype(dtype)
+    if float_only and dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def zeros(*shape, dtype=None, requires_grad=False, device="cpu"):
+    """A tensor of zeros: zeros(2, 3) or zeros((2, 3)); float32 unless dtype says otherwise."""
+    return Tensor(np.zeros(_shape(shape, "zeros"), _dtype(dtype, "zeros")),
+                  requires_grad=requires_grad, device=device)
+
+
+def ones(*shape, dtype=None, requires_grad=False, device="cpu"):
+    """A tensor of ones: ones(2, 3) or ones((2, 3)); float32 unless dtype says otherwise."""
+    return Tensor(np.ones(_shape(shape, "ones"), _dtype(dtype, "ones")),
+                  requires_grad=requires_grad, device=device)
+
+
+def zeros_like(t, dtype=None, requires_grad=False):
+    """Zeros of t's shape, dtype and device."""
+    return zeros(t.shape, dtype=t.dtype if dtype is None else dtype,
+                 requires_grad=requires_grad, device=t.device)
+
+
+def ones_like(t, dtype=None, requires_grad=False):
+    """Ones of t's shape, dtype and device."""
+    return ones(t.shape, dtype=t.dtype if dtype is None else dtype,
+                requires_grad=requires_grad, device=t.device)
+
+
+def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device="cpu"):
+    """Evenly spaced values in [start, stop), as numpy.arange.
+
+    NOTE: integer arguments give an int64 tensor (indices), as numpy and PyTorch do;
+    a float among them gives the default float dtype.
+    """
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
+        dtype = DEFAULT_DTYPE
+    return Tensor(np.arange(start, stop, step, dtype=dtype), requires_grad=requires_grad, device=device)
+
+
+def _generator(rng):
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng: expected an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def randn(*shape, rng=None, dtype=None, requires_grad=False, device="cpu"):
+    """Samples of the standard normal distribution: randn(2, 3, rng=0).
+
+    rng: an int seed, a numpy.random.Generator (advanced by the call), or None (fresh entropy).
+    """
+    dtype = _dtype(dtype, "randn", float_only=True)
+    data = _generator(rng).standard_normal(_shape(shape, "randn"), dtype=dtype)
+    return Tensor(data, requires_grad=requires_grad, device=device)
+
+
+def rand(*shape, rng=None, dtype=None, requires_grad=False, device="cpu"):
+    """Samples of the uniform distribution on [0, 1): rand(2, 3, rng=0). rng as for randn."""
+    dtype = _dtype(dtype, "rand", float_only=True)
+    data = _generator(rng).random(_shape(shape, "rand"), dtype=dtype)
+    return Tensor(data, requires_grad=requires_grad, device=device)
+
+
+# ops.py builds Tensors, and Tensor's methods call ops: import it once Tensor exists.
+from . import ops  # noqa: E402
