@@ -66,12 +66,13 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
                         leaves[id(t)] = [t, g]
                     else:
                         entry[1] = entry[1] + g
-                else:
+                elif since_step is None or src.step is None or src.step >= since_step:
                     if src.grads is None:
                         src.grads = [None] * len(src.shapes)
                         touched.append(src)
                     held = src.grads[t._slot]
                     src.grads[t._slot] = g if held is None else held + g
+                # else: t was made before the cut, so it is a constant here
         # A gradient still waiting means its record is no longer on the tape: it was freed.
         for rec in touched:
             if rec.grads is not None:
