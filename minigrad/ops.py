@@ -20,21 +20,30 @@ from .tensor import FLOAT_DTYPES, Tensor, _make
 def _result(op, out, inputs, backward):
     """Wrap `out` (an array, or a tuple of arrays for several outputs) as Tensor(s),
     and record the op on the tape if any input requires grad while recording."""
-    multi = type(out) is tuple
-    outs = out if multi else (out,)
-    # NumPy's ufuncs turn 0-d arrays into NumPy scalars; a Tensor always holds an array.
-    outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outs)
-    device = inputs[0].device
-    tensors = tuple(_make(o, device) for o in outs)
+    if type(out) is tuple:
+        return _results(op, out, inputs, backward)
+    if isinstance(out, np.generic):  # NumPy's ufuncs turn 0-d arrays into scalars
+        out = np.asarray(out)
+    t = _make(out, inputs[0].device)
     if TAPE.enabled:
         for x in inputs:
             if x.requires_grad:
-                rec = TAPE.record(op, inputs, backward,
-                                  tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
-                for slot, t in enumerate(tensors):
-                    t._record, t._slot, t.requires_grad = rec, slot, True
+                t._record = TAPE.record(op, inputs, backward, (out.shape,), (out.dtype,))
+                t.requires_grad = True
                 break
-    return tensors if multi else tensors[0]
+    return t
+
+
+def _results(op, outs, inputs, backward):
+    """_result for an op with several outputs: one record, one Tensor per output."""
+    outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outs)
+    tensors = tuple(_make(o, inputs[0].device) for o in outs)
+    if TAPE.enabled and any(x.requires_grad for x in inputs):
+        rec = TAPE.record(op, inputs, backward,
+                          tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
+        for slot, t in enumerate(tensors):
+            t._record, t._slot, t.requires_grad = rec, slot, True
+    return tensors
 
 
 def _check_same(op, tensors):
@@ -55,11 +64,11 @@ def _check_same(op, tensors):
 def _constant(op, value, like):
     """A non-Tensor operand as a constant Tensor. A Python or NumPy scalar takes the
     dtype of the tensor beside it (`like`); an array keeps its own (and is checked)."""
-    if isinstance(value, (bool, int, float, np.generic)) and np.ndim(value) == 0:
+    if isinstance(value, (float, int, np.generic)):
         if like is None:  # no tensor to follow: the rules of minigrad.tensor()
             return Tensor(value)
-        dtype = like.data.dtype if like.data.dtype.kind == "f" else None
-        return _make(np.asarray(value, dtype=dtype), like.device)
+        dtype = like.data.dtype
+        return _make(np.asarray(value, dtype=dtype if dtype.kind == "f" else None), like.device)
     if isinstance(value, np.ndarray):
         return _make(value)
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
@@ -68,12 +77,12 @@ def _constant(op, value, like):
 
 def _operands(op, a, b):
     """Two operands as Tensors of one dtype and device."""
-    a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
-    if not a_is:
-        a = _constant(op, a, b if b_is else None)
-    if not b_is:
+    if not isinstance(a, Tensor):
+        a = _constant(op, a, b if isinstance(b, Tensor) else None)
+    if not isinstance(b, Tensor):
         b = _constant(op, b, a)
-    _check_same(op, (a, b))
+    if a.data.dtype is not b.data.dtype or a.device != b.device:
+        _check_same(op, (a, b))
     return a, b
 
 
