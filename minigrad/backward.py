@@ -81,6 +81,10 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
         for rec in touched:
             rec.grads = None
 
+    for t, g in leaves.values():  # check them all before changing any
+        if g.shape != t.shape:
+            raise RuntimeError(f"backward: an op returned a gradient of shape {g.shape} "
+                               f"for an input of shape {t.shape}")
     for t, g in leaves.values():
         _add_to_leaf(t, g)
     if not retain_graph:
@@ -98,7 +102,8 @@ def _seed(root, grad):
                 f"{root.shape}; pass grad= of that shape"
             )
         return array_module(root.data).ones(root.shape, dtype=root.dtype)
-    data = getattr(grad, "data", grad)  # a Tensor or an array
+    from .tensor import Tensor  # here, not at the top: tensor.py imports this module
+    data = grad.data if isinstance(grad, Tensor) else grad
     if isinstance(data, np.ndarray) and data.dtype.kind == "f" and data.dtype != root.dtype:
         raise TypeError(f"backward: grad has dtype {data.dtype}, the tensor {root.dtype}")
     xp = array_module(root.data)
@@ -116,10 +121,6 @@ def _fill_missing(grads, rec):
 
 
 def _add_to_leaf(t, g):
-    if g.shape != t.shape:
-        raise RuntimeError(
-            f"backward: an op returned a gradient of shape {g.shape} for an input of shape {t.shape}"
-        )
     if t.grad is None:
         # A copy: the same gradient array may be shared by several tensors, and the
         # leaf's .grad is its own (optimizers and clipping may change it in place).

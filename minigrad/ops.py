@@ -68,7 +68,10 @@ def _constant(op, value, like):
         if like is None:  # no tensor to follow: the rules of minigrad.tensor()
             return Tensor(value)
         dtype = like.data.dtype
-        return _make(np.asarray(value, dtype=dtype if dtype.kind == "f" else None), like.device)
+        if dtype.kind in "iu" and not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{op}: a float scalar ({value!r}) with an {dtype} tensor; "
+                            "cast the tensor first, e.g. .astype('float32')")
+        return _make(np.asarray(value, dtype=dtype if dtype.kind in "fiu" else None), like.device)
     if isinstance(value, np.ndarray):
         return _make(value)
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
@@ -111,6 +114,11 @@ def unbroadcast(grad, shape):
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
     return grad
+
+
+def _python_number(value):
+    """A NumPy scalar as a Python number, which (NEP 50) never changes an array's dtype."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _broadcast_error(op, x, y):
@@ -184,7 +192,7 @@ def pow(a, exponent):
         raise TypeError("pow: the exponent must be a Python number; for a tensor "
                         "exponent write (y * x.log()).exp()")
     x = a.data
-    p = exponent
+    p = _python_number(exponent)
 
     def backward(g):  # d(x^p) = p x^(p-1) dx
         # NOTE: for p < 1 this is infinite at x = 0, as the derivative is.
@@ -228,10 +236,20 @@ def matmul(a, b):
 
 
 def compare(op, a, b):
-    """a < b and friends: a boolean tensor, outside the graph (no gradient)."""
-    a, b = _operands(op, a, b)
+    """a < b and friends: a boolean tensor, outside the graph (no gradient).
+
+    Two tensors must agree in dtype and device, as everywhere; a scalar of any kind
+    compares with any tensor (idx < 2.5), since no gradient flows back.
+    """
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        _check_same(op, (a, b))
+    like = a if isinstance(a, Tensor) else b
     fn = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}[op]
-    return _make(fn(a.data, b.data), a.device)
+    try:
+        out = fn(getattr(a, "data", a), getattr(b, "data", b))
+    except ValueError:
+        raise _broadcast_error(op, getattr(a, "data", a), getattr(b, "data", b)) from None
+    return _make(np.asarray(out), like.device)
 
 
 # -- elementwise functions ----------------------------------------------------
@@ -307,6 +325,7 @@ def clip(a, min=None, max=None):
     """Values limited to [min, max]; either bound may be None."""
     if min is None and max is None:
         raise ValueError("clip: give min, max or both")
+    min, max = _python_number(min), _python_number(max)
     xp = array_module(a.data)
     x = a.data
 
@@ -329,6 +348,9 @@ def astype(a, dtype):
     integer or boolean dtype leaves the graph (no gradient flows through it).
     """
     dtype = np.dtype(dtype)
+    if dtype.kind not in "fiub" or (dtype.kind == "f" and dtype not in FLOAT_DTYPES):
+        raise TypeError(f"astype: dtype {dtype} is not supported; use float32, float64, "
+                        "an integer or a boolean dtype")
     if a.data.dtype == dtype:
         return a
     out = a.data.astype(dtype)
@@ -434,7 +456,8 @@ def transpose(a, *axes):
         axes = tuple(axes[0])
     x = a.data
     axes = tuple(range(x.ndim))[::-1] if not axes else tuple(axes)
-    if len(axes) != x.ndim or sorted(ax % x.ndim for ax in axes) != list(range(x.ndim)):
+    if (len(axes) != x.ndim or not all(-x.ndim <= ax < x.ndim for ax in axes)
+            or sorted(ax % x.ndim for ax in axes) != list(range(x.ndim))):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of {x.shape}")
     inverse = tuple(np.argsort([ax % x.ndim for ax in axes]))
 
@@ -480,9 +503,10 @@ def getitem(a, index):
 
 def concat(tensors, axis=0):
     """Join tensors along an existing axis, as numpy.concatenate."""
-    tensors = _tensors("concat", list(tensors))
+    tensors = list(tensors)
     if not tensors:
         raise ValueError("concat: needs at least one tensor")
+    tensors = _tensors("concat", tensors)
     arrays = [t.data for t in tensors]
     xp = array_module(arrays[0])
     try:
@@ -502,9 +526,10 @@ def concat(tensors, axis=0):
 
 def stack(tensors, axis=0):
     """Join tensors of one shape along a new axis, as numpy.stack."""
-    tensors = _tensors("stack", list(tensors))
+    tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: needs at least one tensor")
+    tensors = _tensors("stack", tensors)
     arrays = [t.data for t in tensors]
     shapes = {x.shape for x in arrays}
     if len(shapes) != 1:

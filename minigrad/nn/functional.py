@@ -33,16 +33,14 @@ def linear(x, weight, bias=None):
         if b.shape != (out_features,):
             raise ValueError(f"linear: bias of shape {b.shape} for weight {W.shape}; expected ({out_features},)")
         y += b  # y is a fresh array: adding in place is safe
-    need_x, need_w = x.requires_grad, weight.requires_grad
+    need_x, need_w, has_bias = x.requires_grad, weight.requires_grad, bias is not None
 
     def backward(g):
         # y = X W^T + b  ->  gX = g W,  gW = g^T X (summed over all leading axes),  gb = sum g
         g2 = g.reshape(-1, out_features)
         gx = g @ W if need_x else None
         gw = g2.T @ X.reshape(-1, in_features) if need_w else None
-        if bias is None:
-            return gx, gw
-        return gx, gw, g2.sum(axis=0)
+        return (gx, gw, g2.sum(axis=0)) if has_bias else (gx, gw)
     return _result("linear", y, tuple(tensors), backward)
 
 
