@@ -283,8 +283,12 @@ def tanh(a):
 
 def sigmoid(a):
     xp = array_module(a.data)
-    # 1 / (1 + exp(-x)) overflows exp for x < -88 in float32; this form never does.
-    y = 0.5 * (1 + xp.tanh(0.5 * a.data))
+    x = a.data
+    # 1 / (1 + exp(-x)) overflows exp for x < -88 in float32. With e = exp(-|x|) <= 1,
+    # 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0 never overflow, and keep full
+    # relative precision in the far left tail (sigmoid(-40) = 4.2e-18, not 0).
+    e = xp.exp(-xp.abs(x))
+    y = xp.where(x >= 0, 1, e) / (1 + e)
 
     def backward(g):  # d sigmoid(x) = s (1 - s) dx
         return (g * (y * (1 - y)),)
