@@ -8,34 +8,9 @@ import pytest
 import minigrad as mg
 from minigrad import gradcheck
 from minigrad.nn import functional as F
+from helpers import DTYPES, F64, close, leaf, rand_leaf
 
-F32, F64 = np.float32, np.float64
-DTYPES = [F32, F64]
 LN2, LN3, LN6 = np.log(2), np.log(3), np.log(6)
-
-
-def tol(dtype):
-    """float64: tight; float32: what a handful of float32 roundings allows."""
-    return dict(rtol=1e-12, atol=1e-12) if np.dtype(dtype) == F64 else dict(rtol=1e-5, atol=1e-6)
-
-
-def close(actual, expected, dtype=F64):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected, dtype=F64), **tol(dtype))
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
-
-
-def leaf(values, dtype=F64):
-    """A leaf that requires grad, holding `values` (hand-written numbers)."""
-    return mg.tensor(np.array(values, dtype=dtype), requires_grad=True)
-
-
-def rand_leaf(rng, *shape, dtype=F64, scale=1.0):
-    """A leaf that requires grad, normal with standard deviation `scale`."""
-    return mg.tensor((scale * rng.standard_normal(shape)).astype(dtype), requires_grad=True)
 
 
 def backprop(out, g, *inputs):

@@ -31,7 +31,8 @@ def linear(x, weight, bias=None):
     if bias is not None:
         b = tensors[2].data
         if b.shape != (out_features,):
-            raise ValueError(f"linear: bias of shape {b.shape} for weight {W.shape}; expected ({out_features},)")
+            raise ValueError(f"linear: bias of shape {b.shape} for weight {W.shape}; "
+                             f"expected ({out_features},)")
         y += b  # y is a fresh array: adding in place is safe
     need_x, need_w, has_bias = x.requires_grad, weight.requires_grad, bias is not None
 
