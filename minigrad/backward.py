@@ -43,12 +43,16 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
     touched = [start]   # records holding output gradients, to clean up whatever happens
     used = []           # records whose backward ran, freed at the end unless retained
     leaves = {}         # id(leaf) -> [leaf, gradient summed over its uses]
+    waiting = 1         # records holding gradients not yet passed on: 0 means done
     try:
         for ref in reversed(TAPE._refs):
+            if not waiting:
+                break  # no gradient left to pass on: older records are not on the path
             rec = ref()
-            if rec is None or rec.grads is None or rec.index > start.index:
-                continue  # dead, not on the path to root, or made after root
+            if rec is None or rec.grads is None:
+                continue  # dead, or not on the path to root
             out_grads, rec.grads = rec.grads, None
+            waiting -= 1
             if since_step is not None and rec.step is not None and rec.step < since_step:
                 continue  # before the window: its outputs are constants
             if rec.backward is None:
@@ -70,6 +74,7 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
                     if src.grads is None:
                         src.grads = [None] * len(src.shapes)
                         touched.append(src)
+                        waiting += 1
                     held = src.grads[t._slot]
                     src.grads[t._slot] = g if held is None else held + g
                 # else: t was made before the cut, so it is a constant here
@@ -89,8 +94,7 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
         _add_to_leaf(t, g)
     if not retain_graph:
         for rec in used:
-            rec.free()
-        TAPE._compact()
+            rec.free()  # the tape sweeps freed records out as it grows
 
 
 def _seed(root, grad):

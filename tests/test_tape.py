@@ -210,6 +210,17 @@ def test_the_tape_stays_small_over_many_training_steps():
     assert len(tape._refs) < 2100   # dead references are swept out as the tape grows
 
 
+def test_graphs_alive_side_by_side_are_walked_independently():
+    x = leaf([1.0, 2.0])
+    older = (x * 3).sum()
+    newer = (x * x).sum()
+    older.backward()           # walks past newer's records, leaves them alone
+    np.testing.assert_allclose(x.grad, [3.0, 3.0])
+    assert [r.op for r in mg.get_tape()] == ["mul", "sum"]
+    newer.backward()
+    np.testing.assert_allclose(x.grad, [5.0, 7.0])
+
+
 def test_updating_data_out_of_place_does_not_change_what_a_record_saved():
     # An optimizer replaces p.data with a new array; backward must use the old values.
     w, x = leaf([2.0]), leaf([5.0])
