@@ -134,9 +134,10 @@ def add(a, b):
         out = x + y
     except ValueError:
         raise _broadcast_error("add", x, y) from None
+    x_shape, y_shape = x.shape, y.shape  # all that backward needs
 
     def backward(g):  # d(x + y) = dx + dy
-        return unbroadcast(g, x.shape), unbroadcast(g, y.shape)
+        return unbroadcast(g, x_shape), unbroadcast(g, y_shape)
     return _result("add", out, (a, b), backward)
 
 
@@ -147,9 +148,10 @@ def sub(a, b):
         out = x - y
     except ValueError:
         raise _broadcast_error("sub", x, y) from None
+    x_shape, y_shape = x.shape, y.shape
 
     def backward(g):  # d(x - y) = dx - dy
-        return unbroadcast(g, x.shape), unbroadcast(-g, y.shape)
+        return unbroadcast(g, x_shape), unbroadcast(-g, y_shape)
     return _result("sub", out, (a, b), backward)
 
 
@@ -173,10 +175,11 @@ def div(a, b):
         out = x / y
     except ValueError:
         raise _broadcast_error("div", x, y) from None
+    x_shape = x.shape
 
     def backward(g):  # d(x / y) = dx / y - (x / y) dy / y
         gx = g / y
-        return unbroadcast(gx, x.shape), unbroadcast(-gx * out, y.shape)
+        return unbroadcast(gx, x_shape), unbroadcast(-gx * out, y.shape)
     return _result("div", out, (a, b), backward)
 
 
@@ -397,21 +400,23 @@ def _spread(g, axes, keepdims, shape):
 def sum(a, axis=None, keepdims=False):
     x = a.data
     axes = _axes("sum", axis, x.ndim)
+    shape = x.shape
 
     def backward(g):  # every summed entry gets the gradient of its sum
-        return (_spread(g, axes, keepdims, x.shape),)
+        return (_spread(g, axes, keepdims, shape),)
     return _result("sum", x.sum(axis=axes, keepdims=keepdims), (a,), backward)
 
 
 def mean(a, axis=None, keepdims=False):
     x = a.data
     axes = _axes("mean", axis, x.ndim)
+    shape = x.shape
     count = 1
     for ax in axes:
-        count *= x.shape[ax]
+        count *= shape[ax]
 
     def backward(g):  # every entry gets 1/count of the gradient of its mean
-        return (_spread(g / count, axes, keepdims, x.shape),)
+        return (_spread(g / count, axes, keepdims, shape),)
     return _result("mean", x.mean(axis=axes, keepdims=keepdims), (a,), backward)
 
 
@@ -448,9 +453,10 @@ def reshape(a, *shape):
         out = x.reshape(shape)
     except (ValueError, TypeError):
         raise ValueError(f"reshape: cannot reshape {x.shape} ({x.size} entries) into {shape}") from None
+    old_shape = x.shape
 
     def backward(g):  # the same entries, in the old shape
-        return (g.reshape(x.shape),)
+        return (g.reshape(old_shape),)
     return _result("reshape", out, (a,), backward)
 
 
@@ -492,10 +498,11 @@ def getitem(a, index):
     except IndexError as e:
         raise IndexError(f"getitem: {e} (tensor of shape {x.shape})") from None
     basic = _is_basic(index)
+    shape = x.shape
 
     def backward(g):  # each selected entry gets its gradient back, at its place
         xp = array_module(g)
-        gx = xp.zeros(x.shape, dtype=g.dtype)
+        gx = xp.zeros(shape, dtype=g.dtype)
         if basic:
             gx[index] = g
         else:
@@ -565,9 +572,10 @@ def where(mask, a, b):
         out = xp.where(mask, x, y)
     except ValueError:
         raise ValueError(f"where: shapes {mask.shape}, {x.shape} and {y.shape} do not broadcast") from None
+    x_shape, y_shape = x.shape, y.shape
 
     def backward(g):  # the gradient goes to whichever side was chosen
         zero = xp.zeros((), dtype=g.dtype)
-        return (unbroadcast(xp.where(mask, g, zero), x.shape),
-                unbroadcast(xp.where(mask, zero, g), y.shape))
+        return (unbroadcast(xp.where(mask, g, zero), x_shape),
+                unbroadcast(xp.where(mask, zero, g), y_shape))
     return _result("where", out, (a, b), backward)
