@@ -175,6 +175,8 @@ def _to_array(data, dtype=None):
     """Apply minigrad's dtype rules (see `tensor`) and return a fresh numpy array."""
     if isinstance(data, Tensor):
         data = data.data
+    elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
+        raise TypeError("tensor: got a list of Tensors; join them with minigrad.stack(...)")
     if dtype is not None:
         dtype = np.dtype(dtype)
     elif not isinstance(data, (np.ndarray, np.generic)):

@@ -43,6 +43,11 @@ def test_tensor_of_a_tensor_is_a_new_leaf():
     assert b.is_leaf and not b.requires_grad and b.data[0] == 2
 
 
+def test_a_list_of_tensors_is_refused_with_the_way_out():
+    with pytest.raises(TypeError, match=r"minigrad\.stack"):
+        mg.tensor([mg.tensor(1.0), mg.tensor(2.0)])
+
+
 def test_tensor_class_takes_the_same_arguments():
     t = mg.Tensor([1.0, 2.0], requires_grad=True, dtype="float64")
     assert isinstance(t, mg.Tensor) and t.requires_grad and t.dtype == np.float64
