@@ -1,4 +1,5 @@
-"""Neural-network building blocks; `minigrad.nn.functional` holds the fused functions."""
+"""Neural-network building blocks: Modules and Parameters; fused functions in `functional`."""
 from . import functional
+from .modules import Embedding, Linear, Module, Parameter
 
-__all__ = ["functional"]
+__all__ = ["functional", "Module", "Parameter", "Linear", "Embedding"]
