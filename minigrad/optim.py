@@ -180,6 +180,11 @@ class Adagrad(Optimizer):
     def __init__(self, params, lr=1e-2, eps=1e-10):
         super().__init__(params, dict(lr=lr, eps=eps))
 
+    def _check(self, group):
+        super()._check(group)
+        if group["eps"] < 0:
+            raise ValueError(f"Adagrad: eps must be >= 0, got {group['eps']}")
+
     def _update(self, w, g, state, group):
         s = state.get("sum")
         s = g * g if s is None else s + g * g
