@@ -27,9 +27,3 @@ def array_module(array):
     """The array module (`xp`) that owns `array`: numpy for the CPU."""
     return np
 
-
-def device_of(array):
-    """The device name of a backend array."""
-    if isinstance(array, np.ndarray):
-        return CPU
-    raise TypeError(f"device_of: not a backend array: {type(array).__name__}")

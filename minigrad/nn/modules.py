@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import FLOAT_DTYPES, DEFAULT_DTYPE, Tensor, _generator
+from ..tensor import Tensor, _dtype, _generator
 from . import functional as F
 
 
@@ -107,13 +107,6 @@ def _uniform(rng, bound, shape, dtype):
     return _generator(rng).uniform(-bound, bound, shape).astype(dtype)
 
 
-def _float_dtype(dtype, who):
-    dtype = DEFAULT_DTYPE if dtype is None else np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{who}: dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
 def _positive(who, **sizes):
     for name, n in sizes.items():
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
@@ -130,7 +123,7 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=None, device=None, rng=None):
         _positive("Linear", in_features=in_features, out_features=out_features)
-        dtype = _float_dtype(dtype, "Linear")
+        dtype = _dtype(dtype, "Linear", float_only=True)
         rng = _generator(rng)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
@@ -153,7 +146,7 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, dtype=None, device=None, rng=None):
         _positive("Embedding", num_embeddings=num_embeddings, embedding_dim=embedding_dim)
-        dtype = _float_dtype(dtype, "Embedding")
+        dtype = _dtype(dtype, "Embedding", float_only=True)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         data = _generator(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype)
         self.weight = Parameter(data, device=device)
