@@ -91,6 +91,8 @@ def _operands(op, a, b):
 
 def _tensors(op, items):
     """Many operands as Tensors of one dtype and device (for concat, stack, losses)."""
+    if not items:
+        raise ValueError(f"{op}: needs at least one tensor")
     like = next((t for t in items if isinstance(t, Tensor)), None)
     tensors = [t if isinstance(t, Tensor) else _constant(op, t, like) for t in items]
     _check_same(op, tensors)
@@ -514,10 +516,7 @@ def getitem(a, index):
 
 def concat(tensors, axis=0):
     """Join tensors along an existing axis, as numpy.concatenate."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("concat: needs at least one tensor")
-    tensors = _tensors("concat", tensors)
+    tensors = _tensors("concat", list(tensors))
     arrays = [t.data for t in tensors]
     xp = array_module(arrays[0])
     try:
@@ -537,10 +536,7 @@ def concat(tensors, axis=0):
 
 def stack(tensors, axis=0):
     """Join tensors of one shape along a new axis, as numpy.stack."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: needs at least one tensor")
-    tensors = _tensors("stack", tensors)
+    tensors = _tensors("stack", list(tensors))
     arrays = [t.data for t in tensors]
     shapes = {x.shape for x in arrays}
     if len(shapes) != 1:
