@@ -249,11 +249,14 @@ def compare(op, a, b):
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         _check_same(op, (a, b))
     like = a if isinstance(a, Tensor) else b
+    # (not getattr(x, "data", x): an ndarray's .data is its raw buffer)
+    x = a.data if isinstance(a, Tensor) else np.asarray(a)
+    y = b.data if isinstance(b, Tensor) else np.asarray(b)
     fn = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}[op]
     try:
-        out = fn(getattr(a, "data", a), getattr(b, "data", b))
+        out = fn(x, y)
     except ValueError:
-        raise _broadcast_error(op, getattr(a, "data", a), getattr(b, "data", b)) from None
+        raise _broadcast_error(op, x, y) from None
     return _make(np.asarray(out), like.device)
 
 

@@ -77,8 +77,7 @@ class Optimizer:
     def state_dict(self):
         """{"state": {parameter index: {name: value}}, "param_groups": [options + "params": indices]}."""
         index = {id(p): k for k, p in enumerate(self._params())}
-        state = {index[pid]: {k: (v.copy() if hasattr(v, "copy") else v) for k, v in s.items()}
-                 for pid, s in self.state.items() if pid in index}
+        state = {index[pid]: _copied(s) for pid, s in self.state.items() if pid in index}
         groups, k = [], 0
         for group in self.param_groups:
             n = len(group["params"])
@@ -102,8 +101,12 @@ class Optimizer:
                                      f"{params[int(k)].shape}")
         for group, saved in zip(self.param_groups, groups):
             group.update({o: v for o, v in saved.items() if o != "params"})
-        self.state = {id(params[int(k)]): {n: (v.copy() if hasattr(v, "copy") else v) for n, v in s.items()}
-                      for k, s in state_dict["state"].items()}
+        self.state = {id(params[int(k)]): _copied(s) for k, s in state_dict["state"].items()}
+
+
+def _copied(state):
+    """One parameter's optimizer state with its arrays copied (numbers are immutable)."""
+    return {name: (v.copy() if hasattr(v, "copy") else v) for name, v in state.items()}
 
 
 class SGD(Optimizer):

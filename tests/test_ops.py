@@ -614,6 +614,9 @@ def test_comparisons_are_boolean_constants(dtype):
         ">": (x > y, [False, False, True]), ">=": (x >= y, [False, True, True]),
         "< 2": (x < 2, [True, False, False]), "2 < x": (2 < x, [False, False, True]),
         ">= 2.0": (x >= 2.0, [False, True, True]), "2.0 >= x": (2.0 >= x, [True, True, False]),
+        # a NumPy array, strided (not contiguous), on either side
+        "< array": (x < np.array([2.0, 0, 2.0, 0, 2.0], dtype)[::2], [True, False, False]),
+        "array > x": (np.array([2.0, 0, 2.0, 0, 2.0], dtype)[::2] > x, [True, False, False]),
     }
     for name, (out, expected) in cases.items():
         assert out.dtype == bool, name

@@ -74,7 +74,7 @@ class Module:
             unexpected = sorted(set(state) - set(own))
             if missing or unexpected:
                 raise ValueError(f"load_state_dict: {type(self).__name__}: missing keys {missing}, "
-                               f"unexpected keys {unexpected}")
+                                 f"unexpected keys {unexpected}")
         new = {}
         for name, value in state.items():
             if name not in own:
@@ -104,7 +104,7 @@ class Module:
 
 
 def _uniform(rng, bound, shape, dtype):
-    return _generator(rng).uniform(-bound, bound, shape).astype(dtype)
+    return rng.uniform(-bound, bound, shape).astype(dtype)
 
 
 def _positive(who, **sizes):
