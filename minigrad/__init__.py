@@ -1,7 +1,7 @@
 """minigrad: a tape-based reverse-mode autodiff for recurrent networks, on NumPy."""
 import numpy as _np
 
-from . import nn, optim, viz
+from . import bptt, nn, optim, viz
 from .backward import backward
 from .gradcheck import GradcheckError, gradcheck
 from .ops import concat, stack, unbroadcast, where
@@ -17,5 +17,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "zeros_like", "ones_like", "arange", "randn", "rand",
     "concat", "stack", "where", "unbroadcast", "backward", "gradcheck", "GradcheckError",
-    "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64", "nn", "optim", "viz",
+    "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64",
+    "nn", "optim", "bptt", "viz",
 ]

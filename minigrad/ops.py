@@ -289,14 +289,20 @@ def tanh(a):
     return _result("tanh", y, (a,), backward)
 
 
-def sigmoid(a):
-    xp = array_module(a.data)
-    x = a.data
-    # 1 / (1 + exp(-x)) overflows exp for x < -88 in float32. With e = exp(-|x|) <= 1,
-    # 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0 never overflow, and keep full
-    # relative precision in the far left tail (sigmoid(-40) = 4.2e-18, not 0).
+def sigmoid_array(x):
+    """1 / (1 + exp(-x)) of an array, computed so that it never overflows.
+
+    1 / (1 + exp(-x)) overflows exp for x < -88 in float32. With e = exp(-|x|) <= 1,
+    1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0 never overflow, and keep full
+    relative precision in the far left tail (sigmoid(-40) = 4.2e-18, not 0).
+    """
+    xp = array_module(x)
     e = xp.exp(-xp.abs(x))
-    y = xp.where(x >= 0, 1, e) / (1 + e)
+    return xp.where(x >= 0, 1, e) / (1 + e)
+
+
+def sigmoid(a):
+    y = sigmoid_array(a.data)
 
     def backward(g):  # d sigmoid(x) = s (1 - s) dx
         return (g * (y * (1 - y)),)

@@ -122,10 +122,12 @@ class Tape:
 
     # -- freeing ------------------------------------------------------------
 
-    def free(self, before_step):
-        """Free the records of every time step before `before_step`; unlabeled records stay."""
+    def free(self, before_step, from_step=None):
+        """Free the records of the time steps before `before_step` (and from `from_step`,
+        if given); unlabeled records stay."""
         for rec in self:
-            if rec.step is not None and rec.step < before_step:
+            if (rec.step is not None and rec.step < before_step
+                    and (from_step is None or rec.step >= from_step)):
                 rec.free()
         self._compact()
 

@@ -1,5 +1,5 @@
 """Neural-network building blocks: Modules and Parameters; fused functions in `functional`."""
 from . import functional
-from .modules import Embedding, Linear, Module, Parameter
+from .modules import Embedding, GRUCell, Linear, LSTMCell, Module, Parameter, RNNCell
 
-__all__ = ["functional", "Module", "Parameter", "Linear", "Embedding"]
+__all__ = ["functional", "Module", "Parameter", "Linear", "Embedding", "RNNCell", "LSTMCell", "GRUCell"]

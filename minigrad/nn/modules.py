@@ -162,3 +162,93 @@ class Embedding(Module):
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class _Cell(Module):
+    """What the three cells share: PyTorch's parameters weight_ih (G*H, I), weight_hh (G*H, H),
+    bias_ih and bias_hh (G*H,), all initialized U(-1/sqrt(H), 1/sqrt(H))."""
+
+    gates = 1
+
+    def __init__(self, input_size, hidden_size, bias, dtype, device, rng):
+        who = type(self).__name__
+        _positive(who, input_size=input_size, hidden_size=hidden_size)
+        dtype = _dtype(dtype, who, float_only=True)
+        rng = _generator(rng)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        rows, bound = self.gates * hidden_size, 1 / math.sqrt(hidden_size)
+        self.weight_ih = Parameter(_uniform(rng, bound, (rows, input_size), dtype), device=device)
+        self.weight_hh = Parameter(_uniform(rng, bound, (rows, hidden_size), dtype), device=device)
+        self.bias_ih = Parameter(_uniform(rng, bound, (rows,), dtype), device=device) if bias else None
+        self.bias_hh = Parameter(_uniform(rng, bound, (rows,), dtype), device=device) if bias else None
+
+    def _zeros(self, x):
+        """The zero state for input x: (B, H), or (H,) for unbatched x."""
+        data = x.data if isinstance(x, Tensor) else np.asarray(x)
+        shape = data.shape[:-1] + (self.hidden_size,) if data.ndim else (self.hidden_size,)
+        return Tensor(np.zeros(shape, dtype=self.weight_hh.dtype), device=self.weight_hh.device)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias_ih is not None else ", bias=False")
+
+
+class RNNCell(_Cell):
+    """Elman cell, as PyTorch's RNNCell:  h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)
+
+    cell(x, h=None) -> h'.   x: (batch, input_size) or (input_size,);  h, h': (batch, hidden_size)
+    or (hidden_size,); h=None means zeros. nonlinearity: "tanh" or "relu".
+    rng: a seed or a numpy.random.Generator for the initialization.
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
+                 dtype=None, device=None, rng=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x, h=None):
+        if h is None:
+            h = self._zeros(x)
+        return F.rnn_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                          self.nonlinearity)
+
+    def extra_repr(self):
+        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity='relu'"
+        return super().extra_repr() + extra
+
+
+class LSTMCell(_Cell):
+    """LSTM cell, as PyTorch's LSTMCell (gates i, f, g, o; see functional.lstm_cell).
+
+    cell(x, (h, c)=None) -> (h', c').   x: (batch, input_size) or (input_size,);
+    h, c: (batch, hidden_size) or (hidden_size,); None means zeros for both.
+    """
+
+    gates = 4
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
+        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
+
+    def forward(self, x, state=None):
+        if state is None:
+            state = (self._zeros(x), self._zeros(x))
+        return F.lstm_cell(x, tuple(state), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
+
+class GRUCell(_Cell):
+    """GRU cell, as PyTorch's GRUCell (gates r, z, n; see functional.gru_cell).
+
+    cell(x, h=None) -> h'.   x: (batch, input_size) or (input_size,);  h, h': (batch, hidden_size)
+    or (hidden_size,); h=None means zeros.
+    """
+
+    gates = 3
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
+        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
+
+    def forward(self, x, h=None):
+        if h is None:
+            h = self._zeros(x)
+        return F.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)

@@ -1,0 +1,355 @@
+"""Backpropagation through time, full and truncated, as policies over the tape.
+
+TBPTT(k1, k2) is Sutskever's notation (thesis, 2013, section 2.8.6): every k1
+forward steps, back-propagate through the last k2 steps and update. Williams and
+Peng (1990) write the same procedure BPTT(h; h') with h = k2 and h' = k1.
+BPTT() is TBPTT(n, n) for a sequence of n steps: one update, at the end.
+
+`train_sequence` runs a sequence under a policy. Its semantics, steps numbered 1..n:
+
+  1. Updates happen after steps k1, 2*k1, ..., and after step n if k1 does not divide n.
+  2. At the update after step t, with the previous update after step p (p = 0 at first),
+     the window is steps max(1, t-k2+1) .. t. The update's loss is the SUM of loss_s over
+     the steps s in (p, t] that lie inside the window. Losses of steps before the window
+     (possible only when k2 < k1) are dropped, with a warning (once per call) saying so.
+     Note the final update when k1 does not divide n: its window still reaches k2 steps
+     back, across the previous update (TBPTT(4, 4) with n = 13 updates after steps 4, 8,
+     12 and 13, the last through steps 10..13).
+  3. The gradient flows only through the window: the state entering its first step is a
+     constant. The state passed to `train_sequence` is always a constant (a window never
+     reaches before the call).
+  4. `train_sequence` zeroes the optimizer's gradients before each update's backward,
+     clips them if asked, then calls `optimizer.step()`.
+  5. recompute=False (default): each step's forward runs once. An update back-propagates
+     through the values stored when each step was computed, including, when k2 > k1, steps
+     computed before the previous update, with the parameter values current at that time;
+     the gradient of a parameter is summed over all its uses in the window. The tape holds
+     at most the records of the last max(k1, k2) steps (plus the parameter values they
+     used, at most about k2/k1 + 1 versions): peak memory does not grow with n.
+  6. recompute=True (the unfold-and-average procedure of the Wikipedia article on BPTT,
+     generalized): the state just before each window (the context) is advanced lazily,
+     without recording, with the parameter values current at that moment; each update
+     re-runs its window from the context with the current parameters, recording, and
+     back-propagates. It stores inputs and the context only, and costs about k1 + k2
+     forward steps per update.
+
+How the tape does it (recompute=False). Every step runs inside `tape.at_step(label)`,
+so its records carry their step. An update calls `backward(loss, since_step=start)`:
+records of steps before the window are constants, so the gradient stops at the window's
+first step. It keeps the records (retain_graph=True), because the next window may reach
+back into this one, then frees every record older than the next window's first step:
+that freeing is what keeps memory flat in n. Steps that lie in no window (k2 < k1) run
+under no_grad() and make no records at all.
+"""
+import itertools
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backward import backward
+from .ops import stack
+from .optim import clip_grad_norm_
+from .tape import TAPE, no_grad
+from .tensor import Tensor, _make
+
+
+def _steps(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"TBPTT: {name} must be an integer >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"TBPTT: {name} must be an integer >= 1, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One update: it happens after step `end`; the previous update was after step `prev`
+    (0 for none); the gradient flows through steps `start` .. `end`. The update's loss sums
+    the steps in max(prev + 1, start) .. end."""
+    prev: int
+    start: int
+    end: int
+
+    @property
+    def first_loss(self):
+        return max(self.prev + 1, self.start)
+
+
+class TBPTT:
+    """Truncated BPTT: every k1 forward steps, back-propagate through the last k2 steps.
+
+    Sutskever's TBPTT(k1, k2), which is Williams and Peng's BPTT(h = k2; h' = k1).
+    k1: forward steps between updates; k2: steps of backpropagation (integers >= 1).
+    recompute: False (default) back-propagates through the activations stored when each
+    step ran; True re-runs each window from its context with the current parameters
+    (the unfold-and-average procedure). See this module's docstring for the semantics.
+    """
+
+    def __init__(self, k1, k2, recompute=False):
+        self.k1 = _steps(k1, "k1")
+        self.k2 = _steps(k2, "k2")
+        if not isinstance(recompute, bool):
+            raise TypeError(f"TBPTT: recompute must be True or False, got {recompute!r}")
+        self.recompute = recompute
+
+    def sizes(self, n):
+        """(k1, k2) for a sequence of n steps."""
+        return self.k1, self.k2
+
+    def windows(self, n):
+        """The updates of a sequence of n steps, in order, as Windows (lazily: O(1) memory)."""
+        k1, k2 = self.sizes(n)
+        prev = 0
+        ends = itertools.chain(range(k1, n + 1, k1), [n] if n % k1 else [])
+        for end in ends:
+            yield Window(prev, max(1, end - k2 + 1), end)
+            prev = end
+
+    def __repr__(self):
+        extra = ", recompute=True" if self.recompute else ""
+        return f"TBPTT({self.k1}, {self.k2}{extra})"
+
+
+class BPTT(TBPTT):
+    """Full backpropagation through time: TBPTT(n, n) for a sequence of n steps,
+    one update after the last step, through every step."""
+
+    def __init__(self):
+        self.k1 = self.k2 = None
+        self.recompute = False
+
+    def sizes(self, n):
+        return max(n, 1), max(n, 1)
+
+    def __repr__(self):
+        return "BPTT()"
+
+
+@dataclass
+class TrainResult:
+    """What train_sequence returns.
+
+    state:   the state after step n, as the last forward pass computed it, detached
+    losses:  each update's loss (the sum of the losses it back-propagated), as floats
+    updates: how many updates ran
+    """
+    state: object
+    losses: list
+    updates: int
+
+
+# Step labels on the tape: each call takes a fresh range, so that `since_step` and the
+# freeing of one call can never touch records of another (earlier call, or the user's own).
+_next_label = 1
+
+
+def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad_norm=None):
+    """Train on one sequence of n steps under a truncation policy (BPTT() or TBPTT(k1, k2)).
+
+    step(state, x_t, y_t) -> (new_state, loss_t): the user's function for one time step.
+        x_t and y_t arrive as Tensors that do not require grad; loss_t is a scalar Tensor;
+        the state is a Tensor or a tuple of Tensors (None for the first step is allowed
+        when `step` makes its own initial state), of the same shapes at every step.
+    inputs, targets: time on the first axis (arrays, Tensors, or sequences of per-step
+        arrays), both of length n. Nothing proportional to n is copied.
+    policy: BPTT() or TBPTT(k1, k2, recompute=...).
+    optimizer: a minigrad.optim optimizer over the parameters to train.
+    clip_grad_norm: if given, clip the gradients of the optimizer's parameters to this
+        joint 2-norm before each step.
+    Returns a TrainResult(state, losses, updates).
+
+    Semantics, steps numbered 1..n:
+      1. Updates happen after steps k1, 2*k1, ..., and after step n if k1 does not divide n.
+      2. At the update after step t, with the previous update after step p (p = 0 at
+         first), the window is steps max(1, t-k2+1) .. t. The update's loss is the SUM
+         of loss_s over the steps s in (p, t] that lie inside the window. Losses of steps
+         before the window (possible only when k2 < k1) are dropped, with a warning (once
+         per call) saying so.
+      3. The gradient flows only through the window: the state entering its first step is
+         a constant. The state passed to train_sequence is always a constant.
+      4. Before each update's backward the optimizer's gradients are zeroed; they are
+         clipped if asked, then optimizer.step() runs.
+      5. recompute=False: each step's forward runs once; an update back-propagates through
+         the values stored when each step ran (with the parameters of that time), the
+         gradient of a parameter summed over its uses in the window. The tape holds at most
+         the records of the last max(k1, k2) steps.
+      6. recompute=True: the context (the state just before each window) is advanced
+         lazily without recording, with the parameters current at that moment; each update
+         re-runs its window from the context with the current parameters and
+         back-propagates. It stores inputs and the context only.
+    """
+    global _next_label
+    n = _check_call(step, state, inputs, targets, policy, optimizer, clip_grad_norm)
+    windows = policy.windows(n)
+    dropped = sum(w.first_loss - (w.prev + 1) for w in policy.windows(n))
+    if dropped:
+        warnings.warn(f"train_sequence: {policy} drops the losses of {dropped} of {n} steps: "
+                      "steps before a window (k2 < k1) are run but never back-propagated",
+                      RuntimeWarning, stacklevel=2)
+    base, _next_label = _next_label - 1, _next_label + n  # this call's steps are base+1 .. base+n
+    run = _Run(step, inputs, targets, base, _state_shapes(state))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    losses = []
+    try:
+        if policy.recompute:
+            state = _recompute(run, _detached(state), windows, optimizer, params, clip_grad_norm, losses)
+        else:
+            state = _stored(run, _detached(state), windows, optimizer, params, clip_grad_norm, losses)
+    finally:
+        TAPE.free(before_step=base + n + 1, from_step=base + 1)  # nothing of this call stays
+    return TrainResult(_detached(state), losses, len(losses))
+
+
+def _stored(run, state, windows, optimizer, params, clip, losses):
+    """recompute=False: one forward pass; each update back-propagates through stored records."""
+    window = next(windows, None)
+    pending = []  # the losses of the current update, steps first_loss .. end
+    s = 0
+    while window is not None:
+        s += 1
+        inside = s >= window.start  # a step before its window is never back-propagated
+        state, loss = run(state, s, record=inside)
+        if inside:
+            pending.append(loss)
+        if s == window.end:
+            _update(run, pending, window, optimizer, params, clip, losses, retain=True)
+            pending = []
+            window = next(windows, None)
+            # Free what no later window reaches: every step before the next one's start.
+            keep_from = window.start if window is not None else s + 1
+            TAPE.free(before_step=run.base + keep_from, from_step=run.base + 1)
+    return state
+
+
+def _recompute(run, context, windows, optimizer, params, clip, losses):
+    """recompute=True: advance the context lazily; re-run each window with current parameters."""
+    at = 0  # the context is the state after step `at`
+    state = context
+    for window in windows:
+        while at < window.start - 1:
+            at += 1
+            context, _ = run(context, at, record=False)
+        state, pending = context, []
+        for s in range(window.start, window.end + 1):
+            state, loss = run(state, s, record=True)
+            if s >= window.first_loss:
+                pending.append(loss)
+        _update(run, pending, window, optimizer, params, clip, losses, retain=False)
+        TAPE.free(before_step=run.base + window.end + 1, from_step=run.base + 1)
+    return state
+
+
+def _update(run, pending, window, optimizer, params, clip, losses, retain):
+    """Zero the gradients, back-propagate the window's loss, clip, step."""
+    total = pending[0] if len(pending) == 1 else stack(pending).sum()
+    if not total.requires_grad:
+        raise RuntimeError(f"train_sequence: the loss of the update after step {window.end} does not "
+                           "depend on any parameter that requires grad")
+    optimizer.zero_grad()
+    backward(total, retain_graph=retain, since_step=run.base + window.start)
+    if clip is not None:
+        clip_grad_norm_(params, clip)
+    optimizer.step()
+    losses.append(float(total.data.item()))
+
+
+class _Run:
+    """Runs the user's step for step s (1-based), with checks and the step's tape label."""
+
+    def __init__(self, step, inputs, targets, base, shapes):
+        self.step, self.inputs, self.targets, self.base = step, inputs, targets, base
+        self.shapes = shapes  # the state's (shape, dtype) per tensor, once known
+
+    def __call__(self, state, s, record):
+        x, y = _at(self.inputs, s - 1), _at(self.targets, s - 1)
+        with TAPE.at_step(self.base + s), (nullcontext() if record else no_grad()):
+            out = self.step(state, x, y)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise TypeError(f"train_sequence: step must return (new_state, loss), got "
+                            f"{type(out).__name__} at step {s}")
+        new_state, loss = out
+        if not isinstance(loss, Tensor) or loss.data.size != 1:
+            what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"train_sequence: step must return a scalar loss Tensor, got {what} "
+                             f"at step {s}")
+        shapes = _state_shapes(new_state, s)
+        if self.shapes is None:
+            self.shapes = shapes
+        elif shapes != self.shapes:
+            raise ValueError(f"train_sequence: the state changed at step {s} from "
+                             f"{_describe(self.shapes)} to {_describe(shapes)}")
+        return new_state, loss
+
+
+def _at(seq, k):
+    """Entry k of a sequence as a Tensor that does not require grad (a view, not a copy)."""
+    item = seq.data[k] if isinstance(seq, Tensor) else seq[k]
+    if isinstance(item, Tensor):
+        return _make(item.data, item.device)
+    if not isinstance(item, np.ndarray):
+        item = np.asarray(item)
+    return _make(item, seq.device if isinstance(seq, Tensor) else "cpu")
+
+
+def _state_shapes(state, s=0):
+    """((shape, dtype), ...) of a state: a Tensor or a tuple of Tensors; None while unknown."""
+    if state is None and s == 0:
+        return None
+    parts = state if isinstance(state, tuple) else (state,)
+    if not parts or not all(isinstance(t, Tensor) for t in parts):
+        where = "the initial state" if s == 0 else f"the state returned at step {s}"
+        raise TypeError(f"train_sequence: {where} must be a Tensor or a tuple of Tensors, got "
+                        f"{type(state).__name__}")
+    return tuple((t.shape, t.dtype) for t in parts)
+
+
+def _describe(shapes):
+    return ", ".join(f"{shape} {dtype}" for shape, dtype in shapes)
+
+
+def _detached(state):
+    """The same values with no record behind them: a constant for the next window or call."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(_make(t.data, t.device) for t in state)
+    return _make(state.data, state.device)
+
+
+def _length(seq, name):
+    if isinstance(seq, (Tensor, np.ndarray)):
+        if seq.ndim == 0:
+            raise ValueError(f"train_sequence: {name} needs time as its first axis, got a scalar")
+        return seq.shape[0]
+    try:
+        return len(seq)
+    except TypeError:
+        raise TypeError(f"train_sequence: {name} must be an array, a Tensor or a sequence of "
+                        f"per-step arrays, got {type(seq).__name__}") from None
+
+
+def _check_call(step, state, inputs, targets, policy, optimizer, clip):
+    """Everything that can be checked before any parameter changes; returns n."""
+    if not callable(step):
+        raise TypeError(f"train_sequence: step must be callable, got {type(step).__name__}")
+    if not isinstance(policy, TBPTT):
+        raise TypeError(f"train_sequence: policy must be BPTT() or TBPTT(k1, k2), got {policy!r}")
+    if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
+        raise TypeError(f"train_sequence: optimizer must be a minigrad.optim optimizer, got "
+                        f"{type(optimizer).__name__}")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                             or not clip > 0):
+        raise ValueError(f"train_sequence: clip_grad_norm must be a number > 0 or None, got {clip!r}")
+    if not TAPE.enabled:
+        raise RuntimeError("train_sequence: called inside no_grad(); nothing would be recorded")
+    _state_shapes(state)
+    n, n_targets = _length(inputs, "inputs"), _length(targets, "targets")
+    if n != n_targets:
+        raise ValueError(f"train_sequence: inputs have {n} steps and targets {n_targets}; "
+                         "they must have the same length")
+    return n
+
+
+__all__ = ["BPTT", "TBPTT", "Window", "TrainResult", "train_sequence"]
