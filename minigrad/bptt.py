@@ -319,7 +319,7 @@ def _detached(state):
 
 
 def _length(seq, name):
-    if isinstance(seq, (Tensor, np.ndarray)):
+    if isinstance(seq, (Tensor, np.ndarray, np.generic)):
         if seq.ndim == 0:
             raise ValueError(f"train_sequence: {name} needs time as its first axis, got a scalar")
         return seq.shape[0]
