@@ -5,33 +5,8 @@ forward steps, back-propagate through the last k2 steps and update. Williams and
 Peng (1990) write the same procedure BPTT(h; h') with h = k2 and h' = k1.
 BPTT() is TBPTT(n, n) for a sequence of n steps: one update, at the end.
 
-`train_sequence` runs a sequence under a policy. Its semantics, steps numbered 1..n:
-
-  1. Updates happen after steps k1, 2*k1, ..., and after step n if k1 does not divide n.
-  2. At the update after step t, with the previous update after step p (p = 0 at first),
-     the window is steps max(1, t-k2+1) .. t. The update's loss is the SUM of loss_s over
-     the steps s in (p, t] that lie inside the window. Losses of steps before the window
-     (possible only when k2 < k1) are dropped, with a warning (once per call) saying so.
-     Note the final update when k1 does not divide n: its window still reaches k2 steps
-     back, across the previous update (TBPTT(4, 4) with n = 13 updates after steps 4, 8,
-     12 and 13, the last through steps 10..13).
-  3. The gradient flows only through the window: the state entering its first step is a
-     constant. The state passed to `train_sequence` is always a constant (a window never
-     reaches before the call).
-  4. `train_sequence` zeroes the optimizer's gradients before each update's backward,
-     clips them if asked, then calls `optimizer.step()`.
-  5. recompute=False (default): each step's forward runs once. An update back-propagates
-     through the values stored when each step was computed, including, when k2 > k1, steps
-     computed before the previous update, with the parameter values current at that time;
-     the gradient of a parameter is summed over all its uses in the window. The tape holds
-     at most the records of the last max(k1, k2) steps (plus the parameter values they
-     used, at most about k2/k1 + 1 versions): peak memory does not grow with n.
-  6. recompute=True (the unfold-and-average procedure of the Wikipedia article on BPTT,
-     generalized): the state just before each window (the context) is advanced lazily,
-     without recording, with the parameter values current at that moment; each update
-     re-runs its window from the context with the current parameters, recording, and
-     back-propagates. It stores inputs and the context only, and costs about k1 + k2
-     forward steps per update.
+`train_sequence` runs a sequence under a policy; its docstring states the semantics
+(the README quotes it word for word).
 
 How the tape does it (recompute=False). Every step runs inside `tape.at_step(label)`,
 so its records carry their step. An update calls `backward(loss, since_step=start)`:
@@ -161,24 +136,32 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
     Returns a TrainResult(state, losses, updates).
 
     Semantics, steps numbered 1..n:
+
       1. Updates happen after steps k1, 2*k1, ..., and after step n if k1 does not divide n.
-      2. At the update after step t, with the previous update after step p (p = 0 at
-         first), the window is steps max(1, t-k2+1) .. t. The update's loss is the SUM
-         of loss_s over the steps s in (p, t] that lie inside the window. Losses of steps
-         before the window (possible only when k2 < k1) are dropped, with a warning (once
-         per call) saying so.
-      3. The gradient flows only through the window: the state entering its first step is
-         a constant. The state passed to train_sequence is always a constant.
-      4. Before each update's backward the optimizer's gradients are zeroed; they are
-         clipped if asked, then optimizer.step() runs.
-      5. recompute=False: each step's forward runs once; an update back-propagates through
-         the values stored when each step ran (with the parameters of that time), the
-         gradient of a parameter summed over its uses in the window. The tape holds at most
-         the records of the last max(k1, k2) steps.
-      6. recompute=True: the context (the state just before each window) is advanced
-         lazily without recording, with the parameters current at that moment; each update
-         re-runs its window from the context with the current parameters and
-         back-propagates. It stores inputs and the context only.
+      2. At the update after step t, with the previous update after step p (p = 0 at first),
+         the window is steps max(1, t-k2+1) .. t. The update's loss is the SUM of loss_s over
+         the steps s in (p, t] that lie inside the window. Losses of steps before the window
+         (possible only when k2 < k1) are dropped, with a warning (once per call) saying so.
+         Note the final update when k1 does not divide n: its window still reaches k2 steps
+         back, across the previous update (TBPTT(4, 4) with n = 13 updates after steps 4, 8,
+         12 and 13, the last through steps 10..13).
+      3. The gradient flows only through the window: the state entering its first step is a
+         constant. The state passed to `train_sequence` is always a constant (a window never
+         reaches before the call).
+      4. `train_sequence` zeroes the optimizer's gradients before each update's backward,
+         clips them if asked, then calls `optimizer.step()`.
+      5. recompute=False (default): each step's forward runs once. An update back-propagates
+         through the values stored when each step was computed, including, when k2 > k1, steps
+         computed before the previous update, with the parameter values current at that time;
+         the gradient of a parameter is summed over all its uses in the window. The tape holds
+         at most the records of the last max(k1, k2) steps (plus the parameter values they
+         used, at most about k2/k1 + 1 versions): peak memory does not grow with n.
+      6. recompute=True (the unfold-and-average procedure of the Wikipedia article on BPTT,
+         generalized): the state just before each window (the context) is advanced lazily,
+         without recording, with the parameter values current at that moment; each update
+         re-runs its window from the context with the current parameters, recording, and
+         back-propagates. It stores inputs and the context only, and costs about k1 + k2
+         forward steps per update.
     """
     global _next_label
     n = _check_call(step, state, inputs, targets, policy, optimizer, clip_grad_norm)

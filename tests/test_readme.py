@@ -23,6 +23,33 @@ def test_readme_example_prints_what_the_readme_shows():
     assert out.getvalue() == shown
 
 
+def test_readme_tbptt_example_learns():
+    text = README.read_text()
+    code = re.search(r"## Training a recurrent network.*?```python\n(.*?)```", text, re.S).group(1)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 20
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {})
+    lines = out.getvalue().splitlines()
+    losses = [float(line.rsplit(" ", 1)[1]) for line in lines]
+    assert len(losses) == 4 and all("100 updates" in line for line in lines)
+    assert losses[-1] < losses[0] / 10  # it learns the delay
+
+
+def test_readme_states_the_semantics_of_bptt_py():
+    """The six rules in the README are the ones in train_sequence's docstring, word for word."""
+    from minigrad.bptt import train_sequence
+
+    def words(text):
+        return " ".join(text.replace("\\*", "*").replace("`", "").split())
+
+    readme = re.search(r"steps\nnumbered 1..n:\n\n(.*?)\n\nWhen to use", README.read_text(), re.S).group(1)
+    doc = train_sequence.__doc__.split("steps numbered 1..n:")[1]
+    rules = lambda text: [words(r) for r in re.split(r"\n *\d\. ", "\n" + text.strip())[1:]]  # noqa: E731
+    assert len(rules(readme)) == 6
+    assert rules(readme) == rules(doc)
+
+
 def test_ci_runs_the_readme_commands():
     text = README.read_text()
     install, tests = re.findall(r"```sh\n(.*?)\n```", text, re.S)[:2]
