@@ -233,7 +233,9 @@ class LSTMCell(_Cell):
     def forward(self, x, state=None):
         if state is None:
             state = (self._zeros(x), self._zeros(x))
-        return F.lstm_cell(x, tuple(state), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        elif isinstance(state, list):
+            state = tuple(state)
+        return F.lstm_cell(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
 
 class GRUCell(_Cell):
