@@ -5,11 +5,11 @@ Errors are one line on stderr and a non-zero exit, never a traceback.
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 import minigrad as mg
+from minigrad.io import atomic_file
 from minigrad.nn import functional as F
 
 
@@ -54,24 +54,67 @@ def demo(args):
 
 def write_atomically(path, text):
     """Write text to path through a temporary file and a rename: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minigrad-")
-    except OSError as e:
-        raise OSError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"minigrad: error: {message}\n")
+
+
+def _train_parser(commands):
+    p = commands.add_parser(
+        "train", help="train a small recurrent network with BPTT or TBPTT(k1, k2)",
+        description="Train a recurrent cell and a linear readout on a built-in task (default: "
+                    "delayed recall, which needs k2 > --delay to learn) or on a text file, with "
+                    "minigrad.bptt.train_sequence. Each unit (a sequence of the task, or --length "
+                    "steps of the text's streams) is one train_sequence call: windows do not reach "
+                    "across units, and checkpoints are written between them.")
+    data = p.add_argument_group("data")
+    data.add_argument("--task", choices=["delay", "adding"], default=None,
+                      help="built-in task: delay (output the symbol from --delay steps ago; default) "
+                           "or adding (the sum of two marked numbers among --length)")
+    data.add_argument("--delay", type=int, default=5, help="memory need of the delay task (default 5)")
+    data.add_argument("--length", type=int, default=None,
+                      help="steps per sequence (delay: 50, adding: 20) or per unit of --text (100)")
+    data.add_argument("--text", metavar="FILE", help="train a character model on a UTF-8 text file")
+    data.add_argument("--sample", type=int, default=200, metavar="N",
+                      help="with --text: characters to generate at the end (default 200; 0: none)")
+    data.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    model = p.add_argument_group("model and training")
+    model.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="lstm", help="default lstm")
+    model.add_argument("--hidden", type=int, default=32, help="hidden units (default 32)")
+    model.add_argument("--batch", type=int, default=32, help="sequences or streams per step (default 32)")
+    model.add_argument("--policy", choices=["bptt", "tbptt"], default="tbptt",
+                       help="bptt: one update per unit, through all of it; tbptt: TBPTT(k1, k2) (default)")
+    model.add_argument("--k1", type=int, default=5, help="TBPTT: forward steps between updates (default 5)")
+    model.add_argument("--k2", type=int, default=10, help="TBPTT: steps of backpropagation (default 10)")
+    model.add_argument("--recompute", action="store_true",
+                       help="TBPTT: re-run each window with the current weights (unfold-and-average)")
+    model.add_argument("--optimizer", choices=["sgd", "adam", "adagrad"], default="adam", help="default adam")
+    model.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default: sgd 0.1, adam 0.01, adagrad 0.05)")
+    model.add_argument("--clip", type=float, default=1.0, help="clip the gradient norm (default 1.0)")
+    length = model.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=None, help="time steps to train (default 15000)")
+    length.add_argument("--epochs", type=int, default=None,
+                        help="with --text: passes over the text (default 1)")
+    model.add_argument("--seed", type=int, default=0, help="seed of data, weights and sampling (default 0)")
+    model.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default float32")
+    model.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="auto: the GPU when one is usable, else the CPU (default)")
+    files = p.add_argument_group("files and output")
+    files.add_argument("--save", metavar="PATH", help="write checkpoints (.npz) here, atomically")
+    files.add_argument("--resume", metavar="PATH", help="continue exactly from this checkpoint")
+    files.add_argument("--plot", metavar="PNG", help="write the loss curve (needs matplotlib)")
+    files.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+
+def _train(args):
+    from .train import run  # here: `minigrad demo` should not pay for the trainer's imports
+    return run(args)
 
 
 def main(argv=None):
@@ -81,12 +124,16 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the random data and weights")
     p.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT text")
     p.set_defaults(run=demo)
+    _train_parser(commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return args.run(args)
+    except BrokenPipeError:  # the output's reader went away (e.g. `| head`): stop quietly
+        sys.stdout = open(os.devnull, "w")
+        return 1
     except (OSError, ValueError, TypeError, RuntimeError) as e:
         print(f"minigrad {args.command}: error: {e}", file=sys.stderr)
         return 1

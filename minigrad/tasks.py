@@ -1,0 +1,240 @@
+"""Built-in sequence tasks for `minigrad train`, generated on the fly from a seed.
+
+Each task hands the trainer *units*: one call of `train_sequence` each, as
+(inputs, targets, fresh) with time on the first axis and `fresh` saying whether
+the recurrent state starts again from zero. A task also defines the loss of one
+time step and how to score a trained model against a trivial baseline.
+
+- DelayTask ("delay"): output the symbol seen `delay` steps ago. Memory need: delay
+  steps, so TBPTT needs k2 > delay to learn it, and stays at chance below.
+- AddingTask ("adding"): two of `length` numbers are marked; at the last step, output
+  their sum. Memory need: up to the whole sequence.
+- TextTask (--text FILE): predict the next character of a text, B streams over it,
+  the state carried from one unit to the next (the classic "batchify" layout).
+"""
+import hashlib
+
+import numpy as np
+
+from .nn import functional as F
+from .tensor import Tensor
+
+
+class OneHot:
+    """A lazy (T, B, V) one-hot sequence: step k is made when asked for, so nothing of
+    size T * B * V is ever stored (a text of a million characters stays small)."""
+
+    def __init__(self, indices, classes, dtype):
+        self.indices, self.eye = indices, np.eye(classes, dtype=dtype)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        return self.eye[self.indices[k]]
+
+
+class _Classes:
+    """What the character and symbol tasks share: one-hot inputs, class targets (-1 for none)."""
+
+    def step_loss(self, logits, y):
+        """Cross-entropy summed over the batch entries that have a target, divided by the
+        batch size: each update's loss is then the mean over streams of the summed steps."""
+        t = y.data
+        batch = t.shape[0]
+        valid = t >= 0
+        if valid.all():
+            return F.cross_entropy(logits, t, reduction="sum") * (1.0 / batch)
+        losses = F.cross_entropy(logits, np.where(valid, t, 0), reduction="none")
+        mask = Tensor(valid.astype(logits.dtype))
+        return (losses * mask).sum() * (1.0 / batch)
+
+    def score(self, outputs, targets):
+        """accuracy, mean loss, and the same for the trivial baseline of always predicting the
+        most frequent target (its loss: the entropy of the target frequencies)."""
+        valid = targets >= 0
+        logits, t = outputs[valid], targets[valid]
+        z = logits - logits.max(axis=-1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        freq = np.bincount(t, minlength=logits.shape[-1]) / t.size
+        nz = freq[freq > 0]
+        return {"accuracy": float((logits.argmax(-1) == t).mean()),
+                "loss": float(-log_p[np.arange(t.size), t].mean()),
+                "baseline_accuracy": float(freq.max()),
+                "baseline_loss": float(-(nz * np.log(nz)).sum()),
+                "baseline": "always the most frequent symbol"}
+
+
+class DelayTask(_Classes):
+    name = "delay"
+
+    def __init__(self, delay=5, length=50, batch=32, symbols=4, dtype="float32"):
+        if delay < 1 or delay >= length:
+            raise ValueError(f"--delay must be between 1 and --length - 1 ({length - 1}), got {delay}")
+        self.delay, self.length, self.batch, self.classes = delay, length, batch, symbols
+        self.input_size = self.output_size = symbols
+        self.dtype = np.dtype(dtype)
+
+    def describe(self):
+        return f"delay: output the symbol seen {self.delay} steps ago ({self.classes} symbols)"
+
+    def config(self):
+        return {"task": self.name, "delay": self.delay, "length": self.length, "symbols": self.classes}
+
+    def sample(self, rng, count=None):
+        """count (default: the batch) fresh sequences: inputs (T, count, V), targets (T, count)."""
+        symbols = rng.integers(0, self.classes, (self.length, count or self.batch))
+        targets = np.full(symbols.shape, -1)
+        targets[self.delay:] = symbols[:-self.delay]
+        return OneHot(symbols, self.classes, self.dtype), targets
+
+    def unit(self, index, rng):
+        x, y = self.sample(rng)
+        return x, y, True
+
+    def units(self, steps, epochs):
+        return -(-steps // self.length)
+
+    def unit_steps(self, index):
+        return self.length
+
+    def evaluation_sets(self, rng):
+        yield self.sample(rng, 256)
+
+
+class AddingTask:
+    name = "adding"
+
+    def __init__(self, length=20, batch=32, dtype="float32"):
+        if length < 2:
+            raise ValueError(f"--length must be at least 2 for the adding problem, got {length}")
+        self.length, self.batch = length, batch
+        self.input_size, self.output_size = 2, 1
+        self.dtype = np.dtype(dtype)
+
+    def describe(self):
+        return f"adding: the sum of the 2 marked numbers among {self.length}, asked at the end"
+
+    def config(self):
+        return {"task": self.name, "length": self.length}
+
+    def sample(self, rng, count=None):
+        """inputs (T, count, 2): a number and a 0/1 marker; targets (T, count, 2): the answer
+        and its weight, 1 at the last step only."""
+        count = count or self.batch
+        half = self.length // 2
+        x = np.zeros((self.length, count, 2), dtype=self.dtype)
+        x[:, :, 0] = rng.uniform(0, 1, (self.length, count))
+        first = rng.integers(0, half, count)
+        second = rng.integers(half, self.length, count)
+        columns = np.arange(count)
+        x[first, columns, 1] = x[second, columns, 1] = 1
+        y = np.zeros((self.length, count, 2), dtype=self.dtype)
+        y[-1, :, 0] = x[first, columns, 0] + x[second, columns, 0]
+        y[-1, :, 1] = 1
+        return x, y
+
+    def unit(self, index, rng):
+        x, y = self.sample(rng)
+        return x, y, True
+
+    def units(self, steps, epochs):
+        return -(-steps // self.length)
+
+    def unit_steps(self, index):
+        return self.length
+
+    def evaluation_sets(self, rng):
+        yield self.sample(rng, 256)
+
+    def step_loss(self, pred, y):
+        """Weighted squared error, summed over the batch and divided by its size."""
+        target, weight = y[:, 0], y[:, 1]
+        d = pred.reshape(pred.shape[0]) - target
+        return (d * d * weight).sum() * (1.0 / pred.shape[0])
+
+    def score(self, outputs, targets):
+        """Mean squared error at the last step, and accuracy: |error| < 0.04, the usual
+        criterion; the baseline always answers 1, the expected sum."""
+        pred, answer = outputs[-1, :, 0], targets[-1, :, 0]
+        return {"accuracy": float((np.abs(pred - answer) < 0.04).mean()),
+                "loss": float(((pred - answer) ** 2).mean()),
+                "baseline_accuracy": float((np.abs(1 - answer) < 0.04).mean()),
+                "baseline_loss": float(((1 - answer) ** 2).mean()),
+                "baseline": "always 1, the expected sum"}
+
+
+class TextTask(_Classes):
+    name = "text"
+
+    def __init__(self, path, length=100, batch=32, dtype="float32"):
+        try:
+            raw = open(path, "rb").read()
+        except FileNotFoundError:
+            raise OSError(f"cannot read {path}: No such file or directory") from None
+        except IsADirectoryError:
+            raise OSError(f"cannot read {path}: it is a directory") from None
+        except OSError as e:
+            raise OSError(f"cannot read {path}: {e.strerror}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text "
+                             f"(byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+        if not text:
+            raise ValueError(f"{path} is empty")
+        if len(text) < 2 * batch + 1:
+            raise ValueError(f"{path} has {len(text)} characters: too short for {batch} streams "
+                             f"(--batch); it needs at least {2 * batch + 1}")
+        self.path, self.length, self.batch = path, length, batch
+        self.vocab = "".join(sorted(set(text)))
+        self.classes = self.input_size = self.output_size = len(self.vocab)
+        self.dtype = np.dtype(dtype)
+        self.digest = hashlib.sha256(raw).hexdigest()[:16]
+        index = {c: i for i, c in enumerate(self.vocab)}
+        data = np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
+        per = (len(data) - 1) // batch  # steps per stream
+        # Stream b reads characters b*per .. (b+1)*per; the target is the next character.
+        self.inputs = data[:batch * per].reshape(batch, per).T
+        self.targets = data[1:batch * per + 1].reshape(batch, per).T
+        self.per_epoch = -(-per // length)
+
+    def describe(self):
+        return (f"text: next character of {self.path} ({self.batch} streams of "
+                f"{len(self.inputs)} steps, {self.classes} symbols)")
+
+    def config(self):
+        return {"task": self.name, "text": self.digest, "vocab": self.vocab, "length": self.length}
+
+    def unit(self, index, rng):
+        k = index % self.per_epoch
+        rows = slice(k * self.length, (k + 1) * self.length)
+        return OneHot(self.inputs[rows], self.classes, self.dtype), self.targets[rows], k == 0
+
+    def units(self, steps, epochs):
+        if steps is not None:
+            return -(-steps // self.length)
+        return epochs * self.per_epoch
+
+    def unit_steps(self, index):
+        k = index % self.per_epoch
+        return min(self.length, len(self.inputs) - k * self.length)
+
+    def evaluation_sets(self, rng):
+        rows = slice(0, min(len(self.inputs), 500))
+        yield OneHot(self.inputs[rows], self.classes, self.dtype), self.targets[rows]
+
+
+def make_task(args):
+    """The task the command line asks for."""
+    if args.text is not None:
+        if args.task is not None:
+            raise ValueError("give --task or --text, not both")
+        return TextTask(args.text, length=args.length or 100, batch=args.batch, dtype=args.dtype)
+    task = args.task or "delay"
+    if task == "delay":
+        return DelayTask(delay=args.delay, length=args.length or 50, batch=args.batch, dtype=args.dtype)
+    return AddingTask(length=args.length or 20, batch=args.batch, dtype=args.dtype)
+
+
+__all__ = ["DelayTask", "AddingTask", "TextTask", "OneHot", "make_task"]

@@ -1,0 +1,285 @@
+"""`minigrad train`: train a small recurrent network on a task with a truncation policy.
+
+The loop is `train_sequence` once per unit of the task (a fresh sequence for the
+built-in tasks, the next piece of the streams for --text), with the recurrent
+state carried from unit to unit. Between units everything is consistent (model,
+optimizer, position, state, random generator), so that is where checkpoints are
+written, and a resumed run continues exactly where the checkpoint left off.
+"""
+import math
+import os
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from . import backend, io, optim
+from .bptt import BPTT, TBPTT, train_sequence
+from .nn import GRUCell, Linear, LSTMCell, Module, RNNCell
+from .tape import no_grad
+from .tasks import make_task
+from .tensor import Tensor, _make
+
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adagrad": optim.Adagrad}
+DEFAULT_LR = {"sgd": 0.1, "adam": 0.01, "adagrad": 0.05}
+SAVE_EVERY = 5.0  # seconds between checkpoints (and one after the first unit and at the end)
+
+
+class SequenceModel(Module):
+    """A recurrent cell and a linear readout: step(state, x) -> (new state, output)."""
+
+    def __init__(self, cell, input_size, hidden, output_size, dtype, rng):
+        self.cell = CELLS[cell](input_size, hidden, dtype=dtype, rng=rng)
+        self.head = Linear(hidden, output_size, dtype=dtype, rng=rng)
+
+    def step(self, state, x):
+        new = self.cell(x, state)
+        return new, self.head(new[0] if isinstance(new, tuple) else new)
+
+
+def check(args):
+    """Options that no later step would catch, checked before anything runs."""
+    for name in ("hidden", "batch"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("steps", "epochs", "length", "sample"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "sample" else 1):
+            raise ValueError(f"--{name} must be >= {0 if name == 'sample' else 1}, got {value}")
+    if args.epochs is not None and args.text is None:
+        raise ValueError("--epochs needs --text (the built-in tasks never run out of data: use --steps)")
+    if args.epochs is not None and args.steps is not None:
+        raise ValueError("give --epochs or --steps, not both")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.clip is not None and not args.clip > 0:
+        raise ValueError(f"--clip must be > 0, got {args.clip}")
+    if not args.temperature > 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise RuntimeError("--plot needs matplotlib: pip install \"minigrad[plot]\"") from None
+    for name in ("save", "plot"):
+        path = getattr(args, name)
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise OSError(f"cannot write {path}: No such file or directory")
+
+
+def pick_device(requested):
+    """(device, why) for --device auto|cpu|cuda; cuda without a usable GPU raises."""
+    if requested == "cpu":
+        return "cpu", "asked for"
+    if requested == "cuda":
+        return backend.parse_device("cuda"), "asked for"
+    try:
+        return backend.parse_device("cuda"), "auto: a usable GPU"
+    except (RuntimeError, ValueError) as e:
+        reason = str(e).split(": ", 1)[-1].split(";")[0]
+        return "cpu", f"auto; no usable GPU: {reason}"
+
+
+def make_policy(args):
+    if args.policy == "bptt":
+        return BPTT()
+    return TBPTT(args.k1, args.k2, recompute=args.recompute)
+
+
+def run(args, out=sys.stdout):
+    """Train as the command line says; returns the exit status."""
+    check(args)
+    device, why = pick_device(args.device)
+    task = make_task(args)
+    policy = make_policy(args)
+    rng = np.random.default_rng(args.seed)
+    model = SequenceModel(args.cell, task.input_size, args.hidden, task.output_size, args.dtype, rng)
+    model.to(device)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr)
+    config = {**task.config(), "cell": args.cell, "hidden": args.hidden, "batch": args.batch,
+              "dtype": args.dtype, "optimizer": args.optimizer}
+    position = {"unit": 0, "steps": 0}
+    state, history = None, {"steps": [], "loss": []}
+    if args.resume:
+        position, state, history = resume(args.resume, config, model, optimizer, rng)
+
+    steps = args.steps if args.steps is not None else (None if args.text else 15000)
+    total_units = task.units(steps, args.epochs if args.epochs is not None else 1)
+    total_steps = sum(task.unit_steps(u) for u in range(total_units))
+    print(f"minigrad train: {task.describe()}", file=out, flush=True)
+    print(f"  {args.cell} cell, hidden {args.hidden}, batch {args.batch}, {policy}, {args.optimizer} "
+          f"lr {lr:g}{f', clip {args.clip:g}' if args.clip else ''}, {args.dtype}, device {device} ({why})",
+          file=out, flush=True)
+    if position["unit"]:
+        print(f"  resumed from {args.resume} at step {position['steps']}", file=out, flush=True)
+
+    def step(h, x, y):
+        h, output = model.step(h, x)
+        return h, task.step_loss(output, y)
+
+    bar = _progress(total_steps, position["steps"], args.quiet)
+    started, last_save, trained = time.perf_counter(), None, 0
+    saved_at, dropped = None, []
+    try:
+        for unit in range(position["unit"], total_units):
+            x, y, fresh = task.unit(unit, rng)
+            if fresh:
+                state = None
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)  # k2 < k1: said once, below
+                result = train_sequence(step, state, x, y, policy=policy, optimizer=optimizer,
+                                        clip_grad_norm=args.clip)
+            if caught and not dropped:
+                dropped.append(str(caught[0].message))
+                bar.write(f"minigrad train: note: {dropped[0].split(': ', 1)[1]}", file=sys.stderr)
+            state = result.state
+            position = {"unit": unit + 1, "steps": position["steps"] + len(x)}
+            trained += len(x)
+            loss = sum(result.losses) / len(x)  # per step
+            history["steps"].append(position["steps"])
+            history["loss"].append(loss)
+            if not math.isfinite(loss):
+                raise RuntimeError(f"the loss became {loss} at step {position['steps']}; "
+                                   "try a smaller --lr or --clip")
+            bar.update(len(x))
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            if args.save and (last_save is None or time.perf_counter() - last_save >= SAVE_EVERY
+                              or unit + 1 == total_units):
+                save(args.save, config, model, optimizer, position, state, rng, history)
+                last_save, saved_at = time.perf_counter(), position["steps"]
+    except KeyboardInterrupt:
+        bar.close()
+        kept = (f"; the last checkpoint, at step {saved_at}, is in {args.save}" if saved_at is not None
+                else "; no checkpoint was written" if args.save else "")
+        print(f"minigrad train: interrupted at step {position['steps']}{kept}", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+
+    report(task, model, history, trained, elapsed, args, out)
+    if args.plot:
+        plot(args.plot, history, task, policy)
+        print(f"loss curve written to {args.plot}", file=out)
+    if args.save:
+        print(f"checkpoint written to {args.save} (step {position['steps']})", file=out)
+    if args.text and args.sample:
+        print(f"sample ({args.sample} characters, temperature {args.temperature:g}):", file=out)
+        print(sample(task, model, args.sample, args.temperature, np.random.default_rng(args.seed + 1)),
+              file=out)
+    return 0
+
+
+def _progress(total, done, quiet):
+    """A tqdm bar on stderr with the loss and steps/s (or nothing with --quiet)."""
+    if quiet:
+        return _NoBar()
+    from tqdm import tqdm  # here: only the command needs it
+    return tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.25)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def evaluate(task, model):
+    """The task's score of the model on held-out data (its own seed), without recording."""
+    scores = []
+    with no_grad():
+        for x, y in task.evaluation_sets(np.random.default_rng(2**31 - 1)):
+            state, outputs = None, []
+            for t in range(len(x)):
+                state, output = model.step(state, Tensor(x[t], dtype=model.head.weight.dtype))
+                outputs.append(output.data)
+            scores.append(task.score(np.stack(outputs), y))
+    return scores[0]
+
+
+def report(task, model, history, trained, elapsed, args, out):
+    score = evaluate(task, model)
+    recent = history["loss"][-max(1, len(history["loss"]) // 10):]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    per_step = elapsed / trained * 1e3 if trained else float("nan")
+    print(f"final training loss {np.mean(recent):.4f} per step (mean of the last "
+          f"{len(recent)} units)", file=out)
+    print(f"held-out: accuracy {100 * score['accuracy']:.1f}%, loss {score['loss']:.4f}; "
+          f"baseline ({score['baseline']}): accuracy {100 * score['baseline_accuracy']:.1f}%, "
+          f"loss {score['baseline_loss']:.4f}", file=out)
+    print(f"time {per_step:.3f} ms per step ({trained} steps in {elapsed:.1f} s); "
+          f"peak memory {peak:.0f} MiB", file=out)
+
+
+def sample(task, model, count, temperature, rng):
+    """count characters generated one at a time from the model, starting from a random one."""
+    dtype = model.head.weight.dtype
+    char = int(rng.integers(task.classes))
+    chars, state = [task.vocab[char]], None
+    eye = np.eye(task.classes, dtype=dtype)
+    with no_grad():
+        for _ in range(count - 1):
+            state, logits = model.step(state, _make(eye[char][None]))
+            z = logits.data[0].astype(np.float64) / temperature
+            p = np.exp(z - z.max())
+            char = int(rng.choice(task.classes, p=p / p.sum()))
+            chars.append(task.vocab[char])
+    return "".join(chars)
+
+
+def save(path, config, model, optimizer, position, state, rng, history):
+    """One checkpoint, written atomically (see minigrad.io)."""
+    arrays = None if state is None else (
+        tuple(t.data for t in state) if isinstance(state, tuple) else state.data)
+    io.save(path, config=config, model=model.state_dict(), optimizer=optimizer.state_dict(),
+            position=position, state=arrays, rng=rng.bit_generator.state, history=history)
+
+
+def resume(path, config, model, optimizer, rng):
+    """Restore a checkpoint into model, optimizer and rng; returns (position, state, history).
+    Checks that it was made for this task and model before changing anything."""
+    saved = io.load(path)
+    missing = [k for k in ("config", "model", "optimizer", "position", "state", "rng", "history")
+               if k not in saved]
+    if missing:
+        raise ValueError(f"{path} is not a minigrad train checkpoint (it lacks {', '.join(missing)})")
+    differ = [f"{k} {saved['config'].get(k)!r} (this run: {v!r})" for k, v in config.items()
+              if saved["config"].get(k) != v]
+    if differ:
+        raise ValueError(f"{path} was made for another run: {'; '.join(differ)}")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    rng.bit_generator.state = saved["rng"]
+    state = saved["state"]
+    if state is not None:
+        state = tuple(Tensor(a) for a in state) if isinstance(state, tuple) else Tensor(state)
+    return saved["position"], state, saved["history"]
+
+
+def plot(path, history, task, policy):
+    """The loss curve as a PNG, written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(history["steps"], history["loss"], lw=1)
+    ax.set_xlabel("time step")
+    ax.set_ylabel("training loss per step")
+    ax.set_yscale("log" if min(history["loss"], default=1) > 0 else "linear")
+    ax.set_title(f"{task.name}, {policy}")
+    fig.tight_layout()
+    try:
+        with io.atomic_file(path, "wb") as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)
