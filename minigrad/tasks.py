@@ -65,7 +65,25 @@ class _Classes:
                 "baseline": "always the most frequent symbol"}
 
 
-class DelayTask(_Classes):
+class _Generated:
+    """A task of endless fresh sequences: each unit is one batch of them, the state starting
+    from zero; `sample(rng, count)` makes them."""
+
+    def unit(self, index, rng):
+        x, y = self.sample(rng)
+        return x, y, True
+
+    def units(self, steps, epochs):
+        return -(-steps // self.length)
+
+    def unit_steps(self, index):
+        return self.length
+
+    def evaluation_sets(self, rng):
+        yield self.sample(rng, 256)  # held out: the caller's generator has its own seed
+
+
+class DelayTask(_Generated, _Classes):
     name = "delay"
 
     def __init__(self, delay=5, length=50, batch=32, symbols=4, dtype="float32"):
@@ -88,21 +106,8 @@ class DelayTask(_Classes):
         targets[self.delay:] = symbols[:-self.delay]
         return OneHot(symbols, self.classes, self.dtype), targets
 
-    def unit(self, index, rng):
-        x, y = self.sample(rng)
-        return x, y, True
 
-    def units(self, steps, epochs):
-        return -(-steps // self.length)
-
-    def unit_steps(self, index):
-        return self.length
-
-    def evaluation_sets(self, rng):
-        yield self.sample(rng, 256)
-
-
-class AddingTask:
+class AddingTask(_Generated):
     name = "adding"
 
     def __init__(self, length=20, batch=32, dtype="float32"):
@@ -133,19 +138,6 @@ class AddingTask:
         y[-1, :, 0] = x[first, columns, 0] + x[second, columns, 0]
         y[-1, :, 1] = 1
         return x, y
-
-    def unit(self, index, rng):
-        x, y = self.sample(rng)
-        return x, y, True
-
-    def units(self, steps, epochs):
-        return -(-steps // self.length)
-
-    def unit_steps(self, index):
-        return self.length
-
-    def evaluation_sets(self, rng):
-        yield self.sample(rng, 256)
 
     def step_loss(self, pred, y):
         """Weighted squared error, summed over the batch and divided by its size."""
