@@ -65,12 +65,19 @@ def load(path):
     if not os.path.exists(path):
         raise OSError(f"load: cannot read {path}: No such file or directory")
     try:
+        with open(path, "rb"):  # an unreadable file is an OSError here, not "not an .npz file"
+            pass
+    except OSError as e:
+        raise OSError(f"load: cannot read {path}: {e.strerror}") from None
+    try:
         if not zipfile.is_zipfile(path):
             raise ValueError("not an .npz file")
         with np.load(path, allow_pickle=False) as f:
             if _META not in f.files:
                 raise ValueError("no minigrad structure in it")
             meta = json.loads(str(f[_META]))
+            if not isinstance(meta, dict) or not isinstance(meta.get("objects"), dict):
+                raise ValueError("its structure entry is malformed")
             if meta.get("format") != _FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {_FORMAT}")
             arrays = {name: f[name] for name in f.files if name != _META}

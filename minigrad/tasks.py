@@ -161,7 +161,8 @@ class TextTask(_Classes):
 
     def __init__(self, path, length=100, batch=32, dtype="float32"):
         try:
-            raw = open(path, "rb").read()
+            with open(path, "rb") as f:
+                raw = f.read()
         except FileNotFoundError:
             raise OSError(f"cannot read {path}: No such file or directory") from None
         except IsADirectoryError:
@@ -204,9 +205,15 @@ class TextTask(_Classes):
         return OneHot(self.inputs[rows], self.classes, self.dtype), self.targets[rows], k == 0
 
     def units(self, steps, epochs):
-        if steps is not None:
-            return -(-steps // self.length)
-        return epochs * self.per_epoch
+        """How many units make `epochs` passes, or at least `steps` steps (the last unit of
+        each pass may be shorter)."""
+        if steps is None:
+            return epochs * self.per_epoch
+        count = done = 0
+        while done < steps:
+            done += self.unit_steps(count)
+            count += 1
+        return count
 
     def unit_steps(self, index):
         k = index % self.per_epoch
@@ -226,7 +233,9 @@ def make_task(args):
     task = args.task or "delay"
     if task == "delay":
         return DelayTask(delay=args.delay, length=args.length or 50, batch=args.batch, dtype=args.dtype)
-    return AddingTask(length=args.length or 20, batch=args.batch, dtype=args.dtype)
+    if task == "adding":
+        return AddingTask(length=args.length or 20, batch=args.batch, dtype=args.dtype)
+    raise ValueError(f"unknown task {task!r}; the built-in tasks are delay and adding")
 
 
 __all__ = ["DelayTask", "AddingTask", "TextTask", "OneHot", "make_task"]

@@ -89,8 +89,9 @@ def make_policy(args):
     return TBPTT(args.k1, args.k2, recompute=args.recompute)
 
 
-def run(args, out=sys.stdout):
-    """Train as the command line says; returns the exit status."""
+def run(args, out=None):
+    """Train as the command line says, printing to `out` (stdout); returns the exit status."""
+    out = out or sys.stdout
     check(args)
     device, why = pick_device(args.device)
     task = make_task(args)
@@ -186,6 +187,9 @@ def _progress(total, done, quiet):
 class _NoBar:
     def update(self, n):
         pass
+
+    def write(self, text, file):
+        print(text, file=file)
 
     def set_postfix(self, **kwargs):
         pass

@@ -1,0 +1,347 @@
+"""minigrad.io: save/load round trips of nested structures, the file format, errors, atomic writes.
+
+A round trip must give back exactly what went in: the same container types (tuples
+stay tuples, int keys stay ints), the same numbers (nan, inf, -0.0, 128-bit ints),
+and arrays with the same dtype, shape and bits. The file must be a plain .npz that
+NumPy reads without pickle, and a failed or interrupted write must leave the
+previous file exactly as it was, with no temporary file left behind.
+"""
+import json
+import math
+import os
+import re
+import stat
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.io
+from minigrad import nn, optim
+from minigrad.io import atomic_file, load, save
+from minigrad.nn import functional as F
+
+
+def same(a, b):
+    """Equal as structures, with arrays compared by dtype, shape and bits (so nan == nan)."""
+    assert type(a) is type(b), f"{type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+    elif isinstance(a, dict):
+        assert [(type(k), k) for k in a] == [(type(k), k) for k in b]   # int keys stay ints
+        for k in a:
+            same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            same(x, y)
+    elif isinstance(a, float):
+        assert (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    else:
+        assert a == b
+
+
+def round_trip(tmp_path, **objects):
+    path = tmp_path / "objects.npz"
+    save(path, **objects)
+    return load(path)
+
+
+# -- round trips --------------------------------------------------------------------
+
+def test_nested_containers_keep_their_types_and_int_keys_stay_ints(tmp_path):
+    value = {
+        "name": "run ✓",                     # non-ASCII text survives the JSON
+        3: "three",
+        "3": "the string three",             # must not collide with the int key 3
+        -1: [1, (2, 3), [], (), {}],
+        "nested": {"a": {"b": {0: (None, True, False)}}},
+        "empty": "",
+    }
+    loaded = round_trip(tmp_path, value=value, top_list=[1, [2, [3]]], top_tuple=(None,))
+    same(loaded, {"value": value, "top_list": [1, [2, [3]]], "top_tuple": (None,)})
+    assert set(map(type, loaded["value"])) == {str, int}
+    assert loaded["value"][3] == "three" and loaded["value"]["3"] == "the string three"
+    assert isinstance(loaded["value"][-1][1], tuple) and isinstance(loaded["value"][-1][0], int)
+
+
+def test_scalars_round_trip_exactly(tmp_path):
+    floats = [0.1, -0.0, 1e-310, 1.7976931348623157e308, float("inf"), float("-inf"), float("nan")]
+    ints = [0, -7, 2**63, 2**127 + 12345, -(2**100), 2**200]
+    loaded = round_trip(tmp_path, floats=floats, ints=ints, t=True, f=False, none=None, s="x\n\"y\"")
+    same(loaded, {"floats": floats, "ints": ints, "t": True, "f": False, "none": None, "s": "x\n\"y\""})
+    assert type(loaded["t"]) is bool and type(loaded["ints"][3]) is int
+
+
+def test_numpy_scalars_come_back_as_python_numbers(tmp_path):
+    loaded = round_trip(tmp_path, i=np.int64(-3), f=np.float32(2.5), b=np.bool_(True), d=np.float64(0.25))
+    same(loaded, {"i": -3, "f": 2.5, "b": True, "d": 0.25})
+
+
+def test_a_pcg64_state_with_128_bit_ints_restores_the_generator(tmp_path):
+    rng = np.random.default_rng(12345)
+    rng.standard_normal(7)                   # move it off its seed state
+    state = rng.bit_generator.state
+    assert state["state"]["state"] >= 2**64 or state["state"]["inc"] >= 2**64  # really 128-bit
+    expected = rng.standard_normal(5)
+    loaded = round_trip(tmp_path, rng=state)["rng"]
+    assert loaded == state
+    fresh = np.random.default_rng(0)
+    fresh.bit_generator.state = loaded
+    np.testing.assert_array_equal(fresh.standard_normal(5), expected)
+
+
+ARRAYS = {
+    "f32": np.array([[1.5, -0.0], [np.nan, np.inf]], np.float32),
+    "f64": np.random.default_rng(0).standard_normal((2, 3, 4)),
+    "i64": np.array([-(2**63), 2**63 - 1, 0], np.int64),
+    "bool": np.array([[True, False, True]]),
+    "f32_0d": np.array(3.25, np.float32),
+    "f64_0d": np.array(np.nan),
+    "i64_0d": np.array(-5, np.int64),
+    "bool_0d": np.array(False),
+    "f32_empty": np.zeros((0,), np.float32),
+    "f64_empty": np.zeros((3, 0, 2)),
+    "i64_empty": np.zeros((0, 4), np.int64),
+    "bool_empty": np.zeros((0,), bool),
+    "u8": np.arange(5, dtype=np.uint8),
+    "f16": np.array([1.0, 65504.0], np.float16),
+}
+
+
+@pytest.mark.parametrize("name", list(ARRAYS))
+def test_arrays_keep_dtype_shape_and_bits(tmp_path, name):
+    loaded = round_trip(tmp_path, x=ARRAYS[name], inside={"list": [ARRAYS[name]]})
+    same(loaded["x"], ARRAYS[name])
+    same(loaded["inside"]["list"][0], ARRAYS[name])
+
+
+def test_many_arrays_in_one_file_and_views_are_saved_by_value(tmp_path):
+    base = np.arange(24, dtype=np.float64).reshape(4, 6)
+    views = {"t": base.T, "strided": base[::2, 1::3], "fortran": np.asfortranarray(base)}
+    loaded = round_trip(tmp_path, all=ARRAYS, views=views)
+    same(loaded["all"], ARRAYS)
+    for k, v in views.items():
+        assert loaded["views"][k].shape == v.shape
+        np.testing.assert_array_equal(loaded["views"][k], v)
+
+
+def test_a_module_and_an_adam_state_dict_resume_to_the_same_next_step(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+
+    def step(model, opt):
+        opt.zero_grad()
+        F.mse_loss(model(mg.tensor(x)), mg.tensor(y)).backward()
+        opt.step()
+
+    model = nn.Linear(3, 2, dtype="float64", rng=1)
+    opt = optim.Adam(model.parameters(), lr=0.05, betas=(0.8, 0.9))
+    step(model, opt)
+    save(tmp_path / "ckpt.npz", model=model.state_dict(), optimizer=opt.state_dict(), step=1)
+
+    loaded = load(tmp_path / "ckpt.npz")
+    same(loaded["model"], model.state_dict())
+    same(loaded["optimizer"], opt.state_dict())
+    assert list(loaded["optimizer"]["state"]) == [0, 1]         # parameter indices: ints
+    assert loaded["optimizer"]["param_groups"][0]["betas"] == (0.8, 0.9)
+
+    other = nn.Linear(3, 2, dtype="float64", rng=99)             # different weights until loaded
+    other_opt = optim.Adam(other.parameters(), lr=1.0)
+    other.load_state_dict(loaded["model"])
+    other_opt.load_state_dict(loaded["optimizer"])
+    step(model, opt)
+    step(other, other_opt)
+    for p, q in zip(model.parameters(), other.parameters()):
+        assert p.data.tobytes() == q.data.tobytes()
+
+
+# -- the file -----------------------------------------------------------------------
+
+def test_the_file_is_a_plain_npz_readable_without_pickle(tmp_path):
+    path = tmp_path / "plain.npz"
+    save(path, w=np.arange(3.0), meta={"k": [1, 2]})
+    with np.load(path, allow_pickle=False) as f:
+        names = sorted(f.files)
+        assert "__minigrad__" in names
+        structure = json.loads(str(f["__minigrad__"]))
+        arrays = [f[n] for n in names if n != "__minigrad__"]
+    assert structure["format"] == 1 and set(structure["objects"]) == {"w", "meta"}
+    assert len(arrays) == 1
+    np.testing.assert_array_equal(arrays[0], np.arange(3.0))
+
+
+def test_save_and_load_are_exported_at_the_top_level():
+    assert mg.save is minigrad.io.save and mg.load is minigrad.io.load
+    assert "save" in mg.__all__ and "load" in mg.__all__
+
+
+# -- what cannot be saved -----------------------------------------------------------
+
+@pytest.mark.parametrize("objects, where", [
+    (dict(a={"x": object()}), "a.x"),
+    (dict(a=[1, {"k": {1, 2}}]), "a[1].k"),
+    (dict(b=(1, 2, 3j)), "b[2]"),
+    (dict(c={7: [b"bytes"]}), "c.7[0]"),
+])
+def test_unsupported_values_raise_a_type_error_naming_where(tmp_path, objects, where):
+    with pytest.raises(TypeError, match=re.escape(f"save: {where}: cannot save a ")):
+        save(tmp_path / "x.npz", **objects)
+    assert os.listdir(tmp_path) == []        # nothing written, not even a temporary
+
+
+@pytest.mark.parametrize("array", [np.array([1, "x"], dtype=object), np.array(["a", "b"]),
+                                   np.array([1 + 2j]), np.array(["2020-01-01"], "datetime64[D]")])
+def test_arrays_that_would_need_pickle_or_are_not_numbers_are_rejected(tmp_path, array):
+    with pytest.raises(TypeError, match=re.escape(f"save: w.a: arrays of dtype {array.dtype} are not")):
+        save(tmp_path / "x.npz", w={"a": array})
+
+
+@pytest.mark.parametrize("key", [(1, 2), 1.5, None, True, np.int64(3)])
+def test_dict_keys_other_than_str_or_int_are_rejected(tmp_path, key):
+    # bool is an int to Python, but would come back as 1: rejected too. A NumPy integer
+    # is not a Python int, so it is refused rather than silently turned into one.
+    with pytest.raises(TypeError, match=re.escape(f"save: d: dict keys must be str or int, got {key!r}")):
+        save(tmp_path / "x.npz", d={key: 1})
+
+
+# -- atomic writes ------------------------------------------------------------------
+
+def write_previous(path):
+    save(path, step=1, w=np.arange(4.0))
+    return path.read_bytes()
+
+
+def test_an_error_while_saving_leaves_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    before = write_previous(path)
+
+    def failing_savez(f, **arrays):
+        f.write(b"PK\x03\x04 half of a zip")   # some bytes reach the temporary file first
+        raise OSError("disk full")
+    monkeypatch.setattr(minigrad.io.np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        save(path, step=2, w=np.zeros(4))
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+    monkeypatch.undo()
+    assert load(path)["step"] == 1
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_atomic_file_keeps_the_old_file_when_the_block_raises(tmp_path, error):
+    path = tmp_path / "out.txt"
+    path.write_text("old contents")
+    with pytest.raises(error):
+        with atomic_file(path, "w") as f:
+            f.write("new contents, half written")
+            f.flush()
+            raise error()
+    assert path.read_text() == "old contents"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_a_failed_first_write_leaves_nothing_at_all(tmp_path):
+    with pytest.raises(ValueError):
+        with atomic_file(tmp_path / "new.bin", "wb") as f:
+            f.write(b"x")
+            raise ValueError
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_file_replaces_the_file_on_success(tmp_path):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    with atomic_file(path, "wb") as f:
+        f.write(b"new")
+        assert path.read_bytes() == b"old"   # not visible until the block ends
+    assert path.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_a_saved_file_gets_the_permissions_of_an_ordinary_new_file(tmp_path, umask):
+    # mkstemp creates 0600 files; a checkpoint should be as readable as any file the user makes.
+    old = os.umask(umask)
+    try:
+        save(tmp_path / "ckpt.npz", a=1)
+        with atomic_file(tmp_path / "plot.png", "wb") as f:
+            f.write(b"png")
+        with open(tmp_path / "reference", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE(os.stat(tmp_path / "reference").st_mode)
+    assert expected == 0o666 & ~umask
+    assert stat.S_IMODE(os.stat(tmp_path / "ckpt.npz").st_mode) == expected
+    assert stat.S_IMODE(os.stat(tmp_path / "plot.png").st_mode) == expected
+
+
+def test_saving_into_a_missing_folder_is_an_os_error(tmp_path):
+    path = tmp_path / "no" / "such" / "ckpt.npz"
+    with pytest.raises(OSError, match=re.escape(f"cannot write {path}")):
+        save(path, a=1)
+    assert os.listdir(tmp_path) == []
+
+
+# -- load errors --------------------------------------------------------------------
+
+def test_loading_a_missing_path_says_no_such_file(tmp_path):
+    with pytest.raises(OSError, match="No such file or directory"):
+        load(tmp_path / "missing.npz")
+
+
+def test_loading_a_directory_says_so(tmp_path):
+    with pytest.raises(OSError, match="it is a directory"):
+        load(tmp_path)
+
+
+def test_loading_a_text_file_is_a_value_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a checkpoint\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path} is not a readable minigrad file (not an .npz")):
+        load(path)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.1, 0.9])
+def test_a_truncated_checkpoint_is_a_value_error_naming_the_path(tmp_path, keep):
+    path = tmp_path / "ckpt.npz"
+    data = write_previous(path)
+    path.write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        load(path)
+
+
+def test_a_corrupted_array_inside_the_zip_is_a_value_error(tmp_path):
+    # The zip directory is intact, so only the CRC check or the .npy header can notice.
+    path = tmp_path / "ckpt.npz"
+    save(path, w=np.zeros(1000))
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\x93NUMPY")              # the first .npy member
+    data[start + 200:start + 260] = b"\xff" * 60
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        load(path)
+
+
+def test_an_npz_without_the_minigrad_structure_is_a_value_error(tmp_path):
+    path = tmp_path / "plain.npz"
+    np.savez(path, w=np.ones(3))
+    with pytest.raises(ValueError, match="no minigrad structure"):
+        load(path)
+
+
+def test_an_npz_of_another_format_version_is_a_value_error(tmp_path):
+    path = tmp_path / "future.npz"
+    np.savez(path, __minigrad__=np.array(json.dumps({"format": 2, "objects": {}})))
+    with pytest.raises(ValueError, match="format 2, expected 1"):
+        load(path)
+
+
+@pytest.mark.parametrize("structure", ["[1]", '{"format": 1, "objects": []}', '"text"'])
+def test_a_malformed_structure_entry_is_a_value_error(tmp_path, structure):
+    path = tmp_path / "odd.npz"
+    np.savez(path, __minigrad__=np.array(structure))
+    with pytest.raises(ValueError, match="structure entry is malformed"):
+        load(path)

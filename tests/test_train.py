@@ -1,0 +1,247 @@
+"""`minigrad train`: it learns, it is reproducible, it resumes exactly, and it fails in one line.
+
+In-process runs (`main([...])`) keep the suite fast; the tests about exit codes,
+stderr and Ctrl-C run the real command in a subprocess.
+"""
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.cli import main
+
+
+def run(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "minigrad", "train", *args], capture_output=True,
+                          text=True, **kwargs)
+
+
+def train(capsys, *args):
+    """Run `minigrad train --quiet ARGS` in this process; (exit status, stdout)."""
+    status = main(["train", "--quiet", *args])
+    return status, capsys.readouterr().out
+
+
+def accuracy(out):
+    found = re.search(r"held-out: accuracy ([\d.]+)%.*baseline .*: accuracy ([\d.]+)%", out)
+    return float(found.group(1)), float(found.group(2))
+
+
+def one_line_error(done, code=1):
+    assert done.returncode == code, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+# -- learning ------------------------------------------------------------------
+
+def test_the_default_run_learns_the_delay_task(capsys):
+    status, out = train(capsys)
+    assert status == 0
+    assert "delay: output the symbol seen 5 steps ago" in out and "TBPTT(5, 10)" in out
+    ours, baseline = accuracy(out)
+    assert baseline < 30 and ours > 95  # chance is 25% with 4 symbols
+    assert re.search(r"time [\d.]+ ms per step \(15000 steps in [\d.]+ s\); peak memory \d+ MiB", out)
+
+
+def test_k2_shorter_than_the_memory_need_fails_and_longer_succeeds(capsys):
+    """Delay 3 needs gradient across 3 steps: TBPTT(2, 2) cannot carry it, TBPTT(2, 6) can."""
+    common = ["--delay", "3", "--length", "30", "--steps", "6000", "--k1", "2"]
+    _, short = train(capsys, *common, "--k2", "2")
+    _, long = train(capsys, *common, "--k2", "6")
+    assert accuracy(short)[0] < 40
+    assert accuracy(long)[0] > 90
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("policy", [["--policy", "bptt"], ["--k1", "3", "--k2", "7"],
+                                    ["--k1", "3", "--k2", "7", "--recompute"], ["--k1", "4", "--k2", "2"]])
+def test_cells_and_policies(capsys, cell, policy):
+    status, out = train(capsys, "--cell", cell, "--steps", "200", "--hidden", "8", *policy)
+    assert status == 0
+    expected = {"bptt": "BPTT()", "--recompute": "TBPTT(3, 7, recompute=True)", "2": "TBPTT(4, 2)"}
+    shown = next((v for k, v in expected.items() if k == policy[-1] or k == policy[1]), "TBPTT(3, 7)")
+    assert f"{cell} cell, hidden 8" in out and shown in out
+    assert "final training loss" in out
+
+
+def test_optimizers_and_the_adding_task(capsys):
+    for optimizer in ["sgd", "adagrad"]:
+        status, out = train(capsys, "--task", "adding", "--optimizer", optimizer, "--steps", "200",
+                            "--dtype", "float64")
+        assert status == 0 and f"{optimizer} lr" in out and "float64" in out
+        assert "baseline (always 1, the expected sum)" in out
+
+
+def test_dropped_losses_are_noted_once(tmp_path):
+    done = run("--k1", "5", "--k2", "2", "--steps", "200", "--quiet")
+    assert done.returncode == 0
+    notes = [line for line in done.stderr.splitlines() if "note:" in line]
+    assert notes == ["minigrad train: note: TBPTT(5, 2) drops the losses of 30 of 50 steps: steps "
+                     "before a window (k2 < k1) are run but never back-propagated"]
+
+
+def test_the_same_seed_gives_the_same_losses_bit_for_bit(capsys, tmp_path):
+    for name in ["a", "b"]:
+        train(capsys, "--steps", "500", "--seed", "7", "--save", str(tmp_path / f"{name}.npz"))
+    a, b = mg.load(tmp_path / "a.npz"), mg.load(tmp_path / "b.npz")
+    assert a["history"]["loss"] == b["history"]["loss"]
+    train(capsys, "--steps", "500", "--seed", "8", "--save", str(tmp_path / "c.npz"))
+    assert mg.load(tmp_path / "c.npz")["history"]["loss"] != a["history"]["loss"]
+
+
+# -- text ------------------------------------------------------------------------
+
+@pytest.fixture
+def text(tmp_path):
+    path = tmp_path / "fox.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    return path
+
+
+def test_text_trains_and_samples(capsys, text):
+    status, out = train(capsys, "--text", str(text), "--epochs", "3", "--k1", "10", "--k2", "20",
+                        "--sample", "60", "--temperature", "0.5")
+    assert status == 0
+    assert "text: next character of" in out and "32 streams of 56 steps, 28 symbols" in out
+    lines = out.splitlines()
+    sample = lines[lines.index(next(x for x in lines if x.startswith("sample (60 characters"))) + 1]
+    assert len(sample) == 60 and set(sample) <= set(text.read_text())
+    ours, baseline = accuracy(out)
+    assert ours > baseline
+
+
+# -- checkpoints -----------------------------------------------------------------
+
+@pytest.mark.parametrize("data", [[], ["--text"]], ids=["delay", "text"])
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(capsys, tmp_path, text, data):
+    data = ["--text", str(text), "--length", "20"] if data else ["--length", "20"]
+    whole, part = str(tmp_path / "whole.npz"), str(tmp_path / "part.npz")
+    train(capsys, *data, "--steps", "200", "--save", whole)
+    train(capsys, *data, "--steps", "100", "--save", part)
+    stopped = mg.load(part)["position"]["steps"]  # the text: units of 20, 20, 16 steps, 6 of them
+    assert stopped == (100 if data[0] == "--length" else 112)
+    status, out = train(capsys, *data, "--steps", "200", "--resume", part, "--save", part)
+    assert status == 0 and f"resumed from {part} at step {stopped}" in out
+    a, b = mg.load(whole), mg.load(part)
+    assert a["history"]["loss"] == b["history"]["loss"] and a["position"] == b["position"]
+    for key in a["model"]:
+        np.testing.assert_array_equal(a["model"][key], b["model"][key])
+    if data[0] == "--text":  # the recurrent state went on across the resume (the streams continue)
+        for x, y in zip(a["state"], b["state"]):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_a_corrupt_checkpoint_is_one_line_and_overwrites_nothing(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    line = one_line_error(run("--resume", str(bad), "--save", str(bad)))
+    assert line == f"minigrad train: error: load: {bad} is not a readable minigrad file (not an .npz file)"
+    assert bad.read_bytes() == b"not a checkpoint"
+
+
+def test_a_truncated_checkpoint_is_one_line(capsys, tmp_path):
+    good = tmp_path / "good.npz"
+    train(capsys, "--steps", "100", "--save", str(good))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:2000])
+    assert "is not a readable minigrad file" in one_line_error(run("--resume", str(cut)))
+
+
+def test_a_checkpoint_for_another_model_is_refused(capsys, tmp_path):
+    path = tmp_path / "run.npz"
+    train(capsys, "--steps", "100", "--save", str(path))
+    before = path.read_bytes()
+    line = one_line_error(run("--resume", str(path), "--save", str(path), "--hidden", "16", "--cell", "gru"))
+    assert "was made for another run" in line and "hidden 32 (this run: 16)" in line
+    assert "cell 'lstm' (this run: 'gru')" in line
+    assert path.read_bytes() == before
+
+
+def test_plot_is_written(capsys, tmp_path):
+    png = tmp_path / "loss.png"
+    status, out = train(capsys, "--steps", "300", "--plot", str(png))
+    assert status == 0 and f"loss curve written to {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]  # no temporary left
+
+
+def test_the_progress_bar_shows_loss_and_speed():
+    done = run("--steps", "300")
+    assert done.returncode == 0
+    assert "step/s" in done.stderr and "loss=" in done.stderr and "300/300" in done.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "run.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "minigrad", "train", "--quiet", "--steps", "10000000",
+                             "--save", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    found = re.fullmatch(r"minigrad train: interrupted at step (\d+); the last checkpoint, at step (\d+), "
+                         rf"is in {re.escape(str(path))}", lines[0])
+    assert found and int(found.group(2)) <= int(found.group(1))
+    saved = mg.load(path)
+    assert saved["position"]["steps"] == int(found.group(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+
+
+# -- errors ----------------------------------------------------------------------
+
+def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"abc\xffdef")
+    cases = [
+        (["--text", str(tmp_path / "missing.txt")], 1,
+         f"cannot read {tmp_path / 'missing.txt'}: No such file"),
+        (["--text", str(empty)], 1, f"{empty} is empty"),
+        (["--text", str(binary)], 1, f"{binary} is not UTF-8 text (byte 0xff at offset 3)"),
+        (["--k1", "0"], 1, "TBPTT: k1 must be an integer >= 1, got 0"),
+        (["--k2", "-3"], 1, "TBPTT: k2 must be an integer >= 1, got -3"),
+        (["--hidden", "0"], 1, "--hidden must be >= 1, got 0"),
+        (["--cell", "transformer"], 2, "argument --cell: invalid choice: 'transformer'"),
+        (["--epochs", "2"], 1, "--epochs needs --text"),
+        (["--steps", "5", "--epochs", "2"], 2, "not allowed with argument"),
+        (["--lr", "-1"], 1, "--lr must be > 0"),
+        (["--delay", "60"], 1, "--delay must be between 1 and --length - 1 (49), got 60"),
+        (["--device", "cuda"], 1, "device 'cuda': minigrad's CUDA backend is not available"),
+        (["--save", str(tmp_path / "no" / "run.npz")], 1, "cannot write"),
+        (["--resume", str(tmp_path / "none.npz")], 1, "No such file or directory"),
+        (["--k1", "x"], 2, "invalid int value: 'x'"),
+    ]
+    for args, code, message in cases:
+        line = one_line_error(run(*args, "--quiet"), code)
+        assert message in line, (args, line)
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("empty.txt", "binary.txt")]
+
+
+def test_auto_device_says_which_it_picked(capsys):
+    status, out = train(capsys, "--steps", "50")
+    assert status == 0 and "device cpu (auto; no usable GPU:" in out
+    _, out = train(capsys, "--steps", "50", "--device", "cpu")
+    assert "device cpu (asked for)" in out
+
+
+def test_python_dash_m_and_help():
+    done = subprocess.run([sys.executable, "-m", "minigrad", "train", "--help"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0
+    for option in ["--task", "--delay", "--text", "--cell", "--policy", "--k1", "--k2", "--recompute",
+                   "--optimizer", "--clip", "--epochs", "--steps", "--dtype", "--device", "--save",
+                   "--resume", "--plot", "--quiet", "--sample", "--temperature"]:
+        assert option in done.stdout
