@@ -215,14 +215,17 @@ def report(task, model, history, trained, elapsed, args, out):
     score = evaluate(task, model)
     recent = history["loss"][-max(1, len(history["loss"]) // 10):]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    per_step = elapsed / trained * 1e3 if trained else float("nan")
+    if not trained:
+        print(f"nothing left to train: the run is already at step {history['steps'][-1]} "
+              "(raise --steps or --epochs to go on)", file=out)
     print(f"final training loss {np.mean(recent):.4f} per step (mean of the last "
           f"{len(recent)} units)", file=out)
     print(f"held-out: accuracy {100 * score['accuracy']:.1f}%, loss {score['loss']:.4f}; "
           f"baseline ({score['baseline']}): accuracy {100 * score['baseline_accuracy']:.1f}%, "
           f"loss {score['baseline_loss']:.4f}", file=out)
-    print(f"time {per_step:.3f} ms per step ({trained} steps in {elapsed:.1f} s); "
-          f"peak memory {peak:.0f} MiB", file=out)
+    if trained:
+        print(f"time {elapsed / trained * 1e3:.3f} ms per step ({trained} steps in {elapsed:.1f} s); "
+              f"peak memory {peak:.0f} MiB", file=out)
 
 
 def sample(task, model, count, temperature, rng):

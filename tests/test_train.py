@@ -245,3 +245,12 @@ def test_python_dash_m_and_help():
                    "--optimizer", "--clip", "--epochs", "--steps", "--dtype", "--device", "--save",
                    "--resume", "--plot", "--quiet", "--sample", "--temperature"]:
         assert option in done.stdout
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_left(capsys, tmp_path):
+    path = str(tmp_path / "run.npz")
+    train(capsys, "--steps", "100", "--save", path)
+    status, out = train(capsys, "--steps", "100", "--resume", path)
+    assert status == 0
+    assert "nothing left to train: the run is already at step 100 (raise --steps" in out
+    assert "ms per step" not in out
