@@ -51,7 +51,7 @@ def test_delay_units_are_fresh_batches_of_one_sequence():
     assert fresh is True and len(x) == 7 and x[0].shape == (3, 4) and y.shape == (7, 3)
     assert task.unit_steps(5) == 7
     assert task.units(7, None) == 1 and task.units(8, None) == 2 and task.units(70, 3) == 10
-    (ex, ey), = task.evaluation_sets(np.random.default_rng(0))
+    ex, ey = task.evaluation_set(np.random.default_rng(0))
     assert len(ex) == 7 and ex[0].shape == (256, 4) and ey.shape == (7, 256)
 
 
@@ -262,7 +262,7 @@ def test_text_units_when_the_length_divides_the_streams(tmp_path):
     assert task.per_epoch == 2
     assert [task.unit_steps(u) for u in range(4)] == [7, 7, 7, 7]
     assert [task.unit(u, None)[2] for u in range(4)] == [True, False, True, False]
-    (x, y), = task.evaluation_sets(None)
+    x, y = task.evaluation_set(None)
     assert len(x) == 14 and y.shape == (14, 3)
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor, _dtype, _generator
+from ..tensor import Tensor, _dtype, _generator, zeros
 from . import functional as F
 
 
@@ -186,7 +186,7 @@ class _Cell(Module):
         """The zero state for input x: (B, H), or (H,) for unbatched x."""
         data = x.data if isinstance(x, Tensor) else np.asarray(x)
         shape = data.shape[:-1] + (self.hidden_size,) if data.ndim else (self.hidden_size,)
-        return Tensor(np.zeros(shape, dtype=self.weight_hh.dtype), device=self.weight_hh.device)
+        return zeros(shape, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
 
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias_ih is not None else ", bias=False")
