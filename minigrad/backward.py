@@ -42,7 +42,7 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
     start.grads[root._slot] = seed
     touched = [start]   # records holding output gradients, to clean up whatever happens
     used = []           # records whose backward ran, freed at the end unless retained
-    leaves = {}         # id(leaf) -> [leaf, gradient summed over its uses]
+    leaves = {}         # id(leaf) -> [leaf, gradient summed over its uses, is that array ours?]
     waiting = 1         # records holding gradients not yet passed on: 0 means done
     try:
         for ref in reversed(TAPE._refs):
@@ -65,11 +65,16 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
                     continue
                 src = t._record
                 if src is None:
+                    if g.shape != t.shape:
+                        raise RuntimeError(f"backward: {rec.op} returned a gradient of shape "
+                                           f"{g.shape} for an input of shape {t.shape}")
                     entry = leaves.get(id(t))
                     if entry is None:
-                        leaves[id(t)] = [t, g]
+                        leaves[id(t)] = [t, g, False]  # g may be shared: never add into it
+                    elif entry[2]:
+                        entry[1] += g                  # our own sum: add in place
                     else:
-                        entry[1] = entry[1] + g
+                        entry[1], entry[2] = entry[1] + g, True
                 elif since_step is None or src.step is None or src.step >= since_step:
                     if src.grads is None:
                         src.grads = [None] * len(src.shapes)
@@ -86,12 +91,8 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
         for rec in touched:
             rec.grads = None
 
-    for t, g in leaves.values():  # check them all before changing any
-        if g.shape != t.shape:
-            raise RuntimeError(f"backward: an op returned a gradient of shape {g.shape} "
-                               f"for an input of shape {t.shape}")
-    for t, g in leaves.values():
-        _add_to_leaf(t, g)
+    for t, g, ours in leaves.values():
+        _add_to_leaf(t, g, ours)
     if not retain_graph:
         for rec in used:
             rec.free()  # the tape sweeps freed records out as it grows
@@ -124,11 +125,15 @@ def _fill_missing(grads, rec):
                  for g, shape, dtype in zip(grads, rec.shapes, rec.dtypes))
 
 
-def _add_to_leaf(t, g):
+def _add_to_leaf(t, g, ours=False):
+    """Add g into t.grad; `ours`: g is a fresh array no one else holds."""
     if t.grad is None:
-        # A copy: the same gradient array may be shared by several tensors, and the
-        # leaf's .grad is its own (optimizers and clipping may change it in place).
-        t.grad = array_module(g).array(g, dtype=t.dtype, copy=True)
+        if ours and g.dtype == t.dtype:
+            t.grad = g
+        else:
+            # A copy: the same gradient array may be shared by several tensors, and the
+            # leaf's .grad is its own (optimizers and clipping may change it in place).
+            t.grad = array_module(g).array(g, dtype=t.dtype, copy=True)
     else:
         t.grad += g
 

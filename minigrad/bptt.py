@@ -18,7 +18,6 @@ under no_grad() and make no records at all.
 """
 import itertools
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +25,7 @@ import numpy as np
 from .backward import backward
 from .ops import stack
 from .optim import clip_grad_norm_
-from .tape import TAPE, no_grad
+from .tape import TAPE
 from .tensor import Tensor, _make
 
 
@@ -247,7 +246,7 @@ class _Run:
 
     def __call__(self, state, s, record):
         x, y = _at(self.inputs, s - 1), _at(self.targets, s - 1)
-        with TAPE.at_step(self.base + s), (nullcontext() if record else no_grad()):
+        with TAPE.at_step(self.base + s, record=record):
             out = self.step(state, x, y)
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(f"train_sequence: step must return (new_state, loss), got "
@@ -278,6 +277,8 @@ def _at(seq, k):
 
 def _state_shapes(state, s=0):
     """((shape, dtype), ...) of a state: a Tensor or a tuple of Tensors; None while unknown."""
+    if isinstance(state, Tensor):
+        return ((state.shape, state.dtype),)
     if state is None and s == 0:
         return None
     parts = state if isinstance(state, tuple) else (state,)

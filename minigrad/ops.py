@@ -93,6 +93,14 @@ def _tensors(op, items):
     """Many operands as Tensors of one dtype and device (for concat, stack, losses)."""
     if not items:
         raise ValueError(f"{op}: needs at least one tensor")
+    first = items[0]
+    if isinstance(first, Tensor):  # the common case, checked in one pass: all Tensors, all alike
+        dtype, device = first.data.dtype, first.device
+        for t in items:
+            if not isinstance(t, Tensor) or t.data.dtype != dtype or t.device != device:
+                break
+        else:
+            return list(items)
     like = next((t for t in items if isinstance(t, Tensor)), None)
     tensors = [t if isinstance(t, Tensor) else _constant(op, t, like) for t in items]
     _check_same(op, tensors)
@@ -218,8 +226,12 @@ def matmul(a, b):
     kx, ky = x.shape[-1], (y.shape[0] if y.ndim == 1 else y.shape[-2])
     if kx != ky:
         raise ValueError(f"matmul: {x.shape} @ {y.shape}: inner dimensions {kx} and {ky} differ")
+    xp = array_module(x)
+    # Two matrices go through xp.dot: NumPy's matmul does not call BLAS when an inner size
+    # is 1, and is then several times slower than dot, which always does.
+    plain = x.ndim == 2 and y.ndim == 2
     try:
-        out = x @ y
+        out = xp.dot(x, y) if plain else x @ y
     except ValueError:
         raise ValueError(f"matmul: {x.shape} @ {y.shape}: batch dimensions {x.shape[:-2]} "
                          f"and {y.shape[:-2]} do not broadcast") from None
@@ -227,6 +239,8 @@ def matmul(a, b):
     need_x, need_y = a.requires_grad, b.requires_grad
 
     def backward(g):  # d(X Y) = dX Y + X dY  ->  gX = g Y^T, gY = X^T g
+        if plain:
+            return (xp.dot(g, y.T) if need_x else None), (xp.dot(x.T, g) if need_y else None)
         # Give 1-D operands their implied axis back, so one pair of formulas covers all cases.
         x2 = x[None, :] if x.ndim == 1 else x
         y2 = y[:, None] if y.ndim == 1 else y

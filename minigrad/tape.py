@@ -19,7 +19,6 @@ and each is one attribute or one loop here:
 """
 import functools
 import weakref
-from contextlib import contextmanager
 
 
 class Record:
@@ -111,14 +110,14 @@ class Tape:
         self._refs = live
         self._compact_at = max(1024, 2 * len(live))
 
-    @contextmanager
-    def at_step(self, step):
-        """Label every record made inside the block with `step` (an int)."""
-        previous, self.step = self.step, step
-        try:
-            yield self
-        finally:
-            self.step = previous
+    def at_step(self, step, record=True):
+        """Label every record made inside the block with `step` (an int); with record=False,
+        also stop recording inside it, as no_grad() does.
+
+            with tape.at_step(7):
+                ...
+        """
+        return _AtStep(self, step, record)
 
     # -- freeing ------------------------------------------------------------
 
@@ -153,6 +152,26 @@ class Tape:
 
     def __str__(self):
         return wengert_list(list(self))
+
+
+class _AtStep:
+    """The context manager of Tape.at_step (a class, not a generator: it runs every time step)."""
+
+    __slots__ = ("tape", "step", "record", "previous")
+
+    def __init__(self, tape, step, record):
+        self.tape, self.step, self.record = tape, step, record
+
+    def __enter__(self):
+        tape = self.tape
+        self.previous = tape.step, tape.enabled
+        tape.step = self.step
+        if not self.record:
+            tape.enabled = False
+        return tape
+
+    def __exit__(self, *exc):
+        self.tape.step, self.tape.enabled = self.previous
 
 
 def wengert_list(records):

@@ -162,6 +162,25 @@ def test_each_leaf_owns_its_grad_array():
     np.testing.assert_allclose(b.grad, [1.0, 1.0])
 
 
+def test_a_shared_gradient_array_is_never_added_into():
+    # add hands one array to a and b; a's later uses are summed into a's own array,
+    # never into the one b holds
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    y = (a + b) * 1.0 + a * 2.0 + a * 3.0
+    y.backward(np.array([1.0, 1.0]))
+    np.testing.assert_allclose(a.grad, [6.0, 6.0])
+    np.testing.assert_allclose(b.grad, [1.0, 1.0])
+    assert not np.shares_memory(a.grad, b.grad)
+
+
+def test_a_gradient_of_the_wrong_shape_is_caught_before_any_grad_changes():
+    x, w = leaf([1.0, 2.0]), leaf([3.0])
+    bad = _result("bad", x.data * 2, (x, w), lambda g: (2 * g, g))  # w's gradient: shape (2,)
+    with pytest.raises(RuntimeError, match=r"bad returned a gradient of shape \(2,\) for an input of shape \(1,\)"):
+        bad.sum().backward()
+    assert x.grad is None and w.grad is None
+
+
 def test_leaf_grads_keep_the_leaf_dtype():
     x = mg.tensor(np.ones(3, np.float32), requires_grad=True)
     (x * 2.5).sum().backward()
@@ -286,6 +305,20 @@ def unroll(w, h0, steps, tape):
             h = w * h
         hs.append(h)
     return hs
+
+
+def test_at_step_without_recording_makes_no_records_and_restores_both_settings():
+    tape = mg.get_tape()
+    x = leaf([1.0])
+    with tape.at_step(4, record=False):
+        assert tape.step == 4 and not tape.enabled
+        y = x * 2
+    assert y._record is None and not y.requires_grad
+    assert tape.step is None and tape.enabled
+    with pytest.raises(ValueError):
+        with tape.at_step(5):
+            raise ValueError("inside")
+    assert tape.step is None and tape.enabled
 
 
 def test_records_carry_the_step_that_made_them():

@@ -7,7 +7,7 @@ backward that can be read off the maths.
 import numpy as np
 
 from ..backend import array_module
-from ..ops import _result, _tensors, sigmoid_array
+from ..ops import _result, _tensors
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -27,7 +27,13 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: input {X.shape} and weight {W.shape}: "
                          f"in_features {X.shape[-1] if X.ndim else None} and {W.shape[1]} differ")
     out_features, in_features = W.shape
-    y = X @ W.T
+    xp = array_module(X)
+    # xp.dot, not @, for the 2-D product: NumPy's matmul skips BLAS when an inner size is 1
+    # (a batch of one), and is then several times slower; dot always calls BLAS.
+    X2 = X if X.ndim <= 2 else X.reshape(-1, in_features)
+    y = xp.dot(X2, W.T)
+    if X.ndim > 2:
+        y = y.reshape(X.shape[:-1] + (out_features,))
     if bias is not None:
         b = tensors[2].data
         if b.shape != (out_features,):
@@ -39,8 +45,8 @@ def linear(x, weight, bias=None):
     def backward(g):
         # y = X W^T + b  ->  gX = g W,  gW = g^T X (summed over all leading axes),  gb = sum g
         g2 = g.reshape(-1, out_features)
-        gx = g @ W if need_x else None
-        gw = g2.T @ X.reshape(-1, in_features) if need_w else None
+        gx = xp.dot(g2, W).reshape(X.shape) if need_x else None
+        gw = xp.dot(g2.T, X.reshape(-1, in_features)) if need_w else None
         return (gx, gw, g2.sum(axis=0)) if has_bias else (gx, gw)
     return _result("linear", y, tuple(tensors), backward)
 
@@ -88,12 +94,16 @@ def mse_loss(pred, target, reduction="mean"):
         raise ValueError(f"mse_loss: pred {p.shape} and target {t.shape} differ in shape")
     d = p - t
     sq = d * d
-    out = sq.mean() if reduction == "mean" else sq.sum() if reduction == "sum" else sq
+    if reduction == "none":
+        out = sq
+    else:  # sum() / size rather than mean(): the same number, without mean's Python layer
+        out = sq.sum() if reduction == "sum" else sq.sum() / max(d.size, 1)
     scale = 2 / max(d.size, 1) if reduction == "mean" else 2
+    need_t = target.requires_grad
 
     def backward(g):  # d (p - t)^2 = 2 (p - t) (dp - dt)
         gp = (scale * g) * d
-        return gp, -gp
+        return gp, (-gp if need_t else None)
     return _result("mse_loss", out, (pred, target), backward)
 
 
@@ -121,21 +131,27 @@ def cross_entropy(logits, targets, reduction="mean"):
         bad = t[(t < 0) | (t >= classes)].flat[0]
         raise ValueError(f"cross_entropy: target {bad} is out of range for {classes} classes")
     xp = array_module(x)
-    z = x - x.max(axis=-1, keepdims=True)
-    lse = xp.log(xp.exp(z).sum(axis=-1))
-    picked = xp.take_along_axis(z, t[..., None], axis=-1)[..., 0]
-    losses = lse - picked
-    out = losses.mean() if reduction == "mean" else losses.sum() if reduction == "sum" else losses
+    # Work on rows: (K, C) logits and K targets, K = the product of the leading axes.
+    x2, t1 = x.reshape(-1, classes), t.reshape(-1)
+    rows = xp.arange(t1.size)
+    z = x2 - x2.max(axis=1, keepdims=True)
+    e = xp.exp(z)
+    total = e.sum(axis=1)
+    losses = xp.log(total) - z[rows, t1]
+    if reduction == "none":
+        out = losses.reshape(t.shape)
+    else:  # sum() / count rather than mean(): the same number, without mean's Python layer
+        out = losses.sum() if reduction == "sum" else losses.sum() / max(losses.size, 1)
     count = max(losses.size, 1)
 
     def backward(g):  # d loss_k / d logits_k = softmax(logits_k) - onehot(target_k)
-        grad = xp.exp(z - lse[..., None])
-        xp.put_along_axis(grad, t[..., None], xp.take_along_axis(grad, t[..., None], axis=-1) - 1,
-                          axis=-1)
+        grad = e / total[:, None]
+        grad[rows, t1] -= 1
         if reduction == "none":
-            return (grad * g[..., None],)
-        scale = g / count if reduction == "mean" else g
-        return (grad * scale,)
+            grad *= g.reshape(-1, 1)
+        else:
+            grad *= g / count if reduction == "mean" else g
+        return (grad.reshape(x.shape),)
     return _result("cross_entropy", out, (logits,), backward)
 
 
@@ -178,8 +194,10 @@ def _cell_operands(op, gates, x, states, weight_ih, weight_hh, bias_ih, bias_hh)
     for t in tensors[k + 3:]:
         if t.shape != (gates * hidden,):
             raise ValueError(f"{op}: a bias of shape {t.shape}; expected ({gates * hidden},)")
+    arrays = [t.data for t in tensors]
     unbatched = X.ndim == 1
-    arrays = [t.data[None] if unbatched and i <= k else t.data for i, t in enumerate(tensors)]
+    if unbatched:  # x and the states as batches of one
+        arrays[:k + 1] = [a[None] for a in arrays[:k + 1]]
     return tuple(tensors), arrays, unbatched
 
 
@@ -193,11 +211,12 @@ def _affine_backward(tensors, k, d_ih, d_hh, X, Hprev, W_ih, W_hh):
     only h gets a gradient here (the cell adds its own terms).
     """
     need = [t.requires_grad for t in tensors]
-    gx = d_ih @ W_ih if need[0] else None
-    gh = d_hh @ W_hh if need[1] else None
+    dot = array_module(X).dot  # not @: see linear
+    gx = dot(d_ih, W_ih) if need[0] else None
+    gh = dot(d_hh, W_hh) if need[1] else None
     grads = [gx, gh] + [None] * (k - 1)
-    grads.append(d_ih.T @ X if need[k + 1] else None)
-    grads.append(d_hh.T @ Hprev if need[k + 2] else None)
+    grads.append(dot(d_ih.T, X) if need[k + 1] else None)
+    grads.append(dot(d_hh.T, Hprev) if need[k + 2] else None)
     if len(tensors) > k + 3:
         gb_ih = d_ih.sum(axis=0)
         grads += [gb_ih, gb_ih if d_hh is d_ih else d_hh.sum(axis=0)]
@@ -206,10 +225,27 @@ def _affine_backward(tensors, k, d_ih, d_hh, X, Hprev, W_ih, W_hh):
 
 def _gates(X, Hprev, W_ih, W_hh, biases):
     """x W_ih^T + h W_hh^T (+ b_ih + b_hh): (B, G*H), a fresh array."""
-    a = X @ W_ih.T
-    a += Hprev @ W_hh.T
+    dot = array_module(X).dot  # not @: see linear
+    a = dot(X, W_ih.T)
+    a += dot(Hprev, W_hh.T)
     for b in biases:
         a += b
+    return a
+
+
+def _sigmoid_(a):
+    """sigmoid(a) = (1 + tanh(a / 2)) / 2, computed in place in `a` (a gate's pre-activation).
+
+    NOTE: gates need the sigmoid to absolute precision only (it multiplies a state or a
+    candidate), which this form gives with no overflow, in four passes and no temporary.
+    The public sigmoid op keeps `ops.sigmoid_array`, which is slower (a where and a
+    division) but also keeps relative precision in the far left tail.
+    """
+    xp = array_module(a)
+    a *= 0.5
+    xp.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
     return a
 
 
@@ -264,9 +300,9 @@ def lstm_cell(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     xp = array_module(X)
     n = W_hh.shape[1]
     act = _gates(X, Hprev, W_ih, W_hh, biases)  # activated in place, gate by gate
-    act[:, :2 * n] = sigmoid_array(act[:, :2 * n])
-    act[:, 2 * n:3 * n] = xp.tanh(act[:, 2 * n:3 * n])
-    act[:, 3 * n:] = sigmoid_array(act[:, 3 * n:])
+    _sigmoid_(act[:, :2 * n])
+    xp.tanh(act[:, 2 * n:3 * n], out=act[:, 2 * n:3 * n])
+    _sigmoid_(act[:, 3 * n:])
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     c_new = f * Cprev + i * g
     tc = xp.tanh(c_new)
@@ -306,12 +342,12 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         "gru_cell", 3, x, (h,), weight_ih, weight_hh, bias_ih, bias_hh)
     xp = array_module(X)
     n = W_hh.shape[1]
-    a_ih = X @ W_ih.T
-    a_hh = Hprev @ W_hh.T
+    a_ih = xp.dot(X, W_ih.T)  # not @: see linear
+    a_hh = xp.dot(Hprev, W_hh.T)
     if biases:
         a_ih += biases[0]
         a_hh += biases[1]
-    rz = sigmoid_array(a_ih[:, :2 * n] + a_hh[:, :2 * n])
+    rz = _sigmoid_(a_ih[:, :2 * n] + a_hh[:, :2 * n])
     r, z = rz[:, :n], rz[:, n:]
     hn = a_hh[:, 2 * n:]
     cand = xp.tanh(a_ih[:, 2 * n:] + r * hn)
