@@ -176,7 +176,8 @@ def test_a_shared_gradient_array_is_never_added_into():
 def test_a_gradient_of_the_wrong_shape_is_caught_before_any_grad_changes():
     x, w = leaf([1.0, 2.0]), leaf([3.0])
     bad = _result("bad", x.data * 2, (x, w), lambda g: (2 * g, g))  # w's gradient: shape (2,)
-    with pytest.raises(RuntimeError, match=r"bad returned a gradient of shape \(2,\) for an input of shape \(1,\)"):
+    expected = r"bad returned a gradient of shape \(2,\) for an input of shape \(1,\)"
+    with pytest.raises(RuntimeError, match=expected):
         bad.sum().backward()
     assert x.grad is None and w.grad is None
 

@@ -1,0 +1,95 @@
+"""Options of the benchmark suite: --threads (BLAS and PyTorch threads, 1 by default)
+and --smoke (every workload at tiny sizes, one round: the normal test suite runs that).
+
+The thread count is set once for the whole run, before any workload, so every
+implementation runs with the same number of threads.
+"""
+import platform
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+from . import torch_impl, workloads
+
+_limits = None  # kept alive for the whole run: threadpoolctl undoes the limit when it goes
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("minigrad benchmarks")
+    group.addoption("--threads", type=int, default=1,
+                    help="BLAS (and PyTorch) threads for every implementation (default 1)")
+    group.addoption("--smoke", action="store_true",
+                    help="tiny sizes and one round: checks that every workload runs")
+
+
+def pytest_configure(config):
+    global _limits
+    threads = config.getoption("--threads", default=1)
+    if threads < 1:
+        raise pytest.UsageError(f"--threads must be >= 1, got {threads}")
+    _limits = threadpoolctl.threadpool_limits(limits=threads)
+    if torch_impl.torch is not None:
+        torch_impl.torch.set_num_threads(threads)
+
+
+def pytest_report_header(config):
+    lines = [f"minigrad benchmarks: {config.getoption('--threads')} thread(s); "
+             f"{'smoke sizes' if config.getoption('--smoke') else 'full sizes'}; {blas()}"]
+    if torch_impl.torch is None:
+        lines.append("note: " + torch_impl.MISSING)
+    return lines
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """What the report prints above its tables: the machine, the threads, the libraries."""
+    machine_info["minigrad"] = {
+        "threads": config.getoption("--threads"),
+        "smoke": config.getoption("--smoke"),
+        "blas": blas(),
+        "numpy": np.__version__,
+        "torch": getattr(torch_impl.torch, "__version__", None),
+        "cpu": cpu_name(),
+    }
+
+
+def blas():
+    """The BLAS NumPy uses and the threads it has now, e.g. 'openblas 0.3.29, 1 thread'."""
+    infos = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+    if not infos:
+        return "BLAS unknown"
+    return "; ".join(f"{i['internal_api']} {i.get('version') or ''}, {i['num_threads']} thread(s)"
+                     for i in infos)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@pytest.fixture
+def smoke(request):
+    return request.config.getoption("--smoke")
+
+
+def pytest_generate_tests(metafunc):
+    """Workloads at the sizes asked for (full, or tiny with --smoke)."""
+    smoke = metafunc.config.getoption("--smoke")
+
+    def sized(w):
+        return w.smoke() if smoke else w
+    if "recurrent" in metafunc.fixturenames:
+        metafunc.parametrize("recurrent", [sized(w) for w in workloads.RECURRENT],
+                             ids=[w.name for w in workloads.RECURRENT])
+    if "scaling" in metafunc.fixturenames:
+        w4 = sized(workloads.W4)
+        cases = [(w4, label, n) for label, *_ in w4.policies for n in w4.lengths]
+        metafunc.parametrize("scaling", cases, ids=[f"{label}-n{n}" for _, label, n in cases])
+    if "chain" in metafunc.fixturenames:
+        metafunc.parametrize("chain", [sized(workloads.W5)], ids=["W5"])

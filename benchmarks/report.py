@@ -1,0 +1,261 @@
+"""python -m benchmarks.report: run the benchmark suite and print a table of medians and ratios.
+
+    python -m benchmarks.report                 # every workload, 1 thread
+    python -m benchmarks.report --threads 2     # BLAS and PyTorch with 2 threads
+    python -m benchmarks.report --smoke         # tiny sizes, one round: does it all run?
+    python -m benchmarks.report --readme        # also put the table into README.md
+
+It saves pytest-benchmark's JSON (--json, by default .benchmarks/latest.json) and the run
+in pytest-benchmark's storage (.benchmarks/), so that a later `pytest benchmarks
+--benchmark-compare` compares with it. `--from PATH` prints the table of a saved JSON
+without running anything. Results worth keeping go to benchmarks/results/ (see its README).
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+README_START = "<!-- benchmark table: start (python -m benchmarks.report --readme writes it) -->"
+README_END = "<!-- benchmark table: end -->"
+
+# Columns of the main table: implementation -> heading
+COLUMNS = {"minigrad": "minigrad", "numpy": "NumPy floor", "torch-cell": "PyTorch eager",
+           "torch": "PyTorch eager", "torch-fused": "PyTorch fused"}
+# The targets: workload -> (largest minigrad / floor, largest minigrad / PyTorch eager)
+TARGETS = {"W1": (1.25, 1.0), "W2": (1.25, 1.0), "W3": (1.5, None), "W5": (None, 2.0)}
+
+
+class ReportError(Exception):
+    """A problem to report in one line."""
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and PyTorch threads (default 1)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round")
+    parser.add_argument("--json", type=Path, default=ROOT / ".benchmarks" / "latest.json",
+                        help="where to save pytest-benchmark's JSON (default .benchmarks/latest.json)")
+    parser.add_argument("--no-autosave", action="store_true",
+                        help="do not add the run to pytest-benchmark's storage (.benchmarks/)")
+    parser.add_argument("--from", dest="source", type=Path, metavar="PATH",
+                        help="print the table of a saved JSON instead of running the suite")
+    parser.add_argument("--readme", action="store_true", help="write the table into README.md too")
+    parser.add_argument("-k", dest="select", metavar="EXPR", help="run only the benchmarks pytest -k selects")
+    args = parser.parse_args(argv)
+    try:
+        if args.threads < 1:
+            raise ReportError(f"--threads must be >= 1, got {args.threads}")
+        path = args.source or run_suite(args)
+        text = render(load(path))
+        print(text)
+        if args.readme:
+            write_readme(ROOT / "README.md", text)
+    except ReportError as e:
+        print(f"benchmarks.report: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("benchmarks.report: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_suite(args):
+    """Run `pytest benchmarks` with the JSON going to a temporary file, moved into place
+    only when the run succeeds (a failed run leaves the previous results as they were)."""
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.json.with_name(args.json.name + ".partial")
+    cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider",
+           "--benchmark-quiet", f"--benchmark-json={partial}", f"--threads={args.threads}"]
+    if not args.no_autosave:
+        cmd.append("--benchmark-autosave")
+    if args.smoke:
+        cmd.append("--smoke")
+    if args.select:
+        cmd += ["-k", args.select]
+    print("running:", " ".join(cmd[2:]), file=sys.stderr, flush=True)
+    code = subprocess.call(cmd, cwd=ROOT, stdout=sys.stderr)
+    if code != 0 or not partial.exists():
+        partial.unlink(missing_ok=True)
+        raise ReportError(f"the benchmark run failed (pytest exit code {code}); see its output above")
+    os.replace(partial, args.json)
+    print(f"saved {args.json}", file=sys.stderr)
+    return args.json
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ReportError(f"cannot read {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path} is not JSON: {e}") from None
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ReportError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks')")
+    return data
+
+
+# -- the tables ---------------------------------------------------------------------------
+
+def per_unit(bench):
+    """Median seconds of a round divided by the units of work in it, in microseconds."""
+    return bench["stats"]["median"] / bench["extra_info"]["units"] * 1e6
+
+
+def render(data):
+    """The whole report as markdown: where it ran, then the tables."""
+    benches = [b for b in data["benchmarks"] if "workload" in b.get("extra_info", {})]
+    if not benches:
+        raise ReportError("the JSON holds no minigrad benchmarks")
+    parts = [header(data), main_table(benches)]
+    scaling = [b for b in benches if b["extra_info"]["workload"] == "W4"]
+    if scaling:
+        parts.append(scaling_tables(scaling))
+    return "\n\n".join(p for p in parts if p)
+
+
+def header(data):
+    info = data.get("machine_info", {})
+    ours = info.get("minigrad", {})
+    when = data.get("datetime", "")[:10] or datetime.date.today().isoformat()
+    torch = ours.get("torch") or "not installed"
+    lines = [f"Measured {when} on {ours.get('cpu') or info.get('processor') or 'an unknown CPU'}, "
+             f"{ours.get('threads', '?')} thread(s) ({ours.get('blas', 'BLAS unknown')}); "
+             f"Python {info.get('python_version', '?')}, NumPy {ours.get('numpy', '?')}, "
+             f"PyTorch {torch}. Medians of repeated runs; ratios are within this one run."]
+    if ours.get("smoke"):
+        lines.append("**Smoke sizes**: these numbers only show that everything runs.")
+    return "\n".join(lines)
+
+
+def main_table(benches):
+    """W1-W3 and W5: microseconds per unit, by implementation, and the ratios the targets use."""
+    rows = {}
+    for b in benches:
+        e = b["extra_info"]
+        if e["workload"] != "W4":
+            row = rows.setdefault(e["workload"], {"unit": e["unit"], "about": e.get("about", "")})
+            row[e["impl"]] = per_unit(b)
+    heads = ["minigrad", "NumPy floor", "PyTorch eager", "PyTorch fused"]
+    lines = ["| workload | µs per | " + " | ".join(heads) + " | minigrad / floor | minigrad / PyTorch eager "
+             "| target |",
+             "|---|---|" + "---:|" * (len(heads) + 2) + "---|"]
+    for name in sorted(rows):
+        row = rows[name]
+        by_head = {COLUMNS[impl]: t for impl, t in row.items() if impl in COLUMNS}
+        mg, fl, eager = by_head.get("minigrad"), by_head.get("NumPy floor"), by_head.get("PyTorch eager")
+        cells = [_us(by_head.get(h)) for h in heads]
+        r_floor = mg / fl if mg and fl else None
+        r_eager = mg / eager if mg and eager else None
+        lines.append(f"| {name} | {row['unit']} | " + " | ".join(cells)
+                     + f" | {_ratio(r_floor)} | {_ratio(r_eager)} | {_verdict(name, r_floor, r_eager)} |")
+    lines.append("")
+    lines += [f"- {name}: {rows[name]['about']}" for name in sorted(rows) if rows[name]["about"]]
+    return "\n".join(lines)
+
+
+def _verdict(name, r_floor, r_eager):
+    """'met' or 'missed' for the workload's targets; '-' where a ratio could not be measured."""
+    floor_max, eager_max = TARGETS.get(name, (None, None))
+    parts = []
+    if floor_max is not None:
+        parts.append((f"≤ {floor_max}× floor", r_floor, floor_max))
+    if eager_max is not None:
+        text = f"< {eager_max:g}×" if eager_max == 1.0 else f"≤ {eager_max:g}×"
+        parts.append((text + " PyTorch eager", r_eager, eager_max))
+    out = []
+    for text, ratio, limit in parts:
+        state = "-" if ratio is None else ("met" if ratio <= limit else "missed")
+        out.append(f"{text}: {state}")
+    return "; ".join(out) or "-"
+
+
+def scaling_tables(benches):
+    """W4: time per step and peak memory per policy and sequence length, with the spread
+    (largest / smallest - 1) of the policies that should stay flat."""
+    by_policy, lengths = {}, set()
+    for b in benches:
+        e = b["extra_info"]
+        by_policy.setdefault(e["policy"], {})[e["n"]] = (per_unit(b), e["peak_bytes"])
+        lengths.add(e["n"])
+    lengths = sorted(lengths)
+    ns = " | ".join(f"n = {n}" for n in lengths)
+    about = benches[0]["extra_info"].get("about", "")
+    time_lines = [f"W4, µs per time step ({about}):", "",
+                  f"| policy | {ns} | spread |", "|---|" + "---:|" * (len(lengths) + 1)]
+    mem_lines = ["W4, peak memory in MiB (tracemalloc, in a run of its own):", "",
+                 f"| policy | {ns} | spread |", "|---|" + "---:|" * (len(lengths) + 1)]
+    for policy, cells in by_policy.items():
+        times = [cells.get(n, (None, None))[0] for n in lengths]
+        mems = [cells.get(n, (None, None))[1] for n in lengths]
+        time_lines.append(f"| {policy} | " + " | ".join(_us(t) for t in times) + f" | {_spread(times)} |")
+        mem_lines.append(f"| {policy} | " + " | ".join("-" if m is None else f"{m / 2**20:.2f}" for m in mems)
+                         + f" | {_spread(mems)} |")
+    return "\n".join(time_lines + [""] + mem_lines + ["", cost_model(by_policy, lengths)])
+
+
+def cost_model(by_policy, lengths):
+    """k2 > k1 against the theory: per step, TBPTT(k1, k2) costs one forward step F and k2/k1
+    backward steps B. From TBPTT(10, 10) = F + B and TBPTT(10, 40) = F + 4B at the largest n,
+    solve for F and B and predict the recompute variant (k1 + k2 = 5 forward steps a step,
+    one of them without recording, and 4 backward steps): at most 5F + 4B."""
+    n = lengths[-1]
+    try:
+        t1 = by_policy["TBPTT(10, 10)"][n][0]
+        t4 = by_policy["TBPTT(10, 40)"][n][0]
+    except KeyError:
+        return ""
+    b = (t4 - t1) / 3
+    f = t1 - b
+    line = (f"Cost of k2 > k1 at n = {n}: TBPTT(10, 40) / TBPTT(10, 10) = {t4 / t1:.2f}; solving "
+            f"F + B = {t1:.1f} and F + 4B = {t4:.1f} gives a forward step F = {f:.1f} µs and a backward "
+            f"step B = {b:.1f} µs")
+    recompute = by_policy.get("TBPTT(10, 40, recompute)", {}).get(n)
+    if recompute:
+        line += (f"; the recompute variant, predicted at most 5F + 4B = {5 * f + 4 * b:.1f} µs, "
+                 f"measured {recompute[0]:.1f} µs")
+    return line + "."
+
+
+def _us(t):
+    if t is None:
+        return "-"
+    t = round(t, 2)  # 99.999 is shown as 100, not 100.0
+    return f"{t:.0f}" if t >= 100 else f"{t:.1f}" if t >= 1 else f"{t:.2f}"
+
+
+def _ratio(r):
+    return "-" if r is None else f"{r:.2f}×"
+
+
+def _spread(values):
+    values = [v for v in values if v is not None]
+    if len(values) < 2 or min(values) <= 0:
+        return "-"
+    return f"{max(values) / min(values) - 1:.1%}"
+
+
+def write_readme(path, table):
+    """Replace the table between the README's markers, atomically."""
+    from minigrad.io import atomic_file
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ReportError(f"cannot read {path}: {e.strerror}") from None
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ReportError(f"{path} has no benchmark table markers ({README_START!r} ... {README_END!r})")
+    new = text[:start + len(README_START)] + "\n" + table + "\n" + text[end:]
+    with atomic_file(path, "w") as f:
+        f.write(new)
+    print(f"updated the table in {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

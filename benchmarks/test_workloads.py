@@ -1,0 +1,100 @@
+"""The benchmark suite: every workload, every implementation, timed by pytest-benchmark.
+
+Run it with `pytest benchmarks` (add --benchmark-compare to compare with the last
+saved run), or `python -m benchmarks.report` for the table of medians and ratios.
+Each benchmark's extra_info says what one unit of work is (a time step, an op) and
+how many units a round does; the report divides by that.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from . import floor, torch_impl, workloads
+
+RECURRENT = {"minigrad": workloads.minigrad_recurrent, "numpy": floor.numpy_recurrent,
+             "torch-cell": torch_impl.torch_cell_loop, "torch-fused": torch_impl.torch_fused}
+CHAIN = {"minigrad": workloads.minigrad_chain, "numpy": floor.numpy_chain,
+         "torch": torch_impl.torch_chain}
+
+
+def _time(benchmark, smoke, prepare, rounds):
+    """Time run() over fresh copies of the work (setup is not timed); returns one result."""
+    results = []
+
+    def setup():
+        return (prepare(),), {}
+
+    def target(run):
+        results.append(run())
+    benchmark.pedantic(target, setup=setup, rounds=1 if smoke else rounds,
+                       warmup_rounds=0 if smoke else 1)
+    return results[-1]
+
+
+def _needs(impl):
+    if impl.startswith("torch") and torch_impl.torch is None:
+        pytest.skip(torch_impl.MISSING)
+
+
+def _describe(benchmark, w, impl, **extra):
+    benchmark.group = w.name
+    benchmark.extra_info.update(workload=w.name, impl=impl, unit=w.unit, units=w.units,
+                                about=w.about, **extra)
+
+
+@pytest.mark.parametrize("impl", list(RECURRENT))
+def test_recurrent(benchmark, smoke, recurrent, impl):
+    """W1-W3: microseconds per time step (forward, backward and update)."""
+    _needs(impl)
+    w = recurrent
+    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    _describe(benchmark, w, impl)
+    trained = _time(benchmark, smoke, lambda: RECURRENT[impl](w, weights, data), rounds=11)
+    assert all(np.isfinite(v).all() for v in trained.values())
+
+
+def test_scaling(benchmark, smoke, scaling):
+    """W4: time per step and peak memory of each policy as the sequence grows."""
+    w, label, n = scaling
+    cell = w.cell_workload(n)
+    data, weights = workloads.recurrent_data(cell), workloads.recurrent_weights(cell)
+    policy = workloads.scaling_policies(w)[label]
+
+    def prepare():
+        return workloads.minigrad_recurrent(cell, weights, data, policy=policy)
+    peak = _peak_bytes(prepare())
+    benchmark.group = w.name
+    benchmark.extra_info.update(workload=w.name, impl="minigrad", unit=w.unit, units=n,
+                                about=w.about, policy=label, n=n, peak_bytes=peak)
+    _time(benchmark, smoke, prepare, rounds=3)
+    assert peak > 0
+
+
+def _peak_bytes(run):
+    """The most memory a run held at once beyond what it started with (tracemalloc sees
+    every NumPy array), in a run of its own: tracing slows everything down."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        run()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("impl", list(CHAIN))
+def test_chain(benchmark, smoke, chain, impl):
+    """W5: microseconds per op of a long chain of tiny elementwise ops, forward + backward."""
+    _needs(impl)
+    w = chain
+    data = workloads.chain_data(w)
+    _describe(benchmark, w, impl)
+    grad = _time(benchmark, smoke, lambda: CHAIN[impl](w, data), rounds=31)
+    assert np.isfinite(grad["x.grad"]).all()
+
+
+@pytest.mark.skip(reason="needs a GPU and minigrad's CUDA backend, which it does not have yet: "
+                         "W1 and W2 at hidden 256 and 1024, batch 64 (workloads.GPU)")
+def test_recurrent_gpu():
+    """On a GPU: W1 and W2 at hidden 256 and 1024, batch 64."""

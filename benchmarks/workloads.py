@@ -1,0 +1,214 @@
+"""The fixed workloads W1-W5: their sizes, their data, their starting weights, and
+minigrad's implementation of each.
+
+Every implementation of a workload (minigrad here, the NumPy floor in floor.py,
+PyTorch in torch_impl.py) starts from the same weights and sees the same data, so
+they do the same maths and, in float64, end with the same weights: the smoke tests
+check that, which keeps the floor honest.
+
+An implementation is a function `prepare(workload, weights, data) -> run`, where
+`run()` does the timed work and returns the trained weights as a dict of NumPy arrays
+(named as PyTorch names them: weight_ih, ..., head.weight, head.bias).
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+
+# -- the workloads ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recurrent:
+    """W1-W3: train a cell and a linear readout on one sequence under TBPTT(k, k).
+
+    Every time step: state = cell(x_t, state); loss_t = loss(readout(h), y_t). Every k
+    steps: back-propagate the sum of the window's losses through its k steps, and update.
+    """
+    name: str
+    cell: str           # "rnn" (Elman, tanh) or "lstm"
+    input: int
+    hidden: int
+    output: int
+    batch: int
+    k: int              # TBPTT(k, k)
+    steps: int          # time steps in the sequence
+    loss: str           # "mse" (targets: floats) or "ce" (targets: classes; inputs one-hot)
+    optimizer: str      # "sgd" or "adagrad"
+    lr: float
+    eps: float = 1e-8   # Adagrad's epsilon (min-char-rnn's)
+    about: str = ""
+
+    units = property(lambda self: self.steps)
+    unit = "time step"
+
+    def smoke(self):
+        """The same workload at tiny sizes, odd so that shape mistakes show."""
+        return replace(self, input=self.output if self.loss == "ce" else 5, hidden=7, batch=3,
+                       output=self.output if self.loss == "ce" else 4, k=4, steps=12)
+
+
+W1 = Recurrent("W1", "rnn", input=64, hidden=128, output=64, batch=32, k=20, steps=400,
+               loss="mse", optimizer="sgd", lr=0.01,
+               about="Elman 64->128, batch 32, readout to 64 + MSE, SGD, TBPTT(20, 20)")
+W2 = replace(W1, name="W2", cell="lstm",
+             about="LSTM 64->128, batch 32, readout to 64 + MSE, SGD, TBPTT(20, 20)")
+W3 = Recurrent("W3", "rnn", input=65, hidden=100, output=65, batch=1, k=25, steps=1000,
+               loss="ce", optimizer="adagrad", lr=0.1,
+               about="min-char-rnn: one-hot 65 -> Elman 100, batch 1, cross-entropy, Adagrad, "
+                     "TBPTT(25, 25)")
+RECURRENT = (W1, W2, W3)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """W4: TBPTT's time per step and peak memory as the sequence grows.
+
+    An Elman cell with a readout and MSE, trained with SGD on a sequence of n steps
+    under each policy; BPTT is there as the control whose memory grows with n.
+    """
+    name: str
+    input: int
+    hidden: int
+    output: int
+    batch: int
+    lengths: tuple
+    policies: tuple     # (label, k1, k2, recompute); k1 = None for BPTT()
+    lr: float = 0.01
+    about: str = ""
+    unit = "time step"
+
+    def smoke(self):
+        return replace(self, input=5, hidden=7, output=4, batch=3, lengths=(12, 24))
+
+    def cell_workload(self, n):
+        """The recurrent workload one run of W4 is (its k is the policy's; see run_scaling)."""
+        return Recurrent(self.name, "rnn", self.input, self.hidden, self.output, self.batch,
+                         k=10, steps=n, loss="mse", optimizer="sgd", lr=self.lr)
+
+
+W4 = Scaling("W4", input=32, hidden=64, output=32, batch=16,
+             lengths=(500, 1000, 2000, 4000, 8000),
+             policies=(("TBPTT(10, 10)", 10, 10, False), ("TBPTT(10, 40)", 10, 40, False),
+                       ("TBPTT(10, 40, recompute)", 10, 40, True), ("BPTT", None, None, False)),
+             about="Elman 32->64, batch 16, readout + MSE, SGD; n = 500 .. 8000 steps")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """W5: the cost of an op itself: a chain of elementwise ops on a tiny tensor,
+    y = tanh(y * w + b) repeated (three ops a link), then sum and backward."""
+    name: str
+    ops: int
+    size: int
+    about: str = ""
+    unit = "op"
+
+    units = property(lambda self: self.ops)
+
+    def smoke(self):
+        return replace(self, ops=30)
+
+
+W5 = Chain("W5", ops=999, size=16,
+           about="a chain of 999 elementwise ops (mul, add, tanh) on 16 numbers, forward + backward")
+
+
+# -- data and starting weights ---------------------------------------------------------
+
+def recurrent_data(w, dtype=np.float32, seed=0):
+    """(xs, ys): xs (steps, batch, input); ys (steps, batch, output) floats for MSE, or
+    (steps, batch) classes for cross-entropy, where xs is the one-hot of a symbol
+    sequence and ys the next symbol (min-char-rnn's task)."""
+    rng = np.random.default_rng(seed)
+    if w.loss == "mse":
+        xs = rng.standard_normal((w.steps, w.batch, w.input)).astype(dtype)
+        ys = rng.standard_normal((w.steps, w.batch, w.output)).astype(dtype)
+        return xs, ys
+    symbols = rng.integers(0, w.input, size=(w.steps + 1, w.batch))
+    xs = np.eye(w.input, dtype=dtype)[symbols[:-1]]
+    return xs, symbols[1:]
+
+
+def recurrent_weights(w, dtype=np.float32, seed=1):
+    """Starting weights, uniform in +-1/sqrt(hidden) as PyTorch initializes its cells."""
+    rng = np.random.default_rng(seed)
+    gates = 4 if w.cell == "lstm" else 1
+    bound = 1 / np.sqrt(w.hidden)
+
+    def u(*shape):
+        return rng.uniform(-bound, bound, shape).astype(dtype)
+    return {"weight_ih": u(gates * w.hidden, w.input), "weight_hh": u(gates * w.hidden, w.hidden),
+            "bias_ih": u(gates * w.hidden), "bias_hh": u(gates * w.hidden),
+            "head.weight": u(w.output, w.hidden), "head.bias": u(w.output)}
+
+
+def chain_data(w, dtype=np.float32, seed=2):
+    """(x, w, b): the chain's input and the two constants of every link."""
+    rng = np.random.default_rng(seed)
+    x, scale, shift = rng.uniform(-1, 1, (3, w.size)).astype(dtype)
+    return x, (1 + 0.1 * scale).astype(dtype), (0.1 * shift).astype(dtype)
+
+
+# -- minigrad ----------------------------------------------------------------------------
+
+def minigrad_recurrent(w, weights, data, policy=None):
+    """Train with minigrad's cells, optimizers and train_sequence, as a user would."""
+    import minigrad.nn.functional as F
+    from minigrad import bptt, nn, optim
+
+    xs, ys = data
+    dtype = weights["weight_hh"].dtype
+    Cell = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell}[w.cell]
+    cell, head = Cell(w.input, w.hidden, dtype=dtype), nn.Linear(w.hidden, w.output, dtype=dtype)
+    cell.load_state_dict({k: v for k, v in weights.items() if not k.startswith("head.")})
+    head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
+    params = list(cell.parameters()) + list(head.parameters())
+    if w.optimizer == "sgd":
+        opt = optim.SGD(params, lr=w.lr)
+    else:
+        opt = optim.Adagrad(params, lr=w.lr, eps=w.eps)
+    loss_fn = F.mse_loss if w.loss == "mse" else F.cross_entropy
+    policy = policy or bptt.TBPTT(w.k, w.k)
+
+    def step(state, x, y):
+        state = cell(x, state)
+        h = state[0] if w.cell == "lstm" else state
+        return state, loss_fn(head(h), y)
+
+    def run():
+        bptt.train_sequence(step, None, xs, ys, policy=policy, optimizer=opt)
+        trained = {k: p.data for k, p in cell.named_parameters()}
+        trained.update({"head." + k: p.data for k, p in head.named_parameters()})
+        return trained
+    return run
+
+
+def minigrad_chain(w, data):
+    """The chain with minigrad tensors; returns d(sum y)/dx."""
+    import minigrad as mg
+
+    x0, a0, b0 = data
+
+    def run():
+        x = mg.tensor(x0, requires_grad=True)
+        a, b = mg.tensor(a0), mg.tensor(b0)
+        y = x
+        for _ in range(w.ops // 3):
+            y = (y * a + b).tanh()
+        y.sum().backward()
+        return {"x.grad": x.grad}
+    return run
+
+
+def scaling_policies(w):
+    """W4's policies as minigrad objects, by label."""
+    from minigrad import bptt
+    return {label: (bptt.BPTT() if k1 is None else bptt.TBPTT(k1, k2, recompute=recompute))
+            for label, k1, k2, recompute in w.policies}
+
+
+# On a GPU: W1 and W2 at hidden 256 and 1024, batch 64 (they run once minigrad has a
+# CUDA backend).
+GPU = tuple(replace(w, name=f"{w.name}-h{h}", hidden=h, batch=64,
+                    about=w.about.replace("128", str(h)).replace("batch 32", "batch 64"))
+            for w in (W1, W2) for h in (256, 1024))

@@ -1,0 +1,162 @@
+"""The benchmark suite cannot rot: every workload runs here at tiny sizes, the NumPy floor
+computes the same numbers as minigrad, and the report command works end to end."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import floor, report, workloads
+from benchmarks.test_workloads import _peak_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+# -- the floor and minigrad do the same maths ---------------------------------------------
+
+@pytest.mark.parametrize("w", workloads.RECURRENT, ids=lambda w: w.name)
+def test_floor_and_minigrad_train_to_the_same_weights(w):
+    # float64, smoke sizes: three updates of TBPTT(4, 4); the floor is written by hand, so
+    # agreeing to rounding error checks both (and train_sequence, the cells and optimizers)
+    w = w.smoke()
+    data = workloads.recurrent_data(w, np.float64)
+    weights = workloads.recurrent_weights(w, np.float64)
+    ours = workloads.minigrad_recurrent(w, weights, data)()
+    hand = floor.numpy_recurrent(w, weights, data)()
+    assert ours.keys() == hand.keys() == weights.keys()
+    for name in weights:
+        assert not np.allclose(hand[name], weights[name]), f"{name} did not train"
+        np.testing.assert_allclose(ours[name], hand[name], rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("w", workloads.RECURRENT, ids=lambda w: w.name)
+def test_the_full_workloads_are_what_the_issue_fixes(w):
+    assert (w.batch, w.k) == {"W1": (32, 20), "W2": (32, 20), "W3": (1, 25)}[w.name]
+    assert w.steps % w.k == 0  # every window full, as the floor and PyTorch loops assume
+
+
+def test_floor_chain_and_minigrad_chain_give_the_same_gradient():
+    w = workloads.W5.smoke()
+    data = workloads.chain_data(w, np.float64)
+    ours = workloads.minigrad_chain(w, data)()["x.grad"]
+    hand = floor.numpy_chain(w, data)()["x.grad"]
+    np.testing.assert_allclose(ours, hand, rtol=1e-12)
+    assert np.abs(hand).max() > 1e-3  # the chain does not vanish at this length
+
+
+def test_w4_memory_grows_under_bptt_and_stays_flat_under_tbptt():
+    w = workloads.W4.smoke()
+    policies = workloads.scaling_policies(w)
+
+    def peak(label, n):
+        cell = w.cell_workload(n)
+        run = workloads.minigrad_recurrent(cell, workloads.recurrent_weights(cell),
+                                           workloads.recurrent_data(cell), policy=policies[label])
+        return _peak_bytes(run)
+    short, long = w.lengths
+    assert peak("BPTT", long) > 1.5 * peak("BPTT", short)
+    assert peak("TBPTT(10, 10)", long) < 1.2 * peak("TBPTT(10, 10)", short)
+
+
+# -- the suite and the report run -----------------------------------------------------------
+
+def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
+    out = tmp_path / "run.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--smoke", "--no-autosave",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    names = {b["name"] for b in data["benchmarks"]}
+    for workload in ("W1", "W2", "W3"):
+        assert f"test_recurrent[{workload}-minigrad]" in names
+        assert f"test_recurrent[{workload}-numpy]" in names
+    assert "test_chain[W5-minigrad]" in names
+    assert "test_scaling[BPTT-n24]" in names
+    assert "| W1 | time step |" in proc.stdout and "| W5 | op |" in proc.stdout
+    assert "**Smoke sizes**" in proc.stdout
+    assert "1 thread(s)" in proc.stdout
+    if not HAS_TORCH:
+        assert "PyTorch is not installed" in proc.stderr
+        assert "PyTorch not installed" in proc.stdout
+    assert not out.with_name(out.name + ".partial").exists()
+
+
+def _bench(workload, impl, median, units, **extra):
+    return {"name": f"{workload}-{impl}", "stats": {"median": median},
+            "extra_info": {"workload": workload, "impl": impl, "units": units,
+                           "unit": "op" if workload == "W5" else "time step", **extra}}
+
+
+def test_the_table_divides_by_the_units_and_judges_the_targets():
+    data = {"datetime": "2026-11-21T10:00:00", "machine_info": {"minigrad": {"threads": 1, "cpu": "TestCPU"}},
+            "benchmarks": [
+                _bench("W1", "minigrad", 0.048, 400),      # 120 us per step
+                _bench("W1", "numpy", 0.040, 400),         # 100
+                _bench("W1", "torch-cell", 0.080, 400),    # 200
+                _bench("W3", "minigrad", 0.200, 1000),     # 200
+                _bench("W3", "numpy", 0.100, 1000),        # 100: 2x, above 1.5
+                _bench("W5", "minigrad", 0.003, 1000),     # 3 us per op
+                _bench("W5", "torch", 0.001, 1000),        # 1: 3x, above 2
+            ]}
+    text = report.render(data)
+    assert "Measured 2026-11-21 on TestCPU, 1 thread(s)" in text
+    w1 = next(line for line in text.splitlines() if line.startswith("| W1 |"))
+    assert "| 120 | 100 | 200 | - | 1.20× | 0.60× |" in w1
+    assert "≤ 1.25× floor: met" in w1 and "< 1× PyTorch eager: met" in w1
+    w3 = next(line for line in text.splitlines() if line.startswith("| W3 |"))
+    assert "2.00×" in w3 and "≤ 1.5× floor: missed" in w3
+    w5 = next(line for line in text.splitlines() if line.startswith("| W5 |"))
+    assert "3.00×" in w5 and "≤ 2× PyTorch eager: missed" in w5
+
+
+def test_the_scaling_table_shows_the_spread_and_the_cost_model():
+    rows = []
+    for label, per_step in (("TBPTT(10, 10)", (100, 104)), ("TBPTT(10, 40)", (160, 160)),
+                            ("TBPTT(10, 40, recompute)", (400, 400))):
+        for n, t in zip((500, 8000), per_step):
+            rows.append(_bench("W4", "minigrad", t * n * 1e-6, n, policy=label, n=n,
+                               peak_bytes=2 ** 20 * (1 + n / 8000)))
+    text = report.render({"benchmarks": rows})
+    line = next(line for line in text.splitlines() if line.startswith("| TBPTT(10, 10) |"))
+    assert "| 100 | 104 | 4.0% |" in line
+    # F + B = 104 and F + 4B = 160 at n = 8000: B = 18.7, F = 85.3, 5F + 4B = 501.3
+    assert "F = 85.3 µs" in text and "B = 18.7 µs" in text and "5F + 4B = 501.3 µs" in text
+    assert "| TBPTT(10, 40) | 1.06 | 2.00 | 88.2% |" in text  # MiB, and the memory spread
+
+
+def test_the_readme_table_is_replaced_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{report.README_START}\nold table\n{report.README_END}\n\nafter\n")
+    report.write_readme(readme, "| new | table |")
+    text = readme.read_text()
+    assert "old table" not in text and "| new | table |" in text
+    assert text.startswith("# Title") and text.endswith("after\n")
+    readme.write_text("no markers here\n")
+    with pytest.raises(report.ReportError, match="no benchmark table markers"):
+        report.write_readme(readme, "x")
+
+
+def test_the_real_readme_has_the_markers():
+    text = (ROOT / "README.md").read_text()
+    assert text.index(report.README_START) < text.index(report.README_END)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--from", "no/such/file.json"], "cannot read no/such/file.json"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+])
+def test_report_errors_are_one_line_and_exit_1(argv, message, capsys):
+    assert report.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and message in err
+
+
+def test_report_rejects_a_json_that_is_not_a_benchmark_run(tmp_path, capsys):
+    path = tmp_path / "other.json"
+    path.write_text('{"something": 1}')
+    assert report.main(["--from", str(path)]) == 1
+    assert "not a pytest-benchmark JSON file" in capsys.readouterr().err
