@@ -31,13 +31,13 @@ def numpy_recurrent(w, weights, data):
             caches, window_loss = [], 0.0
             for t in range(start, end):
                 state, cache = step_forward(p, xs[t], state)
-                loss, dy_cache = loss_forward(p, cache["h"], ys[t])
+                loss, dy = loss_forward(p, cache["h"], ys[t])
                 window_loss += loss
-                caches.append((cache, dy_cache))
+                caches.append((cache, dy))
             # backward in reverse time; dstate is the gradient reaching the state from later steps
             grads = {k: np.zeros_like(v) for k, v in p.items()}
             dstate = None
-            for cache, (y_hat, dy) in reversed(caches):
+            for cache, dy in reversed(caches):
                 grads["head.weight"] += np.dot(dy.T, cache["h"])
                 grads["head.bias"] += dy.sum(axis=0)
                 dh = np.dot(dy, p["head.weight"])
@@ -54,10 +54,10 @@ def numpy_recurrent(w, weights, data):
 
 
 def _mse(p, h, y):
-    """Readout and mean squared error; returns (loss, (y_hat, dloss/dy_hat))."""
+    """Readout and mean squared error; returns (loss, dloss/dy_hat)."""
     y_hat = np.dot(h, p["head.weight"].T) + p["head.bias"]
     d = y_hat - y
-    return float((d * d).mean()), (y_hat, (2 / d.size) * d)
+    return float((d * d).mean()), (2 / d.size) * d
 
 
 def _cross_entropy(p, h, y):
@@ -69,7 +69,7 @@ def _cross_entropy(p, h, y):
     loss = -np.log(probs[rows, y]).mean()
     dy = probs
     dy[rows, y] -= 1        # d loss / d logits = softmax - onehot
-    return float(loss), (logits, dy / len(y))
+    return float(loss), dy / len(y)
 
 
 def _elman_forward(p, x, h):

@@ -37,9 +37,10 @@ def _needs(impl):
         pytest.skip(torch_impl.MISSING)
 
 
-def _describe(benchmark, w, impl, **extra):
+def _describe(benchmark, w, impl, units, **extra):
+    """What the report needs: the workload, the implementation, and the units of work a round does."""
     benchmark.group = w.name
-    benchmark.extra_info.update(workload=w.name, impl=impl, unit=w.unit, units=w.units,
+    benchmark.extra_info.update(workload=w.name, impl=impl, unit=w.unit, units=units,
                                 about=w.about, **extra)
 
 
@@ -49,7 +50,7 @@ def test_recurrent(benchmark, smoke, recurrent, impl):
     _needs(impl)
     w = recurrent
     data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
-    _describe(benchmark, w, impl)
+    _describe(benchmark, w, impl, w.units)
     trained = _time(benchmark, smoke, lambda: RECURRENT[impl](w, weights, data), rounds=11)
     assert all(np.isfinite(v).all() for v in trained.values())
 
@@ -64,9 +65,7 @@ def test_scaling(benchmark, smoke, scaling):
     def prepare():
         return workloads.minigrad_recurrent(cell, weights, data, policy=policy)
     peak = _peak_bytes(prepare())
-    benchmark.group = w.name
-    benchmark.extra_info.update(workload=w.name, impl="minigrad", unit=w.unit, units=n,
-                                about=w.about, policy=label, n=n, peak_bytes=peak)
+    _describe(benchmark, w, "minigrad", n, policy=label, n=n, peak_bytes=peak)
     _time(benchmark, smoke, prepare, rounds=3)
     assert peak > 0
 
@@ -89,7 +88,7 @@ def test_chain(benchmark, smoke, chain, impl):
     _needs(impl)
     w = chain
     data = workloads.chain_data(w)
-    _describe(benchmark, w, impl)
+    _describe(benchmark, w, impl, w.units)
     grad = _time(benchmark, smoke, lambda: CHAIN[impl](w, data), rounds=31)
     assert np.isfinite(grad["x.grad"]).all()
 

@@ -90,7 +90,7 @@ def _operands(op, a, b):
 
 
 def _tensors(op, items):
-    """Many operands as Tensors of one dtype and device (for concat, stack, losses)."""
+    """Many operands as Tensors of one dtype and device (for concat, stack, losses, cells)."""
     if not items:
         raise ValueError(f"{op}: needs at least one tensor")
     first = items[0]
@@ -124,6 +124,15 @@ def unbroadcast(grad, shape):
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
     return grad
+
+
+def mm(x, y):
+    """The product of two matrices (2-D arrays), always through BLAS.
+
+    NumPy's `@` does not call BLAS when an inner size is 1 (a batch of one) and is then
+    several times slower; `dot` always does. Every 2-D product in minigrad goes here.
+    """
+    return array_module(x).dot(x, y)
 
 
 def _python_number(value):
@@ -226,12 +235,9 @@ def matmul(a, b):
     kx, ky = x.shape[-1], (y.shape[0] if y.ndim == 1 else y.shape[-2])
     if kx != ky:
         raise ValueError(f"matmul: {x.shape} @ {y.shape}: inner dimensions {kx} and {ky} differ")
-    xp = array_module(x)
-    # Two matrices go through xp.dot: NumPy's matmul does not call BLAS when an inner size
-    # is 1, and is then several times slower than dot, which always does.
-    plain = x.ndim == 2 and y.ndim == 2
+    plain = x.ndim == 2 and y.ndim == 2  # two matrices: through `mm`
     try:
-        out = xp.dot(x, y) if plain else x @ y
+        out = mm(x, y) if plain else x @ y
     except ValueError:
         raise ValueError(f"matmul: {x.shape} @ {y.shape}: batch dimensions {x.shape[:-2]} "
                          f"and {y.shape[:-2]} do not broadcast") from None
@@ -240,7 +246,7 @@ def matmul(a, b):
 
     def backward(g):  # d(X Y) = dX Y + X dY  ->  gX = g Y^T, gY = X^T g
         if plain:
-            return (xp.dot(g, y.T) if need_x else None), (xp.dot(x.T, g) if need_y else None)
+            return (mm(g, y.T) if need_x else None), (mm(x.T, g) if need_y else None)
         # Give 1-D operands their implied axis back, so one pair of formulas covers all cases.
         x2 = x[None, :] if x.ndim == 1 else x
         y2 = y[:, None] if y.ndim == 1 else y

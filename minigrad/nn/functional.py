@@ -7,7 +7,7 @@ backward that can be read off the maths.
 import numpy as np
 
 from ..backend import array_module
-from ..ops import _result, _tensors
+from ..ops import _result, _tensors, mm
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -27,11 +27,8 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: input {X.shape} and weight {W.shape}: "
                          f"in_features {X.shape[-1] if X.ndim else None} and {W.shape[1]} differ")
     out_features, in_features = W.shape
-    xp = array_module(X)
-    # xp.dot, not @, for the 2-D product: NumPy's matmul skips BLAS when an inner size is 1
-    # (a batch of one), and is then several times slower; dot always calls BLAS.
     X2 = X if X.ndim <= 2 else X.reshape(-1, in_features)
-    y = xp.dot(X2, W.T)
+    y = mm(X2, W.T)
     if X.ndim > 2:
         y = y.reshape(X.shape[:-1] + (out_features,))
     if bias is not None:
@@ -45,8 +42,8 @@ def linear(x, weight, bias=None):
     def backward(g):
         # y = X W^T + b  ->  gX = g W,  gW = g^T X (summed over all leading axes),  gb = sum g
         g2 = g.reshape(-1, out_features)
-        gx = xp.dot(g2, W).reshape(X.shape) if need_x else None
-        gw = xp.dot(g2.T, X.reshape(-1, in_features)) if need_w else None
+        gx = mm(g2, W).reshape(X.shape) if need_x else None
+        gw = mm(g2.T, X.reshape(-1, in_features)) if need_w else None
         return (gx, gw, g2.sum(axis=0)) if has_bias else (gx, gw)
     return _result("linear", y, tuple(tensors), backward)
 
@@ -94,11 +91,12 @@ def mse_loss(pred, target, reduction="mean"):
         raise ValueError(f"mse_loss: pred {p.shape} and target {t.shape} differ in shape")
     d = p - t
     sq = d * d
+    count = max(d.size, 1)
     if reduction == "none":
         out = sq
-    else:  # sum() / size rather than mean(): the same number, without mean's Python layer
-        out = sq.sum() if reduction == "sum" else sq.sum() / max(d.size, 1)
-    scale = 2 / max(d.size, 1) if reduction == "mean" else 2
+    else:  # sum() / count rather than mean(): the same number, without mean's Python layer
+        out = sq.sum() if reduction == "sum" else sq.sum() / count
+    scale = 2 / count if reduction == "mean" else 2
     need_t = target.requires_grad
 
     def backward(g):  # d (p - t)^2 = 2 (p - t) (dp - dt)
@@ -138,11 +136,11 @@ def cross_entropy(logits, targets, reduction="mean"):
     e = xp.exp(z)
     total = e.sum(axis=1)
     losses = xp.log(total) - z[rows, t1]
+    count = max(losses.size, 1)
     if reduction == "none":
         out = losses.reshape(t.shape)
     else:  # sum() / count rather than mean(): the same number, without mean's Python layer
-        out = losses.sum() if reduction == "sum" else losses.sum() / max(losses.size, 1)
-    count = max(losses.size, 1)
+        out = losses.sum() if reduction == "sum" else losses.sum() / count
 
     def backward(g):  # d loss_k / d logits_k = softmax(logits_k) - onehot(target_k)
         grad = e / total[:, None]
@@ -211,12 +209,11 @@ def _affine_backward(tensors, k, d_ih, d_hh, X, Hprev, W_ih, W_hh):
     only h gets a gradient here (the cell adds its own terms).
     """
     need = [t.requires_grad for t in tensors]
-    dot = array_module(X).dot  # not @: see linear
-    gx = dot(d_ih, W_ih) if need[0] else None
-    gh = dot(d_hh, W_hh) if need[1] else None
+    gx = mm(d_ih, W_ih) if need[0] else None
+    gh = mm(d_hh, W_hh) if need[1] else None
     grads = [gx, gh] + [None] * (k - 1)
-    grads.append(dot(d_ih.T, X) if need[k + 1] else None)
-    grads.append(dot(d_hh.T, Hprev) if need[k + 2] else None)
+    grads.append(mm(d_ih.T, X) if need[k + 1] else None)
+    grads.append(mm(d_hh.T, Hprev) if need[k + 2] else None)
     if len(tensors) > k + 3:
         gb_ih = d_ih.sum(axis=0)
         grads += [gb_ih, gb_ih if d_hh is d_ih else d_hh.sum(axis=0)]
@@ -225,9 +222,8 @@ def _affine_backward(tensors, k, d_ih, d_hh, X, Hprev, W_ih, W_hh):
 
 def _gates(X, Hprev, W_ih, W_hh, biases):
     """x W_ih^T + h W_hh^T (+ b_ih + b_hh): (B, G*H), a fresh array."""
-    dot = array_module(X).dot  # not @: see linear
-    a = dot(X, W_ih.T)
-    a += dot(Hprev, W_hh.T)
+    a = mm(X, W_ih.T)
+    a += mm(Hprev, W_hh.T)
     for b in biases:
         a += b
     return a
@@ -342,8 +338,8 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         "gru_cell", 3, x, (h,), weight_ih, weight_hh, bias_ih, bias_hh)
     xp = array_module(X)
     n = W_hh.shape[1]
-    a_ih = xp.dot(X, W_ih.T)  # not @: see linear
-    a_hh = xp.dot(Hprev, W_hh.T)
+    a_ih = mm(X, W_ih.T)
+    a_hh = mm(Hprev, W_hh.T)
     if biases:
         a_ih += biases[0]
         a_hh += biases[1]
