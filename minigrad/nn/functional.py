@@ -153,19 +153,28 @@ def cross_entropy(logits, targets, reduction="mean"):
     return _result("cross_entropy", out, (logits,), backward)
 
 
-# -- recurrent cells -------------------------------------------------------------
+# -- recurrent cells and layers -----------------------------------------------------
 #
-# One time step of a recurrent cell is one op on the tape, as PyTorch defines it:
-# gates = x W_ih^T + b_ih + h W_hh^T + b_hh, stacked G*H wide (G gates of H units),
-# then a pointwise part. The backward is the pointwise part's derivative, giving
-# d(gates), then the affine part's, which is the same for every cell (`_affine_backward`).
-# x is (B, I) or, unbatched, (I,); the states are (B, H) or (H,).
+# A recurrent cell is an affine part, the same for every cell,
+#     gates = x W_ih^T + b_ih + h W_hh^T + b_hh        (B, G*H): G gates of H units,
+# and a pointwise part that makes the new state from the gates. Each pointwise part and
+# its derivative are written once below (_elman, _lstm, _gru and their _backward) and
+# used by two kinds of op:
+#   - one time step, one record: rnn_cell, lstm_cell, gru_cell (PyTorch's RNNCell, ...);
+#   - T time steps, one record: rnn, lstm, gru (PyTorch's nn.RNN, ... with one layer).
+#     They do the same arithmetic in fewer calls: the input projections x_t W_ih^T of all
+#     T steps are one matmul, each step is one matmul and the pointwise part (forward and
+#     backward), and each weight gradient is one matmul at the end.
+# A step's x is (B, I) or, unbatched, (I,); the states are (B, H) or (H,); a sequence of
+# inputs is (T, B, I) or (T, I), time first.
 
 
-def _cell_operands(op, gates, x, states, weight_ih, weight_hh, bias_ih, bias_hh):
-    """Check a cell's operands; return (tensors, arrays as 2-D, unbatched?).
+def _cell_operands(op, gates, x, states, weight_ih, weight_hh, bias_ih, bias_hh, sequence=False):
+    """Check the operands of a cell (or, with sequence=True, of a sequence op).
 
-    tensors: (x, *states, weight_ih, weight_hh[, bias_ih, bias_hh]), the op's inputs.
+    Returns (tensors, arrays, unbatched): tensors are (x, *states, weight_ih, weight_hh
+    [, bias_ih, bias_hh]), the op's inputs; arrays are their arrays, with x as (B, I)
+    (a sequence: (T, B, I)) and the states as (B, H) even for unbatched input.
     """
     if (bias_ih is None) != (bias_hh is None):
         raise ValueError(f"{op}: give both bias_ih and bias_hh, or neither")
@@ -180,44 +189,29 @@ def _cell_operands(op, gates, x, states, weight_ih, weight_hh, bias_ih, bias_hh)
     if W_hh.ndim != 2 or W_hh.shape[0] != gates * W_hh.shape[1]:
         raise ValueError(f"{op}: weight_hh must be ({gates}*H, H), got shape {W_hh.shape}")
     hidden = W_hh.shape[1]
-    if X.ndim not in (1, 2):
-        raise ValueError(f"{op}: x must be (batch, input_size) or (input_size,), got shape {X.shape}")
-    if W_ih.shape != (gates * hidden, X.shape[-1]):
+    step = X.shape[1:] if sequence else X.shape  # the shape of one step's input
+    if len(step) not in (1, 2):
+        expected = ("(T, batch, input_size) or (T, input_size)" if sequence
+                    else "(batch, input_size) or (input_size,)")
+        raise ValueError(f"{op}: x must be {expected}, got shape {X.shape}")
+    if sequence and X.shape[0] == 0:
+        raise ValueError(f"{op}: x has no time steps (shape {X.shape})")
+    if W_ih.shape != (gates * hidden, step[-1]):
         raise ValueError(f"{op}: weight_ih {W_ih.shape} does not fit input {X.shape} and "
-                         f"weight_hh {W_hh.shape}; expected {(gates * hidden, X.shape[-1])}")
+                         f"weight_hh {W_hh.shape}; expected {(gates * hidden, step[-1])}")
     for name, t in zip(("h", "c"), tensors[1:k + 1]):
-        if t.shape != X.shape[:-1] + (hidden,):
+        if t.shape != step[:-1] + (hidden,):
             raise ValueError(f"{op}: state {name} of shape {t.shape} for input {X.shape} and "
-                             f"hidden size {hidden}; expected {X.shape[:-1] + (hidden,)}")
+                             f"hidden size {hidden}; expected {step[:-1] + (hidden,)}")
     for t in tensors[k + 3:]:
         if t.shape != (gates * hidden,):
             raise ValueError(f"{op}: a bias of shape {t.shape}; expected ({gates * hidden},)")
     arrays = [t.data for t in tensors]
-    unbatched = X.ndim == 1
+    unbatched = len(step) == 1
     if unbatched:  # x and the states as batches of one
-        arrays[:k + 1] = [a[None] for a in arrays[:k + 1]]
+        arrays[0] = X[:, None] if sequence else X[None]
+        arrays[1:k + 1] = [a[None] for a in arrays[1:k + 1]]
     return tuple(tensors), arrays, unbatched
-
-
-def _affine_backward(tensors, k, d_ih, d_hh, X, Hprev, W_ih, W_hh):
-    """Gradients of gates_ih = X W_ih^T + b_ih and gates_hh = h W_hh^T + b_hh.
-
-    Given d_ih = dL/d(gates_ih) and d_hh = dL/d(gates_hh) (the same array for cells
-    that only use their sum): gX = d_ih W_ih, gh = d_hh W_hh, gW_ih = d_ih^T X,
-    gW_hh = d_hh^T h, gb = d summed over the batch. Returns them in the op's input
-    order, None where the input does not require grad; the k states after x, of which
-    only h gets a gradient here (the cell adds its own terms).
-    """
-    need = [t.requires_grad for t in tensors]
-    gx = mm(d_ih, W_ih) if need[0] else None
-    gh = mm(d_hh, W_hh) if need[1] else None
-    grads = [gx, gh] + [None] * (k - 1)
-    grads.append(mm(d_ih.T, X) if need[k + 1] else None)
-    grads.append(mm(d_hh.T, Hprev) if need[k + 2] else None)
-    if len(tensors) > k + 3:
-        gb_ih = d_ih.sum(axis=0)
-        grads += [gb_ih, gb_ih if d_hh is d_ih else d_hh.sum(axis=0)]
-    return grads
 
 
 def _gates(X, Hprev, W_ih, W_hh, biases):
@@ -227,6 +221,51 @@ def _gates(X, Hprev, W_ih, W_hh, biases):
     for b in biases:
         a += b
     return a
+
+
+def _projections(X, W_ih, biases):
+    """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one matmul."""
+    T, B, inputs = X.shape
+    A = mm(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, -1)
+    for b in biases:
+        A += b
+    return A
+
+
+def _affine_backward(tensors, k, d_ih, d_hh, X, Hprev, W_ih, W_hh, gh=None):
+    """Gradients of gates_ih = X W_ih^T + b_ih and gates_hh = h W_hh^T + b_hh.
+
+    Given d_ih = dL/d(gates_ih) and d_hh = dL/d(gates_hh) (the same array for cells
+    that only use their sum): gX = d_ih W_ih, gh = d_hh W_hh, gW_ih = d_ih^T X,
+    gW_hh = d_hh^T h, gb = d summed over the rows. Returns them in the op's input
+    order, None where the input does not require grad; the k states after x, of which
+    only h gets a gradient here (the cell adds its own terms). A caller that already
+    has the state's gradient passes it as `gh`.
+    """
+    need = [t.requires_grad for t in tensors]
+    gx = mm(d_ih, W_ih) if need[0] else None
+    if need[1] and gh is None:
+        gh = mm(d_hh, W_hh)
+    grads = [gx, gh if need[1] else None] + [None] * (k - 1)
+    grads.append(mm(d_ih.T, X) if need[k + 1] else None)
+    grads.append(mm(d_hh.T, Hprev) if need[k + 2] else None)
+    if len(tensors) > k + 3:
+        gb_ih = d_ih.sum(axis=0)
+        grads += [gb_ih, gb_ih if d_hh is d_ih else d_hh.sum(axis=0)]
+    return grads
+
+
+def _sequence_backward(tensors, k, D_ih, D_hh, X, Hs, W_ih, W_hh, g_h0):
+    """_affine_backward for T steps at once: D_ih and D_hh are (T, B, G*H), Hs is (T + 1, B, H)
+    with Hs[t] the state entering step t + 1, g_h0 the gradient reaching h0. Every gradient
+    comes back in its input's shape."""
+    T, B = X.shape[:2]
+
+    def rows(a):  # (T, B, n) -> (T*B, n): the steps as one batch
+        return a.reshape(T * B, a.shape[-1])
+    grads = _affine_backward(tensors, k, rows(D_ih), rows(D_hh), rows(X), rows(Hs[:-1]),
+                             W_ih, W_hh, gh=g_h0)
+    return [g if g is None else g.reshape(t.shape) for g, t in zip(grads, tensors)]
 
 
 def _sigmoid_(a):
@@ -245,12 +284,95 @@ def _sigmoid_(a):
     return a
 
 
+# The pointwise parts. Arrays are (B, ...) batches; `out=` arguments let the sequence ops
+# write straight into their (T, B, ...) buffers.
+
+def _elman(a, relu, out=None):
+    """h' = tanh(a) or relu(a)."""
+    xp = array_module(a)
+    return xp.maximum(a, 0, out=out) if relu else xp.tanh(a, out=out)
+
+
+def _elman_backward(g, h_new, a, relu):
+    """dL/da from g = dL/dh'. tanh' = 1 - tanh^2, from the output (a is not needed);
+    NOTE: relu'(0) = 0, as PyTorch."""
+    return g * (a > 0) if relu else g * (1 - h_new * h_new)
+
+
+def _lstm(act, c, out=(None, None, None)):
+    """The LSTM's pointwise part. Activates the gates act = (i, f, g, o), (B, 4H), in place:
+    i, f, o = sigmoid(.), g = tanh(.); then c' = f c + i g and h' = o tanh(c').
+    Returns (h', c', tanh(c')), into `out` if given."""
+    xp = array_module(act)
+    n = act.shape[1] // 4
+    _sigmoid_(act[:, :2 * n])
+    xp.tanh(act[:, 2 * n:3 * n], out=act[:, 2 * n:3 * n])
+    _sigmoid_(act[:, 3 * n:])
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    h_out, c_out, tc_out = out
+    c_new = xp.multiply(f, c, out=c_out)
+    c_new += i * g
+    tc = xp.tanh(c_new, out=tc_out)
+    return xp.multiply(o, tc, out=h_out), c_new, tc
+
+
+def _lstm_backward(gh, gc, act, c, tc, d=None):
+    """(dL/d(gates before activation), dL/dc) from gh = dL/dh' and gc = the gradient that
+    c' gets directly; act, c, tc as _lstm saw and left them. d: where to write the first."""
+    xp = array_module(act)
+    n = act.shape[1] // 4
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    gc = gc + gh * o * (1 - tc * tc)          # h' = o tanh(c') passes gh on to c'
+    d = xp.empty_like(act) if d is None else d
+    d[:, :n] = gc * g * i * (1 - i)           # c' = ... + i g
+    d[:, n:2 * n] = gc * c * f * (1 - f)      # c' = f c + ...
+    d[:, 2 * n:3 * n] = gc * i * (1 - g * g)
+    d[:, 3 * n:] = gh * tc * o * (1 - o)
+    return d, gc * f                          # c reaches c' through f only
+
+
+def _gru(a_ih, a_hh, h):
+    """The GRU's pointwise part, from a_ih = x W_ih^T + b_ih and a_hh = h W_hh^T + b_hh
+    (B, 3H each, gates r, z, n): r, z = sigmoid(a_ih + a_hh); n = tanh(a_ih,n + r a_hh,n);
+    h' = (1 - z) n + z h. Returns (h', (r, z) side by side, n)."""
+    xp = array_module(a_ih)
+    n = a_hh.shape[1] // 3
+    rz = _sigmoid_(a_ih[:, :2 * n] + a_hh[:, :2 * n])
+    r, z = rz[:, :n], rz[:, n:]
+    cand = xp.tanh(a_ih[:, 2 * n:] + r * a_hh[:, 2 * n:])
+    return cand + z * (h - cand), rz, cand      # (1 - z) n + z h, in three passes
+
+
+def _gru_backward(g, a_hh, rz, cand, h):
+    """(dL/d a_ih, dL/d a_hh, the gradient h gets directly through z) from g = dL/dh'."""
+    xp = array_module(g)
+    n = a_hh.shape[1] // 3
+    r, z, hn = rz[:, :n], rz[:, n:], a_hh[:, 2 * n:]
+    d_ih = xp.empty_like(a_hh)
+    d_hh = xp.empty_like(a_hh)
+    dn = g * (1 - z) * (1 - cand * cand)         # through n = tanh(a_ih,n + r a_hh,n)
+    d_ih[:, 2 * n:] = dn
+    d_hh[:, 2 * n:] = dn * r
+    d_ih[:, :n] = dn * hn * r * (1 - r)          # r scales a_hh,n
+    d_ih[:, n:2 * n] = g * (h - cand) * z * (1 - z)  # h' = n + z (h - n)
+    d_hh[:, :2 * n] = d_ih[:, :2 * n]            # r and z see a_ih + a_hh: the same gradient
+    return d_ih, d_hh, g * z
+
+
 def _unbatch(grads, tensors, unbatched):
     """Reshape the gradients of x and the states back to (I,) and (H,) for unbatched input."""
     if unbatched:
         grads = [g.reshape(t.shape) if g is not None else None for g, t in zip(grads, tensors)]
     return tuple(grads)
 
+
+def _check_nonlinearity(op, nonlinearity):
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"{op}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return nonlinearity == "relu"
+
+
+# -- one time step -------------------------------------------------------------------------
 
 def rnn_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
     """One step of an Elman RNN (PyTorch's RNNCell), one op on the tape:
@@ -260,19 +382,14 @@ def rnn_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearit
     x: (B, I) or (I,)   h: (B, H) or (H,)   weight_ih: (H, I)   weight_hh: (H, H)
     bias_ih, bias_hh: (H,) or both None    ->   h': the shape of h
     """
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"rnn_cell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    relu = _check_nonlinearity("rnn_cell", nonlinearity)
     tensors, (X, Hprev, W_ih, W_hh, *biases), unbatched = _cell_operands(
         "rnn_cell", 1, x, (h,), weight_ih, weight_hh, bias_ih, bias_hh)
-    xp = array_module(X)
     a = _gates(X, Hprev, W_ih, W_hh, biases)
-    tanh = nonlinearity == "tanh"
-    h_new = xp.tanh(a) if tanh else xp.maximum(a, 0)
-    slope = None if tanh else (a > 0)  # relu' (0 at 0, as PyTorch); tanh' comes from h'
+    h_new = _elman(a, relu, out=None if relu else a)  # tanh' needs only h': overwrite a
 
     def backward(g):
-        g = g.reshape(h_new.shape)
-        da = g * (1 - h_new * h_new) if tanh else g * slope  # tanh' = 1 - tanh^2
+        da = _elman_backward(g.reshape(h_new.shape), h_new, a, relu)
         return _unbatch(_affine_backward(tensors, 1, da, da, X, Hprev, W_ih, W_hh),
                         tensors, unbatched)
     return _result("rnn_cell", h_new[0] if unbatched else h_new, tensors, backward)
@@ -289,34 +406,19 @@ def lstm_cell(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     x: (B, I) or (I,)   state: (h, c), each (B, H) or (H,)
     weight_ih: (4H, I)   weight_hh: (4H, H)   biases: (4H,) or both None   ->   (h', c')
     """
-    if not isinstance(state, tuple) or len(state) != 2:
-        raise TypeError(f"lstm_cell: state must be a tuple (h, c), got {type(state).__name__}")
+    _check_state_pair("lstm_cell", state)
     tensors, (X, Hprev, Cprev, W_ih, W_hh, *biases), unbatched = _cell_operands(
         "lstm_cell", 4, x, state, weight_ih, weight_hh, bias_ih, bias_hh)
-    xp = array_module(X)
-    n = W_hh.shape[1]
-    act = _gates(X, Hprev, W_ih, W_hh, biases)  # activated in place, gate by gate
-    _sigmoid_(act[:, :2 * n])
-    xp.tanh(act[:, 2 * n:3 * n], out=act[:, 2 * n:3 * n])
-    _sigmoid_(act[:, 3 * n:])
-    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
-    c_new = f * Cprev + i * g
-    tc = xp.tanh(c_new)
-    h_new = o * tc
+    act = _gates(X, Hprev, W_ih, W_hh, biases)  # activated in place by _lstm
+    h_new, c_new, tc = _lstm(act, Cprev)
     shape = h_new.shape
 
     def backward(grads):
         gh, gc = (t.reshape(shape) for t in grads)
-        # through h' = o tanh(c'): to o, and to c' (joining the gradient c' gets directly)
-        gc = gc + gh * o * (1 - tc * tc)
-        d = xp.empty_like(act)  # dL/d(gates before activation), gate by gate
-        d[:, :n] = gc * g * i * (1 - i)                    # c' = ... + i g
-        d[:, n:2 * n] = gc * Cprev * f * (1 - f)           # c' = f c + ...
-        d[:, 2 * n:3 * n] = gc * i * (1 - g * g)
-        d[:, 3 * n:] = gh * tc * o * (1 - o)
+        d, gc_prev = _lstm_backward(gh, gc, act, Cprev, tc)
         out = _affine_backward(tensors, 2, d, d, X, Hprev, W_ih, W_hh)
         if tensors[2].requires_grad:
-            out[2] = gc * f                                # c reaches c' through f only
+            out[2] = gc_prev
         return _unbatch(out, tensors, unbatched)
     if unbatched:
         return _result("lstm_cell", (h_new[0], c_new[0]), tensors, backward)
@@ -336,36 +438,149 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     """
     tensors, (X, Hprev, W_ih, W_hh, *biases), unbatched = _cell_operands(
         "gru_cell", 3, x, (h,), weight_ih, weight_hh, bias_ih, bias_hh)
-    xp = array_module(X)
-    n = W_hh.shape[1]
     a_ih = mm(X, W_ih.T)
     a_hh = mm(Hprev, W_hh.T)
     if biases:
         a_ih += biases[0]
         a_hh += biases[1]
-    rz = _sigmoid_(a_ih[:, :2 * n] + a_hh[:, :2 * n])
-    r, z = rz[:, :n], rz[:, n:]
-    hn = a_hh[:, 2 * n:]
-    cand = xp.tanh(a_ih[:, 2 * n:] + r * hn)
-    h_new = (1 - z) * cand + z * Hprev
-    shape = h_new.shape
+    h_new, rz, cand = _gru(a_ih, a_hh, Hprev)
 
     def backward(g):
-        g = g.reshape(shape)
-        d_ih = xp.empty_like(a_ih)  # dL/d(a_ih) and dL/d(a_hh), gate by gate
-        d_hh = xp.empty_like(a_hh)
-        dn = g * (1 - z) * (1 - cand * cand)         # through n = tanh(a_ih,n + r a_hh,n)
-        d_ih[:, 2 * n:] = dn
-        d_hh[:, 2 * n:] = dn * r
-        d_ih[:, :n] = dn * hn * r * (1 - r)          # r scales a_hh,n
-        d_ih[:, n:2 * n] = g * (Hprev - cand) * z * (1 - z)  # h' = n + z (h - n)
-        d_hh[:, :2 * n] = d_ih[:, :2 * n]            # r and z see a_ih + a_hh: the same gradient
+        d_ih, d_hh, gh = _gru_backward(g.reshape(h_new.shape), a_hh, rz, cand, Hprev)
         out = _affine_backward(tensors, 1, d_ih, d_hh, X, Hprev, W_ih, W_hh)
         if tensors[1].requires_grad:
-            out[1] = out[1] + g * z                  # h reaches h' directly, through z
+            out[1] += gh                             # h reaches h' directly, through z
         return _unbatch(out, tensors, unbatched)
     return _result("gru_cell", h_new[0] if unbatched else h_new, tensors, backward)
 
 
+def _check_state_pair(op, state):
+    if not isinstance(state, tuple) or len(state) != 2:
+        raise TypeError(f"{op}: state must be a tuple (h, c), got {type(state).__name__}")
+
+
+# -- T time steps ----------------------------------------------------------------------------
+#
+# Each sequence op keeps Hs, (T + 1, B, H): Hs[0] = h0 and Hs[t] = h_t, so Hs[1:] is the
+# output and Hs[:-1] the states entering the steps (what gW_hh needs). The backward walks
+# the steps in reverse, as min-char-rnn does; `carry` is the gradient reaching the state
+# from the steps after it.
+
+def _outputs(Hs, extra, unbatched):
+    """(hs, h_T, *extra) as the op returns them: (T, B, H) and (B, H), or (T, H) and (H,)."""
+    pick = (lambda a: a[..., 0, :]) if unbatched else (lambda a: a)
+    return (pick(Hs[1:]), pick(Hs[-1])) + tuple(pick(e) for e in extra)
+
+
+def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+    """T steps of an Elman RNN (PyTorch's nn.RNN with one layer), one op on the tape:
+
+        h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),   t = 1 .. T
+
+    xs: (T, B, I) or (T, I)   h0: (B, H) or (H,)   weights and biases: as rnn_cell
+    ->  (hs, h_T): hs (T, B, H) or (T, H) holds every h_t; h_T, the last, has h0's shape.
+    The same numbers as T calls of rnn_cell, with fewer, larger NumPy calls.
+    """
+    relu = _check_nonlinearity("rnn", nonlinearity)
+    tensors, (X, H0, W_ih, W_hh, *biases), unbatched = _cell_operands(
+        "rnn", 1, xs, (h0,), weight_ih, weight_hh, bias_ih, bias_hh, sequence=True)
+    xp = array_module(X)
+    T, B = X.shape[:2]
+    A = _projections(X, W_ih, biases)              # pre-activations, completed step by step
+    Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
+    Hs[0] = H0
+    for t in range(T):
+        A[t] += mm(Hs[t], W_hh.T)
+        _elman(A[t], relu, out=Hs[t + 1])
+    if not relu:
+        A = None  # tanh' comes from the outputs: let the pre-activations go
+    need_h0 = tensors[1].requires_grad
+
+    def backward(grads):
+        g_hs, g_hT = grads
+        g_hs = g_hs.reshape(T, B, -1)
+        carry = g_hT.reshape(B, -1)
+        D = xp.empty((T, B, W_hh.shape[1]), X.dtype)  # dL/d(pre-activation), step by step
+        for t in range(T - 1, -1, -1):
+            D[t] = _elman_backward(g_hs[t] + carry, Hs[t + 1], None if A is None else A[t], relu)
+            carry = mm(D[t], W_hh) if t or need_h0 else None
+        return _sequence_backward(tensors, 1, D, D, X, Hs, W_ih, W_hh, carry)
+    return _result("rnn", _outputs(Hs, (), unbatched), tensors, backward)
+
+
+def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """T steps of an LSTM (PyTorch's nn.LSTM with one layer), one op on the tape; each step
+    is lstm_cell's.
+
+    xs: (T, B, I) or (T, I)   state: (h0, c0), each (B, H) or (H,)   weights: as lstm_cell
+    ->  (hs, (h_T, c_T)): hs (T, B, H) or (T, H) holds every h_t; h_T and c_T the last state.
+    """
+    _check_state_pair("lstm", state)
+    tensors, (X, H0, C0, W_ih, W_hh, *biases), unbatched = _cell_operands(
+        "lstm", 4, xs, state, weight_ih, weight_hh, bias_ih, bias_hh, sequence=True)
+    xp = array_module(X)
+    T, B = X.shape[:2]
+    A = _projections(X, W_ih, biases)              # the gates, completed and activated step by step
+    Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
+    Cs = xp.empty_like(Hs)                         # Cs[t] = c_t, as Hs
+    TC = xp.empty((T,) + H0.shape, X.dtype)        # TC[t - 1] = tanh(c_t)
+    Hs[0], Cs[0] = H0, C0
+    for t in range(T):
+        A[t] += mm(Hs[t], W_hh.T)
+        _lstm(A[t], Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
+    need_h0, need_c0 = tensors[1].requires_grad, tensors[2].requires_grad
+
+    def backward(grads):
+        g_hs, g_hT, g_cT = grads
+        g_hs = g_hs.reshape(T, B, -1)
+        carry, gc = g_hT.reshape(B, -1), g_cT.reshape(B, -1)
+        D = xp.empty_like(A)                       # dL/d(gates before activation)
+        for t in range(T - 1, -1, -1):
+            _, gc = _lstm_backward(g_hs[t] + carry, gc, A[t], Cs[t], TC[t], d=D[t])
+            carry = mm(D[t], W_hh) if t or need_h0 else None
+        out = _sequence_backward(tensors, 2, D, D, X, Hs, W_ih, W_hh, carry)
+        if need_c0:
+            out[2] = gc.reshape(tensors[2].shape)
+        return out
+    hs, h_T, c_T = _result("lstm", _outputs(Hs, (Cs[-1],), unbatched), tensors, backward)
+    return hs, (h_T, c_T)
+
+
+def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """T steps of a GRU (PyTorch's nn.GRU with one layer), one op on the tape; each step is
+    gru_cell's.
+
+    xs: (T, B, I) or (T, I)   h0: (B, H) or (H,)   weights: as gru_cell
+    ->  (hs, h_T): hs (T, B, H) or (T, H) holds every h_t; h_T, the last, has h0's shape.
+    """
+    tensors, (X, H0, W_ih, W_hh, *biases), unbatched = _cell_operands(
+        "gru", 3, xs, (h0,), weight_ih, weight_hh, bias_ih, bias_hh, sequence=True)
+    xp = array_module(X)
+    T, B = X.shape[:2]
+    A_ih = _projections(X, W_ih, biases[:1])       # x_t W_ih^T + b_ih, every step at once
+    A_hh = xp.empty_like(A_ih)                     # h_{t-1} W_hh^T + b_hh, step by step
+    RZ = xp.empty((T, B, 2 * W_hh.shape[1]), X.dtype)
+    N = xp.empty((T,) + H0.shape, X.dtype)         # the candidates n_t
+    Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
+    Hs[0] = H0
+    for t in range(T):
+        A_hh[t] = mm(Hs[t], W_hh.T)
+        if biases:
+            A_hh[t] += biases[1]
+        Hs[t + 1], RZ[t], N[t] = _gru(A_ih[t], A_hh[t], Hs[t])
+    need_h0 = tensors[1].requires_grad
+
+    def backward(grads):
+        g_hs, g_hT = grads
+        g_hs = g_hs.reshape(T, B, -1)
+        carry = g_hT.reshape(B, -1)
+        D_ih, D_hh = xp.empty_like(A_ih), xp.empty_like(A_hh)
+        for t in range(T - 1, -1, -1):
+            D_ih[t], D_hh[t], direct = _gru_backward(g_hs[t] + carry, A_hh[t], RZ[t], N[t], Hs[t])
+            carry = mm(D_hh[t], W_hh) + direct if t or need_h0 else None
+        return _sequence_backward(tensors, 1, D_ih, D_hh, X, Hs, W_ih, W_hh, carry)
+    return _result("gru", _outputs(Hs, (), unbatched), tensors, backward)
+
+
 __all__ = ["linear", "softmax", "log_softmax", "mse_loss", "cross_entropy",
-           "rnn_cell", "lstm_cell", "gru_cell"]
+           "rnn_cell", "lstm_cell", "gru_cell", "rnn", "lstm", "gru"]

@@ -182,17 +182,35 @@ class _Cell(Module):
         self.bias_ih = Parameter(_uniform(rng, bound, (rows,), dtype), device=device) if bias else None
         self.bias_hh = Parameter(_uniform(rng, bound, (rows,), dtype), device=device) if bias else None
 
-    def _zeros(self, x):
-        """The zero state for input x: (B, H), or (H,) for unbatched x."""
+    def _zeros(self, x, sequence=False):
+        """The zero state for input x: (B, H), or (H,) for unbatched x; x is one step's input,
+        or with sequence=True a sequence of them, time first."""
         data = x.data if isinstance(x, Tensor) else np.asarray(x)
-        shape = data.shape[:-1] + (self.hidden_size,) if data.ndim else (self.hidden_size,)
+        lead = data.shape[1:] if sequence else data.shape
+        shape = lead[:-1] + (self.hidden_size,) if lead else (self.hidden_size,)
         return zeros(shape, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
 
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias_ih is not None else ", bias=False")
 
 
-class RNNCell(_Cell):
+class _Elman(_Cell):
+    """What RNNCell and RNN share: _Cell's parameters and the nonlinearity."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
+                 dtype=None, device=None, rng=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"{type(self).__name__}: nonlinearity must be 'tanh' or 'relu', "
+                             f"got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self):
+        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity='relu'"
+        return super().extra_repr() + extra
+
+
+class RNNCell(_Elman):
     """Elman cell, as PyTorch's RNNCell:  h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)
 
     cell(x, h=None) -> h'.   x: (batch, input_size) or (input_size,);  h, h': (batch, hidden_size)
@@ -200,22 +218,11 @@ class RNNCell(_Cell):
     rng: a seed or a numpy.random.Generator for the initialization.
     """
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
-                 dtype=None, device=None, rng=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
-        self.nonlinearity = nonlinearity
-
     def forward(self, x, h=None):
         if h is None:
             h = self._zeros(x)
         return F.rnn_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
                           self.nonlinearity)
-
-    def extra_repr(self):
-        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity='relu'"
-        return super().extra_repr() + extra
 
 
 class LSTMCell(_Cell):
@@ -254,3 +261,62 @@ class GRUCell(_Cell):
         if h is None:
             h = self._zeros(x)
         return F.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
+
+# The sequence layers: a cell's parameters, run over T steps as one record (functional.rnn,
+# lstm, gru). NOTE: their states are (batch, hidden), as the cells' are, so a cell and a
+# layer can carry one state in turn; PyTorch's nn.RNN/LSTM/GRU add a leading layers axis,
+# (1, batch, hidden), and name their parameters weight_ih_l0, ...: load_state_dict needs
+# the names mapped.
+
+class RNN(_Elman):
+    """An Elman RNN over a sequence, as PyTorch's nn.RNN with one layer and time first.
+
+    rnn(xs, h0=None) -> (hs, h_T).   xs: (T, batch, input_size) or (T, input_size);
+    h0, h_T: (batch, hidden_size) or (hidden_size,), h0=None means zeros;
+    hs: (T, batch, hidden_size) or (T, hidden_size), every step's h.
+    """
+
+    def forward(self, xs, h0=None):
+        if h0 is None:
+            h0 = self._zeros(xs, sequence=True)
+        return F.rnn(xs, h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                     self.nonlinearity)
+
+
+class LSTM(_Cell):
+    """An LSTM over a sequence, as PyTorch's nn.LSTM with one layer and time first.
+
+    lstm(xs, (h0, c0)=None) -> (hs, (h_T, c_T)).   xs: (T, batch, input_size) or (T, input_size);
+    states: (batch, hidden_size) or (hidden_size,), None means zeros for both;
+    hs: (T, batch, hidden_size) or (T, hidden_size).
+    """
+
+    gates = 4
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
+        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
+
+    def forward(self, xs, state=None):
+        if state is None:
+            state = (self._zeros(xs, sequence=True), self._zeros(xs, sequence=True))
+        elif isinstance(state, list):
+            state = tuple(state)
+        return F.lstm(xs, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
+
+class GRU(_Cell):
+    """A GRU over a sequence, as PyTorch's nn.GRU with one layer and time first.
+
+    gru(xs, h0=None) -> (hs, h_T), shapes as RNN's.
+    """
+
+    gates = 3
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
+        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
+
+    def forward(self, xs, h0=None):
+        if h0 is None:
+            h0 = self._zeros(xs, sequence=True)
+        return F.gru(xs, h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
