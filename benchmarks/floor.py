@@ -42,15 +42,19 @@ def numpy_recurrent(w, weights, data):
                 grads["head.bias"] += dy.sum(axis=0)
                 dh = np.dot(dy, p["head.weight"])
                 dstate = step_backward(p, cache, dh, dstate, grads)
-            # the update (out of place, as minigrad's optimizers)
-            for k in p:
-                if w.optimizer == "sgd":
-                    p[k] = p[k] - w.lr * grads[k]
-                else:
-                    sums[k] += grads[k] * grads[k]
-                    p[k] = p[k] - w.lr * grads[k] / (np.sqrt(sums[k]) + w.eps)
+            _update(w, p, grads, sums)
         return p
     return run
+
+
+def _update(w, p, grads, sums):
+    """SGD or Adagrad (sums: its running sums of squares), out of place as minigrad's optimizers."""
+    for k in p:
+        if w.optimizer == "sgd":
+            p[k] = p[k] - w.lr * grads[k]
+        else:
+            sums[k] += grads[k] * grads[k]
+            p[k] = p[k] - w.lr * grads[k] / (np.sqrt(sums[k]) + w.eps)
 
 
 def _mse(p, h, y):
@@ -128,6 +132,121 @@ def _lstm_backward(p, cache, dh, dstate, grads):
     grads["bias_ih"] += db
     grads["bias_hh"] += db
     return np.dot(da, p["weight_hh"]), dc * f
+
+
+# -- the window floor: what a careful hand batches over a window ---------------------------
+
+def numpy_recurrent_window(w, weights, data):
+    """The same training, written to make the fewest NumPy calls by hand: the input
+    projections and the readout of a window's k steps are one matmul each, and only the
+    recurrence goes step by step (forward, then backward in reverse time). This is the
+    floor for minigrad's sequence layers, which batch the same way."""
+    xs, ys = data
+    forward, backward = {"rnn": (_elman_window, _elman_window_backward),
+                         "lstm": (_lstm_window, _lstm_window_backward)}[w.cell]
+
+    def run():
+        p = {k: v.copy() for k, v in weights.items()}
+        sums = {k: np.zeros_like(v) for k, v in p.items()}  # Adagrad's running sums
+        state = None
+        for start in range(0, w.steps, w.k):
+            X, Y = xs[start:start + w.k], ys[start:start + w.k]
+            T, B = X.shape[:2]
+            cache, state = forward(p, X, state)
+            Hs = cache["Hs"][1:].reshape(T * B, -1)            # every step's h, as rows
+            out = np.dot(Hs, p["head.weight"].T) + p["head.bias"]
+            if w.loss == "mse":  # the sum over steps of each step's mean squared error
+                d = out - Y.reshape(T * B, -1)
+                dout = (2 / (B * d.shape[1])) * d
+            else:                # the sum over steps of each step's mean cross-entropy
+                e = np.exp(out - out.max(axis=1, keepdims=True))
+                dout = e / e.sum(axis=1, keepdims=True)
+                dout[np.arange(T * B), Y.reshape(-1)] -= 1
+                dout /= B
+            grads = {"head.weight": np.dot(dout.T, Hs), "head.bias": dout.sum(axis=0)}
+            backward(p, cache, np.dot(dout, p["head.weight"]).reshape(T, B, -1), grads)
+            _update(w, p, grads, sums)
+        return p
+    return run
+
+
+def _projections(p, X):
+    """x_t W_ih^T + b_ih + b_hh for every step of the window: one matmul."""
+    T, B, _ = X.shape
+    return np.dot(X.reshape(T * B, -1), p["weight_ih"].T).reshape(T, B, -1) + (p["bias_ih"] + p["bias_hh"])
+
+
+def _states(p, X, h):
+    """Hs (T + 1, B, H) with Hs[0] = h (zeros for None): the states, filled step by step."""
+    T, B, _ = X.shape
+    Hs = np.empty((T + 1, B, p["weight_hh"].shape[1]), X.dtype)
+    Hs[0] = 0 if h is None else h
+    return Hs
+
+
+def _window_weight_grads(p, cache, D, grads):
+    """The cell's weight gradients from D = dL/d(pre-activations), (T, B, G*H): one matmul each."""
+    X, Hs = cache["X"], cache["Hs"]
+    T, B = X.shape[:2]
+    D2 = D.reshape(T * B, -1)
+    grads["weight_ih"] = np.dot(D2.T, X.reshape(T * B, -1))
+    grads["weight_hh"] = np.dot(D2.T, Hs[:-1].reshape(T * B, -1))
+    grads["bias_ih"] = grads["bias_hh"] = D2.sum(axis=0)
+
+
+def _elman_window(p, X, h):
+    A = _projections(p, X)
+    Hs = _states(p, X, h)
+    for t in range(len(X)):
+        Hs[t + 1] = np.tanh(A[t] + np.dot(Hs[t], p["weight_hh"].T))
+    return {"X": X, "Hs": Hs}, Hs[-1]
+
+
+def _elman_window_backward(p, cache, dHs, grads):
+    Hs = cache["Hs"]
+    D = np.empty_like(dHs)
+    dh = 0                                  # the gradient reaching h_t from later steps
+    for t in range(len(D) - 1, -1, -1):
+        D[t] = (dHs[t] + dh) * (1 - Hs[t + 1] * Hs[t + 1])
+        dh = np.dot(D[t], p["weight_hh"])
+    _window_weight_grads(p, cache, D, grads)
+
+
+def _lstm_window(p, X, state):
+    n = p["weight_hh"].shape[1]
+    A = _projections(p, X)                  # activated in place, step by step
+    Hs = _states(p, X, None if state is None else state[0])
+    Cs = _states(p, X, None if state is None else state[1])
+    TC = np.empty_like(Hs[1:])
+    for t in range(len(X)):
+        a = A[t]
+        a += np.dot(Hs[t], p["weight_hh"].T)
+        a[:, :2 * n] = _sigmoid(a[:, :2 * n])
+        a[:, 2 * n:3 * n] = np.tanh(a[:, 2 * n:3 * n])
+        a[:, 3 * n:] = _sigmoid(a[:, 3 * n:])
+        i, f, g, o = a[:, :n], a[:, n:2 * n], a[:, 2 * n:3 * n], a[:, 3 * n:]
+        Cs[t + 1] = f * Cs[t] + i * g
+        TC[t] = np.tanh(Cs[t + 1])
+        Hs[t + 1] = o * TC[t]
+    return {"X": X, "Hs": Hs, "Cs": Cs, "TC": TC, "A": A}, (Hs[-1], Cs[-1])
+
+
+def _lstm_window_backward(p, cache, dHs, grads):
+    n = p["weight_hh"].shape[1]
+    A, Cs, TC = cache["A"], cache["Cs"], cache["TC"]
+    D = np.empty_like(A)
+    dh = dc = 0                             # the gradients reaching h_t and c_t from later steps
+    for t in range(len(D) - 1, -1, -1):
+        a, tc = A[t], TC[t]
+        i, f, g, o = a[:, :n], a[:, n:2 * n], a[:, 2 * n:3 * n], a[:, 3 * n:]
+        dh = dHs[t] + dh
+        dc = dc + dh * o * (1 - tc * tc)    # through h' = o tanh(c'), and straight from c'
+        D[t, :, :n] = dc * g * i * (1 - i)
+        D[t, :, n:2 * n] = dc * Cs[t] * f * (1 - f)
+        D[t, :, 2 * n:3 * n] = dc * i * (1 - g * g)
+        D[t, :, 3 * n:] = dh * tc * o * (1 - o)
+        dh, dc = np.dot(D[t], p["weight_hh"]), dc * f
+    _window_weight_grads(p, cache, D, grads)
 
 
 def numpy_chain(w, data):

@@ -23,9 +23,10 @@ ROOT = HERE.parent
 README_START = "<!-- benchmark table: start (python -m benchmarks.report --readme writes it) -->"
 README_END = "<!-- benchmark table: end -->"
 
-# Columns of the main table: implementation -> heading
-COLUMNS = {"minigrad": "minigrad", "numpy": "NumPy floor", "torch-cell": "PyTorch eager",
-           "torch": "PyTorch eager", "torch-fused": "PyTorch fused"}
+# Rows of the main table, per workload: (how minigrad runs it, minigrad's implementation,
+# the floor it is compared with). The PyTorch columns are the same in every row.
+VARIANTS = (("cells, per step", "minigrad", "numpy"),
+            ("layer, per window", "minigrad-seq", "numpy-window"))
 # The targets: workload -> (largest minigrad / floor, largest minigrad / PyTorch eager)
 TARGETS = {"W1": (1.25, 1.0), "W2": (1.25, 1.0), "W3": (1.5, None), "W5": (None, 2.0)}
 
@@ -134,7 +135,12 @@ def header(data):
 
 
 def main_table(benches):
-    """W1-W3 and W5: microseconds per unit, by implementation, and the ratios the targets use."""
+    """W1-W3 and W5: microseconds per unit, by implementation, and the ratios the targets use.
+
+    A recurrent workload has two rows: minigrad's cells (one call of the user's step and
+    a record per op per time step) against the per-step floor, and minigrad's sequence
+    layer (train_sequence(segments=True): a record per op per window) against the floor
+    that batches a window the same way."""
     rows = {}
     for b in benches:
         e = b["extra_info"]
@@ -142,20 +148,31 @@ def main_table(benches):
             row = rows.setdefault(e["workload"], {"unit": e["unit"], "about": e.get("about", "")})
             row[e["impl"]] = per_unit(b)
     heads = ["minigrad", "NumPy floor", "PyTorch eager", "PyTorch fused"]
-    lines = ["| workload | µs per | " + " | ".join(heads) + " | minigrad / floor | minigrad / PyTorch eager "
-             "| target |",
-             "|---|---|" + "---:|" * (len(heads) + 2) + "---|"]
+    lines = ["| workload | minigrad runs | µs per | " + " | ".join(heads)
+             + " | minigrad / floor | minigrad / PyTorch eager | target |",
+             "|---|---|---|" + "---:|" * (len(heads) + 2) + "---|"]
     for name in sorted(rows):
         row = rows[name]
-        by_head = {COLUMNS[impl]: t for impl, t in row.items() if impl in COLUMNS}
-        mg, fl, eager = by_head.get("minigrad"), by_head.get("NumPy floor"), by_head.get("PyTorch eager")
-        cells = [_us(by_head.get(h)) for h in heads]
-        r_floor = mg / fl if mg and fl else None
-        r_eager = mg / eager if mg and eager else None
-        lines.append(f"| {name} | {row['unit']} | " + " | ".join(cells)
-                     + f" | {_ratio(r_floor)} | {_ratio(r_eager)} | {_verdict(name, r_floor, r_eager)} |")
+        eager, fused = row.get("torch-cell", row.get("torch")), row.get("torch-fused")
+        for how, mine, floor in VARIANTS:
+            mg, fl = row.get(mine), row.get(floor)
+            if mg is None and fl is None:
+                continue
+            if row["unit"] != "time step":
+                how = "ops"
+            r_floor = mg / fl if mg and fl else None
+            r_eager = mg / eager if mg and eager else None
+            cells = [_us(t) for t in (mg, fl, eager, fused)]
+            lines.append(f"| {name} | {how} | {row['unit']} | " + " | ".join(cells)
+                         + f" | {_ratio(r_floor)} | {_ratio(r_eager)} | {_verdict(name, r_floor, r_eager)} |")
     lines.append("")
     lines += [f"- {name}: {rows[name]['about']}" for name in sorted(rows) if rows[name]["about"]]
+    if any("minigrad-seq" in row for row in rows.values()):
+        lines.append("- cells, per step: nn.RNNCell/LSTMCell and a `step` per time step, against the "
+                     "min-char-rnn-style floor (per-step matmuls). layer, per window: nn.RNN/LSTM and "
+                     "train_sequence(segments=True), against a floor that batches a window the same way "
+                     "(input projections and readout of the window in one matmul each). PyTorch: the "
+                     "eager RNNCell/LSTMCell loop and fused nn.RNN/nn.LSTM.")
     return "\n".join(lines)
 
 

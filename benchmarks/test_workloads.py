@@ -13,6 +13,7 @@ import pytest
 from . import floor, torch_impl, workloads
 
 RECURRENT = {"minigrad": workloads.minigrad_recurrent, "numpy": floor.numpy_recurrent,
+             "minigrad-seq": workloads.minigrad_sequence, "numpy-window": floor.numpy_recurrent_window,
              "torch-cell": torch_impl.torch_cell_loop, "torch-fused": torch_impl.torch_fused}
 CHAIN = {"minigrad": workloads.minigrad_chain, "numpy": floor.numpy_chain,
          "torch": torch_impl.torch_chain}

@@ -151,22 +151,39 @@ def chain_data(w, dtype=np.float32, seed=2):
 
 # -- minigrad ----------------------------------------------------------------------------
 
-def minigrad_recurrent(w, weights, data, policy=None):
-    """Train with minigrad's cells, optimizers and train_sequence, as a user would."""
-    import minigrad.nn.functional as F
-    from minigrad import bptt, nn, optim
+def _minigrad_setup(w, weights, layer):
+    """The cell (or, with layer=True, its sequence layer), the readout and the optimizer,
+    starting from `weights`."""
+    from minigrad import nn, optim
 
-    xs, ys = data
     dtype = weights["weight_hh"].dtype
-    Cell = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell}[w.cell]
-    cell, head = Cell(w.input, w.hidden, dtype=dtype), nn.Linear(w.hidden, w.output, dtype=dtype)
-    cell.load_state_dict({k: v for k, v in weights.items() if not k.startswith("head.")})
+    kinds = {"rnn": (nn.RNNCell, nn.RNN), "lstm": (nn.LSTMCell, nn.LSTM)}
+    rnn = kinds[w.cell][layer](w.input, w.hidden, dtype=dtype)
+    head = nn.Linear(w.hidden, w.output, dtype=dtype)
+    rnn.load_state_dict({k: v for k, v in weights.items() if not k.startswith("head.")})
     head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
-    params = list(cell.parameters()) + list(head.parameters())
+    params = list(rnn.parameters()) + list(head.parameters())
     if w.optimizer == "sgd":
         opt = optim.SGD(params, lr=w.lr)
     else:
         opt = optim.Adagrad(params, lr=w.lr, eps=w.eps)
+    return rnn, head, opt
+
+
+def _trained(rnn, head):
+    trained = {k: p.data for k, p in rnn.named_parameters()}
+    trained.update({"head." + k: p.data for k, p in head.named_parameters()})
+    return trained
+
+
+def minigrad_recurrent(w, weights, data, policy=None):
+    """Train with minigrad's cells, optimizers and train_sequence, as a user would: one
+    call of `step` per time step, a record per op."""
+    import minigrad.nn.functional as F
+    from minigrad import bptt
+
+    xs, ys = data
+    cell, head, opt = _minigrad_setup(w, weights, layer=False)
     loss_fn = F.mse_loss if w.loss == "mse" else F.cross_entropy
     policy = policy or bptt.TBPTT(w.k, w.k)
 
@@ -177,9 +194,29 @@ def minigrad_recurrent(w, weights, data, policy=None):
 
     def run():
         bptt.train_sequence(step, None, xs, ys, policy=policy, optimizer=opt)
-        trained = {k: p.data for k, p in cell.named_parameters()}
-        trained.update({"head." + k: p.data for k, p in head.named_parameters()})
-        return trained
+        return _trained(cell, head)
+    return run
+
+
+def minigrad_sequence(w, weights, data, policy=None):
+    """The same training written with the sequence layer (nn.RNN, nn.LSTM) and
+    train_sequence(segments=True): one call of `step` per window, a record per op."""
+    import minigrad.nn.functional as F
+    from minigrad import bptt
+
+    xs, ys = data
+    layer, head, opt = _minigrad_setup(w, weights, layer=True)
+    policy = policy or bptt.TBPTT(w.k, w.k)
+
+    def step(state, x, y):  # x: (T, B, I) for T steps; the loss: the sum of each step's mean
+        hs, state = layer(x, state)
+        if w.loss == "mse":
+            return state, F.mse_loss(head(hs), y, reduction="sum") / (y.shape[1] * y.shape[2])
+        return state, F.cross_entropy(head(hs), y, reduction="sum") / y.shape[1]
+
+    def run():
+        bptt.train_sequence(step, None, xs, ys, policy=policy, optimizer=opt, segments=True)
+        return _trained(layer, head)
     return run
 
 

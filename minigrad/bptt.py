@@ -81,6 +81,24 @@ class TBPTT:
             yield Window(prev, max(1, end - k2 + 1), end)
             prev = end
 
+    def starts(self, n, first, last):
+        """The steps in first+1 .. last where a window begins, in order (a sequence of n steps).
+
+        Computed, not listed: the window of the update after step e begins at
+        max(1, e - k2 + 1), and updates come after steps k1, 2 k1, ... and n.
+        """
+        k1, k2 = self.sizes(n)
+        low, high = first + k2 - 1, min(n, last + k2 - 1)  # ends e with first < e - k2 + 1 <= last
+        ends = set(range(k1 * (low // k1 + 1), high + 1, k1))
+        if low < n <= high:
+            ends.add(n)
+        return sorted(e - k2 + 1 for e in ends)
+
+    def next_start(self, n, end):
+        """The first step of the window after the update after step `end` (end + 1 if none)."""
+        k1, k2 = self.sizes(n)
+        return end + 1 if end >= n else max(1, min(end + k1, n) - k2 + 1)
+
     def __repr__(self):
         extra = ", recompute=True" if self.recompute else ""
         return f"TBPTT({self.k1}, {self.k2}{extra})"
@@ -119,7 +137,8 @@ class TrainResult:
 _next_label = 1
 
 
-def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad_norm=None):
+def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad_norm=None,
+                   segments=False):
     """Train on one sequence of n steps under a truncation policy (BPTT() or TBPTT(k1, k2)).
 
     step(state, x_t, y_t) -> (new_state, loss_t): the user's function for one time step.
@@ -132,6 +151,8 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
     optimizer: a minigrad.optim optimizer over the parameters to train.
     clip_grad_norm: if given, clip the gradients of the optimizer's parameters to this
         joint 2-norm before each step.
+    segments: False (default) calls `step` once per time step; True once per segment of
+        consecutive steps (see 7 below), for steps written with a sequence layer.
     Returns a TrainResult(state, losses, updates).
 
     Semantics, steps numbered 1..n:
@@ -161,62 +182,69 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
          re-runs its window from the context with the current parameters, recording, and
          back-propagates. It stores inputs and the context only, and costs about k1 + k2
          forward steps per update.
+      7. segments=True: `step(state, xs, ys)` runs the steps a..b of a segment at once: xs and
+         ys are inputs[a-1:b] and targets[a-1:b] (time first, b - a + 1 >= 1 steps), and the
+         loss it returns is the SUM of those steps' losses. Segments never contain a window's
+         first step other than their own first, nor an update other than after their last
+         step, so the windows, the updates' losses and the gradients are exactly those of 1-6
+         (up to rounding). Under TBPTT(k, k) each segment is a whole window; under BPTT() the
+         whole sequence. With a sequence layer (nn.RNN, nn.LSTM, nn.GRU) a segment is one
+         record on the tape instead of one per step and op, which is much faster.
     """
     global _next_label
-    n = _check_call(step, state, inputs, targets, policy, optimizer, clip_grad_norm)
-    windows = policy.windows(n)
+    n = _check_call(step, state, inputs, targets, policy, optimizer, clip_grad_norm, segments)
     dropped = sum(w.first_loss - (w.prev + 1) for w in policy.windows(n))
     if dropped:
         warnings.warn(f"train_sequence: {policy} drops the losses of {dropped} of {n} steps: "
                       "steps before a window (k2 < k1) are run but never back-propagated",
                       RuntimeWarning, stacklevel=2)
     base, _next_label = _next_label - 1, _next_label + n  # this call's steps are base+1 .. base+n
-    run = _Run(step, inputs, targets, base, _state_shapes(state))
+    run = _Run(step, inputs, targets, base, _state_shapes(state), segments)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     losses = []
     try:
         if policy.recompute:
-            state = _recompute(run, _detached(state), windows, optimizer, params, clip_grad_norm, losses)
+            state = _recompute(run, _detached(state), policy, n, optimizer, params, clip_grad_norm, losses)
         else:
-            state = _stored(run, _detached(state), windows, optimizer, params, clip_grad_norm, losses)
+            state = _stored(run, _detached(state), policy, n, optimizer, params, clip_grad_norm, losses)
     finally:
         TAPE.free(before_step=base + n + 1, from_step=base + 1)  # nothing of this call stays
     return TrainResult(_detached(state), losses, len(losses))
 
 
-def _stored(run, state, windows, optimizer, params, clip, losses):
+def _stored(run, state, policy, n, optimizer, params, clip, losses):
     """recompute=False: one forward pass; each update back-propagates through stored records."""
-    window = next(windows, None)
-    pending = []  # the losses of the current update, steps first_loss .. end
-    s = 0
-    while window is not None:
-        s += 1
-        inside = s >= window.start  # a step before its window is never back-propagated
-        state, loss = run(state, s, record=inside)
-        if inside:
-            pending.append(loss)
-        if s == window.end:
-            _update(run, pending, window, optimizer, params, clip, losses, retain=True)
-            pending = []
-            window = next(windows, None)
-            # Free what no later window reaches: every step before the next one's start.
-            keep_from = window.start if window is not None else s + 1
-            TAPE.free(before_step=run.base + keep_from, from_step=run.base + 1)
+    done = 0  # the steps run so far
+    for window in policy.windows(n):
+        pending = []  # the losses of this update, steps first_loss .. end
+        # A segment must not straddle any window's first step: a later window's cut
+        # (k2 > k1) may fall among the steps run now.
+        for a, b in run.pieces(done + 1, window.end, policy.starts(n, done + 1, window.end)):
+            inside = a >= window.start  # a step before its window is never back-propagated
+            state, loss = run(state, a, b, record=inside)
+            if inside:
+                pending.append(loss)
+        done = window.end
+        _update(run, pending, window, optimizer, params, clip, losses, retain=True)
+        # Free what no later window reaches: every step before the next one's start.
+        keep_from = policy.next_start(n, done)
+        TAPE.free(before_step=run.base + keep_from, from_step=run.base + 1)
     return state
 
 
-def _recompute(run, context, windows, optimizer, params, clip, losses):
+def _recompute(run, context, policy, n, optimizer, params, clip, losses):
     """recompute=True: advance the context lazily; re-run each window with current parameters."""
     at = 0  # the context is the state after step `at`
     state = context
-    for window in windows:
-        while at < window.start - 1:
-            at += 1
-            context, _ = run(context, at, record=False)
+    for window in policy.windows(n):
+        for a, b in run.pieces(at + 1, window.start - 1, ()):
+            context, _ = run(context, a, b, record=False)
+        at = max(at, window.start - 1)
         state, pending = context, []
-        for s in range(window.start, window.end + 1):
-            state, loss = run(state, s, record=True)
-            if s >= window.first_loss:
+        cut = (window.first_loss,) if window.first_loss > window.start else ()
+        for a, b in run.pieces(window.start, window.end, cut):
+            state, loss = run(state, a, b, record=True)
+            if a >= window.first_loss:
                 pending.append(loss)
         _update(run, pending, window, optimizer, params, clip, losses, retain=False)
         TAPE.free(before_step=run.base + window.end + 1, from_step=run.base + 1)
@@ -238,31 +266,59 @@ def _update(run, pending, window, optimizer, params, clip, losses, retain):
 
 
 class _Run:
-    """Runs the user's step for step s (1-based), with checks and the step's tape label."""
+    """Runs the user's step for steps a..b (1-based; a == b unless segments), with checks,
+    under the tape label of step a."""
 
-    def __init__(self, step, inputs, targets, base, shapes):
+    def __init__(self, step, inputs, targets, base, shapes, segments):
         self.step, self.inputs, self.targets, self.base = step, inputs, targets, base
         self.shapes = shapes  # the state's (shape, dtype) per tensor, once known
+        self.segments = segments
 
-    def __call__(self, state, s, record):
-        x, y = _at(self.inputs, s - 1), _at(self.targets, s - 1)
-        with TAPE.at_step(self.base + s, record=record):
+    def pieces(self, first, last, starts):
+        """Steps first..last as the calls of `step`: (a, b) pairs, one per step, or with
+        segments as few as possible, a new one beginning at each step of `starts`."""
+        if not self.segments:
+            return ((s, s) for s in range(first, last + 1))
+        if first > last:
+            return ()
+        bounds = [first, *starts, last + 1]
+        return [(a, b - 1) for a, b in zip(bounds, bounds[1:])]
+
+    def __call__(self, state, a, b, record):
+        if self.segments:
+            x, y = _span(self.inputs, a - 1, b), _span(self.targets, a - 1, b)
+        else:
+            x, y = _at(self.inputs, a - 1), _at(self.targets, a - 1)
+        where = f"step {a}" if a == b else f"steps {a}..{b}"
+        with TAPE.at_step(self.base + a, record=record):
             out = self.step(state, x, y)
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(f"train_sequence: step must return (new_state, loss), got "
-                            f"{type(out).__name__} at step {s}")
+                            f"{type(out).__name__} at {where}")
         new_state, loss = out
         if not isinstance(loss, Tensor) or loss.data.size != 1:
             what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
             raise ValueError(f"train_sequence: step must return a scalar loss Tensor, got {what} "
-                             f"at step {s}")
-        shapes = _state_shapes(new_state, s)
+                             f"at {where}")
+        shapes = _state_shapes(new_state, b)
         if self.shapes is None:
             self.shapes = shapes
         elif shapes != self.shapes:
-            raise ValueError(f"train_sequence: the state changed at step {s} from "
+            raise ValueError(f"train_sequence: the state changed at {where} from "
                              f"{_describe(self.shapes)} to {_describe(shapes)}")
         return new_state, loss
+
+
+def _span(seq, lo, hi):
+    """Entries lo .. hi-1 of a sequence as one Tensor, time first, that does not require grad:
+    a view of an array or a Tensor; per-step arrays in a list are stacked (a copy of hi - lo
+    steps)."""
+    if isinstance(seq, Tensor):
+        return _make(seq.data[lo:hi], seq.device)
+    if isinstance(seq, np.ndarray):
+        return _make(seq[lo:hi])
+    items = [_at(seq, k) for k in range(lo, hi)]
+    return _make(np.stack([t.data for t in items]), items[0].device)
 
 
 def _at(seq, k):
@@ -314,7 +370,7 @@ def _length(seq, name):
                         f"per-step arrays, got {type(seq).__name__}") from None
 
 
-def _check_call(step, state, inputs, targets, policy, optimizer, clip):
+def _check_call(step, state, inputs, targets, policy, optimizer, clip, segments):
     """Everything that can be checked before any parameter changes; returns n."""
     if not callable(step):
         raise TypeError(f"train_sequence: step must be callable, got {type(step).__name__}")
@@ -326,6 +382,8 @@ def _check_call(step, state, inputs, targets, policy, optimizer, clip):
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                              or not clip > 0):
         raise ValueError(f"train_sequence: clip_grad_norm must be a number > 0 or None, got {clip!r}")
+    if not isinstance(segments, bool):
+        raise TypeError(f"train_sequence: segments must be True or False, got {segments!r}")
     if not TAPE.enabled:
         raise RuntimeError("train_sequence: called inside no_grad(); nothing would be recorded")
     _state_shapes(state)

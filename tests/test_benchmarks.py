@@ -19,18 +19,21 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 # -- the floor and minigrad do the same maths ---------------------------------------------
 
 @pytest.mark.parametrize("w", workloads.RECURRENT, ids=lambda w: w.name)
-def test_floor_and_minigrad_train_to_the_same_weights(w):
-    # float64, smoke sizes: three updates of TBPTT(4, 4); the floor is written by hand, so
-    # agreeing to rounding error checks both (and train_sequence, the cells and optimizers)
+def test_floors_and_minigrad_train_to_the_same_weights(w):
+    # float64, smoke sizes: three updates of TBPTT(4, 4); the floors are written by hand, so
+    # agreeing to rounding error checks them all (and train_sequence, the cells, the layers
+    # and the optimizers)
     w = w.smoke()
     data = workloads.recurrent_data(w, np.float64)
     weights = workloads.recurrent_weights(w, np.float64)
-    ours = workloads.minigrad_recurrent(w, weights, data)()
     hand = floor.numpy_recurrent(w, weights, data)()
-    assert ours.keys() == hand.keys() == weights.keys()
-    for name in weights:
-        assert not np.allclose(hand[name], weights[name]), f"{name} did not train"
-        np.testing.assert_allclose(ours[name], hand[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    for other in (workloads.minigrad_recurrent, workloads.minigrad_sequence, floor.numpy_recurrent_window):
+        ours = other(w, weights, data)()
+        assert ours.keys() == hand.keys() == weights.keys()
+        for name in weights:
+            assert not np.allclose(hand[name], weights[name]), f"{name} did not train"
+            np.testing.assert_allclose(ours[name], hand[name], rtol=1e-10, atol=1e-13,
+                                       err_msg=f"{other.__name__}: {name}")
 
 
 @pytest.mark.parametrize("w", workloads.RECURRENT, ids=lambda w: w.name)
@@ -74,9 +77,12 @@ def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
     for workload in ("W1", "W2", "W3"):
         assert f"test_recurrent[{workload}-minigrad]" in names
         assert f"test_recurrent[{workload}-numpy]" in names
+        assert f"test_recurrent[{workload}-minigrad-seq]" in names
+        assert f"test_recurrent[{workload}-numpy-window]" in names
     assert "test_chain[W5-minigrad]" in names
     assert "test_scaling[BPTT-n24]" in names
-    assert "| W1 | time step |" in proc.stdout and "| W5 | op |" in proc.stdout
+    assert "| W1 | cells, per step | time step |" in proc.stdout
+    assert "| W1 | layer, per window | time step |" in proc.stdout and "| W5 | ops | op |" in proc.stdout
     assert "**Smoke sizes**" in proc.stdout
     assert "1 thread(s)" in proc.stdout
     if not HAS_TORCH:
@@ -97,6 +103,8 @@ def test_the_table_divides_by_the_units_and_judges_the_targets():
                 _bench("W1", "minigrad", 0.048, 400),      # 120 us per step
                 _bench("W1", "numpy", 0.040, 400),         # 100
                 _bench("W1", "torch-cell", 0.080, 400),    # 200
+                _bench("W1", "minigrad-seq", 0.032, 400),  # 80
+                _bench("W1", "numpy-window", 0.020, 400),  # 50: 1.6x, above 1.25
                 _bench("W3", "minigrad", 0.200, 1000),     # 200
                 _bench("W3", "numpy", 0.100, 1000),        # 100: 2x, above 1.5
                 _bench("W5", "minigrad", 0.003, 1000),     # 3 us per op
@@ -104,13 +112,15 @@ def test_the_table_divides_by_the_units_and_judges_the_targets():
             ]}
     text = report.render(data)
     assert "Measured 2026-11-21 on TestCPU, 1 thread(s)" in text
-    w1 = next(line for line in text.splitlines() if line.startswith("| W1 |"))
-    assert "| 120 | 100 | 200 | - | 1.20× | 0.60× |" in w1
+    w1, w1_layer = [line for line in text.splitlines() if line.startswith("| W1 |")]
+    assert "| cells, per step | time step | 120 | 100 | 200 | - | 1.20× | 0.60× |" in w1
     assert "≤ 1.25× floor: met" in w1 and "< 1× PyTorch eager: met" in w1
+    assert "| layer, per window | time step | 80.0 | 50.0 | 200 | - | 1.60× | 0.40× |" in w1_layer
+    assert "≤ 1.25× floor: missed" in w1_layer and "< 1× PyTorch eager: met" in w1_layer
     w3 = next(line for line in text.splitlines() if line.startswith("| W3 |"))
     assert "2.00×" in w3 and "≤ 1.5× floor: missed" in w3
     w5 = next(line for line in text.splitlines() if line.startswith("| W5 |"))
-    assert "3.00×" in w5 and "≤ 2× PyTorch eager: missed" in w5
+    assert "| ops | op |" in w5 and "3.00×" in w5 and "≤ 2× PyTorch eager: missed" in w5
 
 
 def test_the_scaling_table_shows_the_spread_and_the_cost_model():

@@ -47,6 +47,24 @@ class Model:
         return [p.data.copy() for p in self.params]
 
 
+LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class LayerModel(Model):
+    """Model's network with the cell's sequence layer (the same parameters, the same
+    initialization), trained a segment at a time."""
+
+    def __init__(self, kind, seed=0):
+        super().__init__(kind, seed=seed)
+        self.cell = LAYERS[kind](3, 4, dtype="float64", rng=seed)
+        self.params = self.cell.parameters() + self.head.parameters()
+
+    def segment(self, state, xs, ys):
+        hs, new = self.cell(xs, state)
+        per_step = ys.shape[1] * ys.shape[2]  # the sum over steps of each step's mean
+        return new, F.mse_loss(self.head(hs), ys, reduction="sum") / per_step
+
+
 def data(rng, n, batch=2, inputs=3, outputs=2):
     return rng.standard_normal((n, batch, inputs)), rng.standard_normal((n, batch, outputs))
 
@@ -147,11 +165,13 @@ def reference_recompute(model, state0, X, Y, k1, k2, lr, clip=None):
 
 
 def run_policy(model, state0, X, Y, policy, lr, clip=None):
+    """train_sequence a step at a time, or with a LayerModel, a segment at a time."""
     opt = RecordingSGD(model.params, lr)
+    segments = isinstance(model, LayerModel)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # k2 < k1 warns; tested on its own
-        result = train_sequence(model.step, state0, X, Y, policy=policy, optimizer=opt,
-                                clip_grad_norm=clip)
+        result = train_sequence(model.segment if segments else model.step, state0, X, Y,
+                                policy=policy, optimizer=opt, clip_grad_norm=clip, segments=segments)
     return result, opt.grads
 
 
@@ -194,13 +214,15 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("segments", [False, True], ids=["cells", "layer-segments"])
 @pytest.mark.parametrize("recompute", [False, True], ids=["stored", "recompute"])
 @pytest.mark.parametrize("kind", list(CELLS))
 @pytest.mark.parametrize("n, k1, k2", CONFIGS)
-def test_policy_matches_the_reference(n, k1, k2, kind, recompute):
+def test_policy_matches_the_reference(n, k1, k2, kind, recompute, segments):
+    # segments: the same training with the cell's sequence layer, a segment at a time
     rng = np.random.default_rng(1)
     X, Y = data(rng, n)
-    ours, ref = Model(kind), Model(kind)
+    ours, ref = (LayerModel(kind) if segments else Model(kind)), Model(kind)
     state0 = ours.initial_state(rng, 2)
     result, grads = run_policy(ours, state0, X, Y, TBPTT(k1, k2, recompute=recompute), lr=0.1)
     reference = reference_recompute if recompute else reference_stored
@@ -214,6 +236,7 @@ def test_policy_matches_the_reference(n, k1, k2, kind, recompute):
     for a, b in zip(ours.params, ref.params):
         assert_same(a.data, b.data)
     assert_same(arrays(result.state), last)
+    assert not [rec for rec in mg.get_tape() if rec.step is not None]  # nothing left behind
 
 
 @pytest.mark.parametrize("recompute", [False, True], ids=["stored", "recompute"])
@@ -581,6 +604,7 @@ def test_a_state_that_changes_shape_is_an_error():
     (dict(state=[1, 2]), TypeError, "the initial state must be a Tensor or a tuple of Tensors"),
     (dict(inputs=3.0), TypeError, "inputs must be an array, a Tensor or a sequence"),
     (dict(targets=np.float64(1.0)), ValueError, "targets needs time as its first axis"),
+    (dict(segments=1), TypeError, "segments must be True or False, got 1"),
 ])
 def test_bad_arguments_are_named(kwargs, error, message):
     rng = np.random.default_rng(17)
@@ -628,3 +652,68 @@ def test_an_error_inside_step_leaves_nothing_on_the_tape():
     with pytest.raises(KeyError):
         train_sequence(step, None, X, Y, policy=TBPTT(2, 4), optimizer=opt)
     assert not [rec for rec in mg.get_tape() if rec.step is not None]
+
+
+# -- segments=True: a step that runs several time steps at once ----------------------------
+
+def test_window_starts_are_computed_as_the_windows_list_them():
+    # starts() and next_start() compute what windows() lists, without listing it (O(1) memory).
+    for n in range(1, 16):
+        for k1 in range(1, 8):
+            for k2 in range(1, 9):
+                policy = TBPTT(k1, k2)
+                windows = list(policy.windows(n))
+                starts = sorted({w.start for w in windows})
+                for first in range(1, n + 1):
+                    for last in range(first, n + 1):
+                        want = [s for s in starts if first < s <= last]
+                        assert policy.starts(n, first, last) == want, (n, k1, k2, first, last)
+                for w, after in zip(windows, windows[1:] + [None]):
+                    assert policy.next_start(n, w.end) == (after.start if after else w.end + 1)
+    assert BPTT().starts(9, 1, 9) == [] and BPTT().next_start(9, 9) == 10
+
+
+def test_segments_are_as_long_as_the_windows_allow():
+    # TBPTT(4, 6), n = 13: windows 1..4, 3..8, 7..12, 8..13; updates after 4, 8, 12, 13.
+    rng = np.random.default_rng(21)
+    X, Y = data(rng, 15)
+    model, seen = LayerModel("rnn"), []
+
+    def step(state, xs, ys):
+        seen.append(xs.shape[0])
+        return model.segment(state, xs, ys)
+    train_sequence(step, None, X[:13], Y[:13], policy=TBPTT(4, 6),
+                   optimizer=optim.SGD(model.params, lr=0.1), segments=True)
+    assert seen == [2, 2, 2, 1, 1, 4, 1]
+    # TBPTT(5, 5): the windows, if k1 divides n; else the last window (9..13 for n = 13)
+    # reaches back across the previous update, so steps 6..10 come in two pieces.
+    for n, pieces in [(15, [5, 5, 5]), (13, [5, 3, 2, 3])]:
+        seen.clear()
+        train_sequence(step, None, X[:n], Y[:n], policy=TBPTT(5, 5),
+                       optimizer=optim.SGD(model.params, lr=0.1), segments=True)
+        assert seen == pieces
+
+
+def test_segments_take_inputs_as_arrays_tensors_or_lists():
+    rng = np.random.default_rng(22)
+    X, Y = data(rng, 7)
+    results = []
+    for xs, ys in [(X, Y), (mg.tensor(X), mg.tensor(Y)), (list(X), list(Y))]:
+        model = LayerModel("gru")
+        result = train_sequence(model.segment, None, xs, ys, policy=TBPTT(3, 3),
+                                optimizer=optim.SGD(model.params, lr=0.1), segments=True)
+        results.append(result.losses)
+    assert results[0] == results[1] == results[2] and len(results[0]) == 3
+
+
+def test_a_segment_error_names_its_steps():
+    rng = np.random.default_rng(23)
+    X, Y = data(rng, 6)
+    model = LayerModel("rnn")
+
+    def step(state, xs, ys):
+        new, loss = model.segment(state, xs, ys)
+        return new, loss * mg.ones(2, dtype="float64")
+    with pytest.raises(ValueError, match=r"scalar loss Tensor, got shape \(2,\) at steps 1..3"):
+        train_sequence(step, None, X, Y, policy=TBPTT(3, 3), optimizer=optim.SGD(model.params, lr=0.1),
+                       segments=True)

@@ -489,9 +489,11 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     A = _projections(X, W_ih, biases)              # pre-activations, completed step by step
     Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
     Hs[0] = H0
+    W_hhT = W_hh.T  # a view, made once: the loop below is the hot part
     for t in range(T):
-        A[t] += mm(Hs[t], W_hh.T)
-        _elman(A[t], relu, out=Hs[t + 1])
+        a = A[t]        # a view; `A[t] += ...` would also copy the sum back onto itself
+        a += mm(Hs[t], W_hhT)
+        _elman(a, relu, out=Hs[t + 1])
     if not relu:
         A = None  # tanh' comes from the outputs: let the pre-activations go
     need_h0 = tensors[1].requires_grad
@@ -525,9 +527,11 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     Cs = xp.empty_like(Hs)                         # Cs[t] = c_t, as Hs
     TC = xp.empty((T,) + H0.shape, X.dtype)        # TC[t - 1] = tanh(c_t)
     Hs[0], Cs[0] = H0, C0
+    W_hhT = W_hh.T
     for t in range(T):
-        A[t] += mm(Hs[t], W_hh.T)
-        _lstm(A[t], Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
+        act = A[t]
+        act += mm(Hs[t], W_hhT)
+        _lstm(act, Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
     need_h0, need_c0 = tensors[1].requires_grad, tensors[2].requires_grad
 
     def backward(grads):
@@ -563,11 +567,13 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     N = xp.empty((T,) + H0.shape, X.dtype)         # the candidates n_t
     Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
     Hs[0] = H0
+    W_hhT = W_hh.T
     for t in range(T):
-        A_hh[t] = mm(Hs[t], W_hh.T)
+        a_hh = A_hh[t]
+        a_hh[...] = mm(Hs[t], W_hhT)
         if biases:
-            A_hh[t] += biases[1]
-        Hs[t + 1], RZ[t], N[t] = _gru(A_ih[t], A_hh[t], Hs[t])
+            a_hh += biases[1]
+        Hs[t + 1], RZ[t], N[t] = _gru(A_ih[t], a_hh, Hs[t])
     need_h0 = tensors[1].requires_grad
 
     def backward(grads):
