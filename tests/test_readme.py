@@ -36,6 +36,22 @@ def test_readme_tbptt_example_learns():
     assert losses[-1] < losses[0] / 10  # it learns the delay
 
 
+def test_readme_layer_example_gives_the_cell_examples_losses():
+    text = README.read_text()
+    cells = re.search(r"## Training a recurrent network.*?```python\n(.*?)```", text, re.S).group(1)
+    layer = re.search(r"### Faster: a sequence layer.*?```python\n(.*?)```", text, re.S).group(1)
+    printed = []
+    namespace = {}
+    for code in (cells, layer):  # the layer example reuses the data of the cell example
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, str(README), "exec"), namespace)
+        printed.append([float(line.rsplit(" ", 1)[1]) for line in out.getvalue().splitlines()])
+    assert len(printed[1]) == 4 and printed[1][-1] < printed[1][0] / 10
+    for a, b in zip(*printed):  # float32 and three printed digits
+        assert abs(a - b) <= 0.002 + 0.01 * a
+
+
 def test_readme_states_the_semantics_of_bptt_py():
     """The seven rules in the README are the ones in train_sequence's docstring, word for word."""
     from minigrad.bptt import train_sequence
