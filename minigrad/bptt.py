@@ -15,6 +15,11 @@ first step. It keeps the records (retain_graph=True), because the next window ma
 back into this one, then frees every record older than the next window's first step:
 that freeing is what keeps memory flat in n. Steps that lie in no window (k2 < k1) run
 under no_grad() and make no records at all.
+
+Segments (segments=True). The user's step runs several steps at once, so one record (a
+sequence layer's) may span several steps; it carries the label of its first. Segments are
+cut at every window's first step (TBPTT.starts), so neither `since_step` nor the freeing
+ever falls inside one, and everything above holds unchanged.
 """
 import itertools
 import warnings
