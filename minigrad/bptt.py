@@ -294,24 +294,28 @@ class _Run:
             x, y = _span(self.inputs, a - 1, b), _span(self.targets, a - 1, b)
         else:
             x, y = _at(self.inputs, a - 1), _at(self.targets, a - 1)
-        where = f"step {a}" if a == b else f"steps {a}..{b}"
         with TAPE.at_step(self.base + a, record=record):
             out = self.step(state, x, y)
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(f"train_sequence: step must return (new_state, loss), got "
-                            f"{type(out).__name__} at {where}")
+                            f"{type(out).__name__} at {_where(a, b)}")
         new_state, loss = out
         if not isinstance(loss, Tensor) or loss.data.size != 1:
             what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
             raise ValueError(f"train_sequence: step must return a scalar loss Tensor, got {what} "
-                             f"at {where}")
+                             f"at {_where(a, b)}")
         shapes = _state_shapes(new_state, b)
         if self.shapes is None:
             self.shapes = shapes
         elif shapes != self.shapes:
-            raise ValueError(f"train_sequence: the state changed at {where} from "
+            raise ValueError(f"train_sequence: the state changed at {_where(a, b)} from "
                              f"{_describe(self.shapes)} to {_describe(shapes)}")
         return new_state, loss
+
+
+def _where(a, b):
+    """Steps a..b for an error message (formatted only when one is raised: this runs every step)."""
+    return f"step {a}" if a == b else f"steps {a}..{b}"
 
 
 def _span(seq, lo, hi):

@@ -343,13 +343,14 @@ def _gru(a_ih, a_hh, h):
     return cand + z * (h - cand), rz, cand      # (1 - z) n + z h, in three passes
 
 
-def _gru_backward(g, a_hh, rz, cand, h):
-    """(dL/d a_ih, dL/d a_hh, the gradient h gets directly through z) from g = dL/dh'."""
+def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None):
+    """(dL/d a_ih, dL/d a_hh, the gradient h gets directly through z) from g = dL/dh'.
+    d_ih, d_hh: where to write the first two."""
     xp = array_module(g)
     n = a_hh.shape[1] // 3
     r, z, hn = rz[:, :n], rz[:, n:], a_hh[:, 2 * n:]
-    d_ih = xp.empty_like(a_hh)
-    d_hh = xp.empty_like(a_hh)
+    d_ih = xp.empty_like(a_hh) if d_ih is None else d_ih
+    d_hh = xp.empty_like(a_hh) if d_hh is None else d_hh
     dn = g * (1 - z) * (1 - cand * cand)         # through n = tanh(a_ih,n + r a_hh,n)
     d_ih[:, 2 * n:] = dn
     d_hh[:, 2 * n:] = dn * r
@@ -370,6 +371,11 @@ def _check_nonlinearity(op, nonlinearity):
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"{op}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     return nonlinearity == "relu"
+
+
+def _check_state_pair(op, state):
+    if not isinstance(state, tuple) or len(state) != 2:
+        raise TypeError(f"{op}: state must be a tuple (h, c), got {type(state).__name__}")
 
 
 # -- one time step -------------------------------------------------------------------------
@@ -452,11 +458,6 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
             out[1] += gh                             # h reaches h' directly, through z
         return _unbatch(out, tensors, unbatched)
     return _result("gru_cell", h_new[0] if unbatched else h_new, tensors, backward)
-
-
-def _check_state_pair(op, state):
-    if not isinstance(state, tuple) or len(state) != 2:
-        raise TypeError(f"{op}: state must be a tuple (h, c), got {type(state).__name__}")
 
 
 # -- T time steps ----------------------------------------------------------------------------
@@ -582,7 +583,8 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         carry = g_hT.reshape(B, -1)
         D_ih, D_hh = xp.empty_like(A_ih), xp.empty_like(A_hh)
         for t in range(T - 1, -1, -1):
-            D_ih[t], D_hh[t], direct = _gru_backward(g_hs[t] + carry, A_hh[t], RZ[t], N[t], Hs[t])
+            _, _, direct = _gru_backward(g_hs[t] + carry, A_hh[t], RZ[t], N[t], Hs[t],
+                                         d_ih=D_ih[t], d_hh=D_hh[t])
             carry = mm(D_hh[t], W_hh) + direct if t or need_h0 else None
         return _sequence_backward(tensors, 1, D_ih, D_hh, X, Hs, W_ih, W_hh, carry)
     return _result("gru", _outputs(Hs, (), unbatched), tensors, backward)

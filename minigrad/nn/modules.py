@@ -165,12 +165,12 @@ class Embedding(Module):
 
 
 class _Cell(Module):
-    """What the three cells share: PyTorch's parameters weight_ih (G*H, I), weight_hh (G*H, H),
+    """What the cells and the layers share: PyTorch's parameters weight_ih (G*H, I), weight_hh (G*H, H),
     bias_ih and bias_hh (G*H,), all initialized U(-1/sqrt(H), 1/sqrt(H))."""
 
     gates = 1
 
-    def __init__(self, input_size, hidden_size, bias, dtype, device, rng):
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
         who = type(self).__name__
         _positive(who, input_size=input_size, hidden_size=hidden_size)
         dtype = _dtype(dtype, who, float_only=True)
@@ -190,6 +190,12 @@ class _Cell(Module):
         shape = lead[:-1] + (self.hidden_size,) if lead else (self.hidden_size,)
         return zeros(shape, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
 
+    def _pair(self, x, state, sequence=False):
+        """An LSTM's state as the op takes it: zeros for None, a tuple for a list."""
+        if state is None:
+            return (self._zeros(x, sequence), self._zeros(x, sequence))
+        return tuple(state) if isinstance(state, list) else state
+
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias_ih is not None else ", bias=False")
 
@@ -199,9 +205,7 @@ class _Elman(_Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
                  dtype=None, device=None, rng=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"{type(self).__name__}: nonlinearity must be 'tanh' or 'relu', "
-                             f"got {nonlinearity!r}")
+        F._check_nonlinearity(type(self).__name__, nonlinearity)
         super().__init__(input_size, hidden_size, bias, dtype, device, rng)
         self.nonlinearity = nonlinearity
 
@@ -234,15 +238,9 @@ class LSTMCell(_Cell):
 
     gates = 4
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
-        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
-
     def forward(self, x, state=None):
-        if state is None:
-            state = (self._zeros(x), self._zeros(x))
-        elif isinstance(state, list):
-            state = tuple(state)
-        return F.lstm_cell(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return F.lstm_cell(x, self._pair(x, state), self.weight_ih, self.weight_hh,
+                           self.bias_ih, self.bias_hh)
 
 
 class GRUCell(_Cell):
@@ -253,9 +251,6 @@ class GRUCell(_Cell):
     """
 
     gates = 3
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
-        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
 
     def forward(self, x, h=None):
         if h is None:
@@ -294,15 +289,9 @@ class LSTM(_Cell):
 
     gates = 4
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
-        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
-
     def forward(self, xs, state=None):
-        if state is None:
-            state = (self._zeros(xs, sequence=True), self._zeros(xs, sequence=True))
-        elif isinstance(state, list):
-            state = tuple(state)
-        return F.lstm(xs, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return F.lstm(xs, self._pair(xs, state, sequence=True), self.weight_ih, self.weight_hh,
+                      self.bias_ih, self.bias_hh)
 
 
 class GRU(_Cell):
@@ -312,9 +301,6 @@ class GRU(_Cell):
     """
 
     gates = 3
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
-        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
 
     def forward(self, xs, h0=None):
         if h0 is None:
