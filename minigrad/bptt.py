@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import array_module, device_of
 from .backward import backward
 from .ops import stack
 from .optim import clip_grad_norm_
@@ -327,17 +328,19 @@ def _span(seq, lo, hi):
     if isinstance(seq, np.ndarray):
         return _make(seq[lo:hi])
     items = [_at(seq, k) for k in range(lo, hi)]
-    return _make(np.stack([t.data for t in items]), items[0].device)
+    return _make(array_module(items[0].data).stack([t.data for t in items]), items[0].device)
 
 
 def _at(seq, k):
     """Entry k of a sequence as a Tensor that does not require grad (a view, not a copy)."""
-    item = seq.data[k] if isinstance(seq, Tensor) else seq[k]
+    if isinstance(seq, Tensor):
+        return _make(seq.data[k], seq.device)
+    item = seq[k]
     if isinstance(item, Tensor):
         return _make(item.data, item.device)
-    if not isinstance(item, np.ndarray):
+    if not isinstance(item, np.ndarray) and device_of(item) == "cpu":
         item = np.asarray(item)
-    return _make(item, seq.device if isinstance(seq, Tensor) else "cpu")
+    return _make(item, device_of(item))
 
 
 def _state_shapes(state, s=0):

@@ -8,9 +8,11 @@ them. `_result` wraps the output and records the op on the tape when a gradient
 is wanted. Gradients never mutate arrays in place: one array may be the gradient
 of several tensors at once.
 """
+import operator
+
 import numpy as np
 
-from .backend import array_module
+from .backend import CPU, array_module, parse_device, to_device, twin
 from .tape import TAPE
 from .tensor import FLOAT_DTYPES, Tensor, _make
 
@@ -71,7 +73,8 @@ def _constant(op, value, like):
         if dtype.kind in "iu" and not isinstance(value, (int, np.integer)):
             raise TypeError(f"{op}: a float scalar ({value!r}) with an {dtype} tensor; "
                             "cast the tensor first, e.g. .astype('float32')")
-        return _make(np.asarray(value, dtype=dtype if dtype.kind in "fiu" else None), like.device)
+        value = np.asarray(value, dtype=dtype if dtype.kind in "fiu" else None)
+        return _make(to_device(value, like.device), like.device)
     if isinstance(value, np.ndarray):
         return _make(value)
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
@@ -119,13 +122,20 @@ def unbroadcast(grad, shape):
         return grad
     lead = grad.ndim - len(shape)
     if lead:
-        grad = grad.sum(axis=tuple(range(lead)))
+        grad = sum_axes(grad, tuple(range(lead)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
-        grad = grad.sum(axis=stretched, keepdims=True)
+        grad = sum_axes(grad, stretched, keepdims=True)
     return grad
 
 
+# -- the hot primitives: NumPy twins of minigrad's CUDA kernels ------------------
+#
+# Each function below is the reference for the CUDA kernel of the same name (kernels/*.cu,
+# launched by minigrad/cuda.py). The ops call these; on a GPU the backend runs the kernel
+# instead (see backend.twin), on the CPU the function itself runs.
+
+@twin("matmul", "mm")
 def mm(x, y):
     """The product of two matrices (2-D arrays), always through BLAS.
 
@@ -133,6 +143,43 @@ def mm(x, y):
     several times slower; `dot` always does. Every 2-D product in minigrad goes here.
     """
     return array_module(x).dot(x, y)
+
+
+_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
+
+
+@twin("elementwise", "binary")
+def binary(x, y, op):
+    """x op y for op in add, sub, mul, div, with NumPy broadcasting: a new array."""
+    return _BINARY[op](x, y)
+
+
+@twin("elementwise", "activation")
+def activation(x, name):
+    """tanh, sigmoid, relu or exp of an array: a new array."""
+    if name == "sigmoid":
+        return sigmoid_array(x)
+    xp = array_module(x)
+    return xp.maximum(x, 0) if name == "relu" else getattr(xp, name)(x)
+
+
+@twin("elementwise", "activation_backward")
+def activation_backward(g, saved, name):
+    """dL/dx from g = dL/dy. `saved` is the output y for tanh, sigmoid and exp (their
+    derivatives read off the output), the input x for relu."""
+    if name == "tanh":
+        return g * (1 - saved * saved)
+    if name == "sigmoid":
+        return g * (saved * (1 - saved))
+    if name == "exp":
+        return g * saved
+    return g * (saved > 0)  # relu; NOTE: 0 at x = 0, as PyTorch
+
+
+@twin("reduce", "sum_axes")
+def sum_axes(a, axes, keepdims=False):
+    """a summed over `axes` (a sorted tuple), as a.sum(axis=axes, keepdims=keepdims)."""
+    return a.sum(axis=axes, keepdims=keepdims)
 
 
 def _python_number(value):
@@ -150,7 +197,7 @@ def add(a, b):
     a, b = _operands("add", a, b)
     x, y = a.data, b.data
     try:
-        out = x + y
+        out = binary(x, y, "add")
     except ValueError:
         raise _broadcast_error("add", x, y) from None
     x_shape, y_shape = x.shape, y.shape  # all that backward needs
@@ -164,7 +211,7 @@ def sub(a, b):
     a, b = _operands("sub", a, b)
     x, y = a.data, b.data
     try:
-        out = x - y
+        out = binary(x, y, "sub")
     except ValueError:
         raise _broadcast_error("sub", x, y) from None
     x_shape, y_shape = x.shape, y.shape
@@ -178,7 +225,7 @@ def mul(a, b):
     a, b = _operands("mul", a, b)
     x, y = a.data, b.data
     try:
-        out = x * y
+        out = binary(x, y, "mul")
     except ValueError:
         raise _broadcast_error("mul", x, y) from None
 
@@ -191,7 +238,7 @@ def div(a, b):
     a, b = _operands("div", a, b)
     x, y = a.data, b.data
     try:
-        out = x / y
+        out = binary(x, y, "div")
     except ValueError:
         raise _broadcast_error("div", x, y) from None
     x_shape = x.shape
@@ -269,25 +316,25 @@ def compare(op, a, b):
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         _check_same(op, (a, b))
     like = a if isinstance(a, Tensor) else b
+    xp = array_module(like.data)
     # (not getattr(x, "data", x): an ndarray's .data is its raw buffer)
-    x = a.data if isinstance(a, Tensor) else np.asarray(a)
-    y = b.data if isinstance(b, Tensor) else np.asarray(b)
-    fn = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}[op]
+    x = a.data if isinstance(a, Tensor) else to_device(np.asarray(a), like.device)
+    y = b.data if isinstance(b, Tensor) else to_device(np.asarray(b), like.device)
+    fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal}[op]
     try:
         out = fn(x, y)
     except ValueError:
         raise _broadcast_error(op, x, y) from None
-    return _make(np.asarray(out), like.device)
+    return _make(xp.asarray(out), like.device)
 
 
 # -- elementwise functions ----------------------------------------------------
 
 def exp(a):
-    xp = array_module(a.data)
-    y = xp.exp(a.data)
+    y = activation(a.data, "exp")
 
     def backward(g):  # d exp(x) = exp(x) dx, read off the output
-        return (g * y,)
+        return (activation_backward(g, y, "exp"),)
     return _result("exp", y, (a,), backward)
 
 
@@ -301,11 +348,10 @@ def log(a):
 
 
 def tanh(a):
-    xp = array_module(a.data)
-    y = xp.tanh(a.data)
+    y = activation(a.data, "tanh")
 
     def backward(g):  # d tanh(x) = (1 - tanh(x)^2) dx
-        return (g * (1 - y * y),)
+        return (activation_backward(g, y, "tanh"),)
     return _result("tanh", y, (a,), backward)
 
 
@@ -322,21 +368,20 @@ def sigmoid_array(x):
 
 
 def sigmoid(a):
-    y = sigmoid_array(a.data)
+    y = activation(a.data, "sigmoid")
 
     def backward(g):  # d sigmoid(x) = s (1 - s) dx
-        return (g * (y * (1 - y)),)
+        return (activation_backward(g, y, "sigmoid"),)
     return _result("sigmoid", y, (a,), backward)
 
 
 def relu(a):
-    xp = array_module(a.data)
     x = a.data
 
     def backward(g):  # d relu(x) = [x > 0] dx
         # NOTE: relu has no derivative at 0; we use 0 there, as PyTorch does.
-        return (g * (x > 0),)
-    return _result("relu", xp.maximum(x, 0), (a,), backward)
+        return (activation_backward(g, x, "relu"),)
+    return _result("relu", activation(x, "relu"), (a,), backward)
 
 
 def sqrt(a):
@@ -401,6 +446,23 @@ def astype(a, dtype):
     return _result("astype", out, (a,), backward)
 
 
+def to(a, device):
+    """The tensor on `device` ("cpu", "cuda", "cuda:N"): itself if it is there, else a copy.
+
+    Differentiable, as PyTorch's .to: the gradient travels back to the source device.
+    """
+    device = parse_device(device)
+    if device == a.device:
+        return a
+    source = a.device
+
+    def backward(g):  # the identity, moved back
+        return (to_device(g, source),)
+    out = _result("to", to_device(a.data, device), (a,), backward)
+    out.device = device
+    return out
+
+
 # -- reductions ---------------------------------------------------------------
 
 def _axes(op, axis, ndim):
@@ -435,7 +497,7 @@ def sum(a, axis=None, keepdims=False):
 
     def backward(g):  # every summed entry gets the gradient of its sum
         return (_spread(g, axes, keepdims, shape),)
-    return _result("sum", x.sum(axis=axes, keepdims=keepdims), (a,), backward)
+    return _result("sum", sum_axes(x, axes, keepdims), (a,), backward)
 
 
 def mean(a, axis=None, keepdims=False):
@@ -523,6 +585,10 @@ def getitem(a, index):
         index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
     elif isinstance(index, list):
         index = np.asarray(index)
+    if a.device != CPU:  # index arrays go where the data is
+        index = (tuple(to_device(i, a.device) if isinstance(i, np.ndarray) else i for i in index)
+                 if isinstance(index, tuple) else to_device(index, a.device) if isinstance(index, np.ndarray)
+                 else index)
     x = a.data
     try:
         out = x[index]

@@ -4,11 +4,17 @@ Every update is out of place: `p.data = p.data - step`, never `p.data -= step`.
 Records on the tape hold the arrays their ops saw, so a window of truncated BPTT
 that reaches back across an update still back-propagates through the values its
 forward pass used.
+
+Each optimizer updates a whole parameter group in one call of its step function
+(sgd_step, adam_step, adagrad_step below): a loop over the parameters in NumPy, the
+twin of one fused CUDA kernel that updates every parameter in one launch on a GPU.
+Optimizers follow their parameters: the state lives on each parameter's device.
 """
 import math
 
 import numpy as np
 
+from .backend import array_module, device_of, to_device, to_numpy, twin
 from .tensor import Tensor
 
 
@@ -60,13 +66,20 @@ class Optimizer:
     def step(self):
         """Update every parameter that has a gradient (those with grad None are skipped)."""
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    state = self.state.setdefault(id(p), {})
-                    p.data = self._update(p.data, p.grad, state, group)
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._step(params, [self._state(p) for p in params], group)
 
-    def _update(self, w, g, state, group):
-        """The new value of one parameter w with gradient g (a new array)."""
+    def _state(self, p):
+        """p's state, moved to p's device if the parameter moved (Module.to) since the last step."""
+        state = self.state.setdefault(id(p), {})
+        for name, value in state.items():
+            if hasattr(value, "shape") and device_of(value) != p.device:
+                state[name] = to_device(value, p.device)
+        return state
+
+    def _step(self, params, states, group):
+        """Give every parameter in `params` (all with a gradient) its new value (a new array)."""
         raise NotImplementedError
 
     # -- saving and restoring -----------------------------------------------
@@ -105,8 +118,9 @@ class Optimizer:
 
 
 def _copied(state):
-    """One parameter's optimizer state with its arrays copied (numbers are immutable)."""
-    return {name: (v.copy() if hasattr(v, "copy") else v) for name, v in state.items()}
+    """One parameter's optimizer state with its arrays copied as NumPy arrays (numbers are
+    immutable). Loaded state goes to its parameter's device at the next step."""
+    return {name: (to_numpy(v).copy() if hasattr(v, "copy") else v) for name, v in state.items()}
 
 
 class SGD(Optimizer):
@@ -129,17 +143,18 @@ class SGD(Optimizer):
         if group["nesterov"] and group["momentum"] <= 0:
             raise ValueError("SGD: nesterov needs momentum > 0")
 
-    def _update(self, w, g, state, group):
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * w
-        momentum = group["momentum"]
-        if momentum:
-            b = state.get("momentum_buffer")
-            # a copy on the first step: g may be the parameter's own .grad, which changes later
-            b = g.copy() if b is None else momentum * b + g
-            state["momentum_buffer"] = b
-            g = g + momentum * b if group["nesterov"] else b
-        return w - group["lr"] * g
+    def _step(self, params, states, group):
+        bufs = None
+        if group["momentum"]:  # the buffer starts at 0, so that the first b is g
+            bufs = [s.get("momentum_buffer") for s in states]
+            bufs = [array_module(p.data).zeros_like(p.data) if b is None else b
+                    for p, b in zip(params, bufs)]
+        ws, bufs = sgd_step([p.data for p in params], [p.grad for p in params], bufs, group["lr"],
+                            group["momentum"], group["weight_decay"], group["nesterov"])
+        for k, (p, s) in enumerate(zip(params, states)):
+            p.data = ws[k]
+            if bufs is not None:
+                s["momentum_buffer"] = bufs[k]
 
 
 class Adam(Optimizer):
@@ -161,16 +176,22 @@ class Adam(Optimizer):
         if group["eps"] < 0 or group["weight_decay"] < 0:
             raise ValueError("Adam: eps and weight_decay must be >= 0")
 
-    def _update(self, w, g, state, group):
+    def _step(self, params, states, group):
         b1, b2 = group["betas"]
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * w
-        t = state.get("step", 0) + 1
-        m = (1 - b1) * g if t == 1 else b1 * state["exp_avg"] + (1 - b1) * g
-        v = (1 - b2) * (g * g) if t == 1 else b2 * state["exp_avg_sq"] + (1 - b2) * (g * g)
-        state.update(step=t, exp_avg=m, exp_avg_sq=v)
-        denom = (v / (1 - b2 ** t)) ** 0.5 + group["eps"]
-        return w - group["lr"] * (m / (1 - b1 ** t)) / denom
+        by_step = {}  # parameters that skipped steps (grad None) have their own t
+        for p, s in zip(params, states):
+            by_step.setdefault(s.get("step", 0) + 1, []).append((p, s))
+        for t, pairs in by_step.items():
+            ms, vs = [], []
+            for p, s in pairs:  # the averages start at 0 (PyTorch's first step)
+                zeros = array_module(p.data).zeros_like
+                ms.append(s["exp_avg"] if t > 1 else zeros(p.data))
+                vs.append(s["exp_avg_sq"] if t > 1 else zeros(p.data))
+            ws, ms, vs = adam_step([p.data for p, _ in pairs], [p.grad for p, _ in pairs], ms, vs, t,
+                                   group["lr"], b1, b2, group["eps"], group["weight_decay"])
+            for k, (p, s) in enumerate(pairs):
+                p.data = ws[k]
+                s.update(step=t, exp_avg=ms[k], exp_avg_sq=vs[k])
 
 
 class Adagrad(Optimizer):
@@ -188,11 +209,62 @@ class Adagrad(Optimizer):
         if group["eps"] < 0:
             raise ValueError(f"Adagrad: eps must be >= 0, got {group['eps']}")
 
-    def _update(self, w, g, state, group):
-        s = state.get("sum")
-        s = g * g if s is None else s + g * g
-        state["sum"] = s
-        return w - group["lr"] * g / (s ** 0.5 + group["eps"])
+    def _step(self, params, states, group):
+        sums = [s["sum"] if "sum" in s else array_module(p.data).zeros_like(p.data)
+                for p, s in zip(params, states)]
+        ws, sums = adagrad_step([p.data for p in params], [p.grad for p in params], sums,
+                                group["lr"], group["eps"])
+        for k, (p, s) in enumerate(zip(params, states)):
+            p.data = ws[k]
+            s["sum"] = sums[k]
+
+
+# -- the updates of a whole group: NumPy twins of the fused kernels in kernels/optim.cu ------
+# Pure functions: new arrays out, inputs untouched (the CUDA versions may update the
+# optimizer's own state arrays in place, never the weights).
+
+@twin("optim", "sgd_step")
+def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
+    """SGD on lists of weights ws and gradients gs; bufs: momentum buffers, or None without
+    momentum. Returns (new weights, new buffers or None)."""
+    new_ws, new_bufs = [], []
+    for k, (w, g) in enumerate(zip(ws, gs)):
+        if weight_decay:
+            g = g + weight_decay * w
+        if momentum:
+            b = momentum * bufs[k] + g
+            new_bufs.append(b)
+            g = g + momentum * b if nesterov else b
+        new_ws.append(w - lr * g)
+    return new_ws, (new_bufs if momentum else None)
+
+
+@twin("optim", "adam_step")
+def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay):
+    """Adam's step t (from 1) on lists of weights, gradients and averages m, v.
+    Returns (new weights, new m, new v)."""
+    new_ws, new_ms, new_vs = [], [], []
+    for w, g, m, v in zip(ws, gs, ms, vs):
+        if weight_decay:
+            g = g + weight_decay * w
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * (g * g)
+        denom = (v / (1 - beta2 ** t)) ** 0.5 + eps
+        new_ws.append(w - lr * (m / (1 - beta1 ** t)) / denom)
+        new_ms.append(m)
+        new_vs.append(v)
+    return new_ws, new_ms, new_vs
+
+
+@twin("optim", "adagrad_step")
+def adagrad_step(ws, gs, ss, lr, eps):
+    """Adagrad on lists of weights, gradients and sums of squares. Returns (new weights, new sums)."""
+    new_ws, new_ss = [], []
+    for w, g, s in zip(ws, gs, ss):
+        s = s + g * g
+        new_ws.append(w - lr * g / (s ** 0.5 + eps))
+        new_ss.append(s)
+    return new_ws, new_ss
 
 
 def _grads(params):
@@ -222,4 +294,4 @@ def clip_grad_value_(params, clip_value):
     if clip_value < 0:
         raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
     for p in _grads(params):
-        np.clip(p.grad, -clip_value, clip_value, out=p.grad)
+        array_module(p.grad).clip(p.grad, -clip_value, clip_value, out=p.grad)

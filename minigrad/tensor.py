@@ -11,12 +11,12 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 class Tensor:
     """An n-dimensional array that can take part in reverse-mode differentiation.
 
-    data:          the backend array (a numpy.ndarray on the CPU)
+    data:          the backend array (a numpy.ndarray on the CPU, a cupy.ndarray on a GPU)
     grad:          an array of the same backend, shape and dtype, or None;
                    backward() adds into it, zero_grad() clears it
     requires_grad: whether gradients are wanted for it; true for every output of
                    a recorded op, set by the user on leaves (parameters, inputs)
-    device:        "cpu"
+    device:        "cpu" or "cuda:N"
 
     Build one with `minigrad.tensor(...)`; `Tensor(data, ...)` takes the same arguments.
     """
@@ -27,9 +27,11 @@ class Tensor:
     # instead of treating a Tensor as an object to loop over.
     __array_ufunc__ = None
 
-    def __init__(self, data, requires_grad=False, dtype=None, device="cpu"):
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        if device is None:  # where the data is: a CuPy array stays on its GPU
+            device = data.device if isinstance(data, Tensor) else backend.device_of(_unwrap(data))
         device = backend.parse_device(device)
-        self.data = _to_array(data, dtype)
+        self.data = backend.to_device(_to_array(data, dtype), device)
         if requires_grad and self.data.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"tensor: only float32 and float64 tensors can require grad, got {self.data.dtype}"
@@ -72,7 +74,7 @@ class Tensor:
         return bool(self.data)
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
         extra = ""
         if self.data.dtype != DEFAULT_DTYPE:
             extra += f", dtype={self.data.dtype}"
@@ -87,8 +89,19 @@ class Tensor:
     # -- leaving the graph --------------------------------------------------
 
     def numpy(self):
-        """The data as a numpy.ndarray (the array itself on the CPU: no copy)."""
-        return self.data
+        """The data as a numpy.ndarray (the array itself on the CPU: no copy; a copy from a GPU)."""
+        return backend.to_numpy(self.data)
+
+    def to(self, device):
+        """This tensor on `device` ("cpu", "cuda", "cuda:N"): itself if already there, else a
+        copy that stays in the graph (the gradient travels back)."""
+        return ops.to(self, device)
+
+    def cpu(self):
+        return ops.to(self, backend.CPU)
+
+    def cuda(self, index=0):
+        return ops.to(self, f"cuda:{index}")
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
@@ -171,10 +184,17 @@ def _make(data, device=backend.CPU, requires_grad=False):
     return t
 
 
+def _unwrap(data):
+    return data.data if isinstance(data, Tensor) else data
+
+
 def _to_array(data, dtype=None):
-    """Apply minigrad's dtype rules (see `tensor`) and return a fresh numpy array."""
+    """Apply minigrad's dtype rules (see `tensor`) and return a fresh array: a NumPy
+    array, or a CuPy array for CuPy data (it stays on its GPU)."""
     if isinstance(data, Tensor):
         data = data.data
+    if hasattr(data, "__cuda_array_interface__"):  # CuPy: checked and converted on the host,
+        data = backend.to_numpy(data)                # then moved back by the caller
     elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
         raise TypeError("tensor: got a list of Tensors; join them with minigrad.stack(...)")
     if dtype is not None:
@@ -196,13 +216,14 @@ def _to_array(data, dtype=None):
 
 # -- creating tensors ---------------------------------------------------------
 
-def tensor(data, requires_grad=False, dtype=None, device="cpu"):
+def tensor(data, requires_grad=False, dtype=None, device=None):
     """Make a leaf tensor from data (always copied).
 
     dtype rules: NumPy float arrays and scalars keep float32 or float64; Python
     floats, ints and (nested) lists of them become float32; integer and boolean
     arrays stay as they are and cannot require grad. `dtype=` takes anything
-    numpy.dtype() takes ("float64", np.float64).
+    numpy.dtype() takes ("float64", np.float64). device: "cpu", "cuda" or "cuda:N"; by
+    default where the data is (the CPU, or the GPU of a CuPy array or Tensor).
     """
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
 

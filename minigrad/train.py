@@ -128,6 +128,8 @@ def run(args, out=None):
     try:
         for unit in range(position["unit"], total_units):
             x, y, fresh = task.unit(unit, rng)
+            if device != backend.CPU:  # the unit's data goes to the GPU once, not step by step
+                x, y = Tensor(x, device=device), Tensor(y, device=device)
             if fresh:
                 state = None
             with warnings.catch_warnings(record=True) as caught:
@@ -201,11 +203,12 @@ class _NoBar:
 def evaluate(task, model):
     """The task's score of the model on held-out data (its own seed), without recording."""
     x, y = task.evaluation_set(np.random.default_rng(2**31 - 1))
+    device = model.head.weight.device
     state, outputs = None, []
     with no_grad():
         for t in range(len(x)):
-            state, output = model.step(state, _make(np.asarray(x[t])))
-            outputs.append(output.data)
+            state, output = model.step(state, _make(backend.to_device(np.asarray(x[t]), device), device))
+            outputs.append(backend.to_numpy(output.data))
     return task.score(np.stack(outputs), y)
 
 
@@ -232,10 +235,11 @@ def sample(task, model, count, temperature, rng):
     char = int(rng.integers(task.classes))
     chars, state = [task.vocab[char]], None
     eye = np.eye(task.classes, dtype=dtype)
+    device = model.head.weight.device
     with no_grad():
         for _ in range(count - 1):
-            state, logits = model.step(state, _make(eye[char][None]))
-            z = logits.data[0].astype(np.float64) / temperature
+            state, logits = model.step(state, _make(backend.to_device(eye[char][None], device), device))
+            z = backend.to_numpy(logits.data)[0].astype(np.float64) / temperature
             p = np.exp(z - z.max())
             char = int(rng.choice(task.classes, p=p / p.sum()))
             chars.append(task.vocab[char])
@@ -245,7 +249,7 @@ def sample(task, model, count, temperature, rng):
 def save(path, config, model, optimizer, position, state, rng, history):
     """One checkpoint, written atomically (see minigrad.io)."""
     arrays = None if state is None else (
-        tuple(t.data for t in state) if isinstance(state, tuple) else state.data)
+        tuple(t.numpy() for t in state) if isinstance(state, tuple) else state.numpy())
     io.save(path, config=config, model=model.state_dict(), optimizer=optimizer.state_dict(),
             position=position, state=arrays, rng=rng.bit_generator.state, history=history)
 
@@ -267,7 +271,9 @@ def resume(path, config, model, optimizer, rng):
     rng.bit_generator.state = saved["rng"]
     state = saved["state"]
     if state is not None:
-        state = tuple(Tensor(a) for a in state) if isinstance(state, tuple) else Tensor(state)
+        device = model.head.weight.device
+        state = (tuple(Tensor(a, device=device) for a in state) if isinstance(state, tuple)
+                 else Tensor(state, device=device))
     return saved["position"], state, saved["history"]
 
 

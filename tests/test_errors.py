@@ -260,12 +260,30 @@ def test_a_numpy_array_beside_a_tensor_on_another_device_raises():
     lambda: mg.zeros(2, device="cuda:1"),
     lambda: mg.randn(2, device="cuda"),
 ])
-def test_asking_for_cuda_raises_a_clear_error(make):
-    with pytest.raises(RuntimeError, match=r"device 'cuda(:\d)?': minigrad's CUDA backend is not available"):
+def test_asking_for_cuda_without_cupy_says_how_to_install_it(make, no_cupy):
+    with pytest.raises(RuntimeError, match=r"device 'cuda': CuPy is not installed .*"
+                                           r"pip install \"minigrad\[gpu\]\""):
         make()
 
 
-@pytest.mark.parametrize("device, error", [("tpu", ValueError), (0, TypeError)])
+@pytest.mark.parametrize("make", [
+    lambda: mg.tensor([1.0], device="cuda"),
+    lambda: mg.zeros(2, device="cuda:1"),
+    lambda: mg.tensor([1.0]).to("cuda"),
+])
+def test_asking_for_cuda_without_a_gpu_says_so(make, no_gpu):
+    with pytest.raises(RuntimeError, match="device 'cuda': CuPy is installed but no GPU is usable: "
+                                           "cudaErrorNoDevice"):
+        make()
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "cuda:-1", "cuda:"])
+def test_a_malformed_cuda_device_raises(device):
+    with pytest.raises(ValueError, match="device: expected 'cuda' or 'cuda:N'"):
+        mg.tensor([1.0], device=device)
+
+
+@pytest.mark.parametrize("device, error", [("tpu", ValueError), (0, TypeError), ("gpu", ValueError)])
 def test_an_unknown_device_raises(device, error):
     with pytest.raises(error, match="device: expected"):
         mg.tensor([1.0], device=device)

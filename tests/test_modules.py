@@ -89,10 +89,10 @@ def test_load_state_dict_checks_keys_and_shapes_and_changes_nothing_on_error():
     np.testing.assert_array_equal(net.scale.data, 2.0)
 
 
-def test_to_cpu_is_identity_and_cuda_is_a_clear_error():
+def test_to_cpu_is_identity_and_cuda_without_cupy_is_a_clear_error(no_cupy):
     net = Net()
     assert net.to("cpu") is net
-    with pytest.raises(RuntimeError, match="cuda"):
+    with pytest.raises(RuntimeError, match="CuPy is not installed"):
         net.to("cuda")
 
 

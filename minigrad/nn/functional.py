@@ -6,8 +6,8 @@ backward that can be read off the maths.
 """
 import numpy as np
 
-from ..backend import array_module
-from ..ops import _result, _tensors, mm
+from ..backend import array_module, to_device, twin
+from ..ops import _result, _tensors, mm, sum_axes
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -44,7 +44,7 @@ def linear(x, weight, bias=None):
         g2 = g.reshape(-1, out_features)
         gx = mm(g2, W).reshape(X.shape) if need_x else None
         gw = mm(g2.T, X.reshape(-1, in_features)) if need_w else None
-        return (gx, gw, g2.sum(axis=0)) if has_bias else (gx, gw)
+        return (gx, gw, sum_axes(g2, (0,))) if has_bias else (gx, gw)
     return _result("linear", y, tuple(tensors), backward)
 
 
@@ -129,28 +129,49 @@ def cross_entropy(logits, targets, reduction="mean"):
         bad = t[(t < 0) | (t >= classes)].flat[0]
         raise ValueError(f"cross_entropy: target {bad} is out of range for {classes} classes")
     xp = array_module(x)
+    t = to_device(t, logits.device)
     # Work on rows: (K, C) logits and K targets, K = the product of the leading axes.
     x2, t1 = x.reshape(-1, classes), t.reshape(-1)
-    rows = xp.arange(t1.size)
-    z = x2 - x2.max(axis=1, keepdims=True)
-    e = xp.exp(z)
-    total = e.sum(axis=1)
-    losses = xp.log(total) - z[rows, t1]
+    losses, lse = softmax_xent(x2, t1)
     count = max(losses.size, 1)
     if reduction == "none":
         out = losses.reshape(t.shape)
     else:  # sum() / count rather than mean(): the same number, without mean's Python layer
-        out = losses.sum() if reduction == "sum" else losses.sum() / count
+        out = sum_axes(losses, (0,)) if reduction == "sum" else sum_axes(losses, (0,)) / count
 
     def backward(g):  # d loss_k / d logits_k = softmax(logits_k) - onehot(target_k)
-        grad = e / total[:, None]
-        grad[rows, t1] -= 1
-        if reduction == "none":
-            grad *= g.reshape(-1, 1)
-        else:
-            grad *= g / count if reduction == "mean" else g
-        return (grad.reshape(x.shape),)
+        scale = xp.empty(t1.size, dtype=x.dtype)  # dL/d loss_k
+        scale[...] = g.reshape(-1) if reduction == "none" else (g / count if reduction == "mean" else g)
+        return (softmax_xent_backward(x2, t1, lse, scale).reshape(x.shape),)
     return _result("cross_entropy", out, (logits,), backward)
+
+
+@twin("loss", "softmax_xent")
+def softmax_xent(x, t):
+    """Cross-entropy of the rows of x (K, C) against their classes t (K,): (losses, lse), both (K,),
+
+        lse_k = log sum_c exp(x_kc)   (the row maximum subtracted first: exp never overflows)
+        loss_k = lse_k - x_k,t_k
+    """
+    xp = array_module(x)
+    m = x.max(axis=1, keepdims=True)
+    z = x - m
+    log_total = xp.log(xp.exp(z).sum(axis=1))
+    losses = log_total - z[xp.arange(t.size), t]
+    return losses, log_total + m[:, 0]
+
+
+@twin("loss", "softmax_xent_backward")
+def softmax_xent_backward(x, t, lse, scale):
+    """d loss / d x for softmax_xent, each row k scaled by scale_k (K,): (K, C),
+
+        (softmax(x_k) - onehot(t_k)) scale_k,   softmax(x_k) = exp(x_k - lse_k)
+    """
+    xp = array_module(x)
+    grad = xp.exp(x - lse[:, None])
+    grad[xp.arange(t.size), t] -= 1
+    grad *= scale[:, None]
+    return grad
 
 
 # -- recurrent cells and layers -----------------------------------------------------
@@ -250,8 +271,8 @@ def _affine_backward(tensors, k, d_ih, d_hh, X, Hprev, W_ih, W_hh, gh=None):
     grads.append(mm(d_ih.T, X) if need[k + 1] else None)
     grads.append(mm(d_hh.T, Hprev) if need[k + 2] else None)
     if len(tensors) > k + 3:
-        gb_ih = d_ih.sum(axis=0)
-        grads += [gb_ih, gb_ih if d_hh is d_ih else d_hh.sum(axis=0)]
+        gb_ih = sum_axes(d_ih, (0,))
+        grads += [gb_ih, gb_ih if d_hh is d_ih else sum_axes(d_hh, (0,))]
     return grads
 
 
@@ -287,18 +308,21 @@ def _sigmoid_(a):
 # The pointwise parts. Arrays are (B, ...) batches; `out=` arguments let the sequence ops
 # write straight into their (T, B, ...) buffers.
 
+@twin("cells", "_elman")
 def _elman(a, relu, out=None):
     """h' = tanh(a) or relu(a)."""
     xp = array_module(a)
     return xp.maximum(a, 0, out=out) if relu else xp.tanh(a, out=out)
 
 
+@twin("cells", "_elman_backward")
 def _elman_backward(g, h_new, a, relu):
     """dL/da from g = dL/dh'. tanh' = 1 - tanh^2, from the output (a is not needed);
     NOTE: relu'(0) = 0, as PyTorch."""
     return g * (a > 0) if relu else g * (1 - h_new * h_new)
 
 
+@twin("cells", "_lstm")
 def _lstm(act, c, out=(None, None, None)):
     """The LSTM's pointwise part. Activates the gates act = (i, f, g, o), (B, 4H), in place:
     i, f, o = sigmoid(.), g = tanh(.); then c' = f c + i g and h' = o tanh(c').
@@ -316,6 +340,7 @@ def _lstm(act, c, out=(None, None, None)):
     return xp.multiply(o, tc, out=h_out), c_new, tc
 
 
+@twin("cells", "_lstm_backward")
 def _lstm_backward(gh, gc, act, c, tc, d=None):
     """(dL/d(gates before activation), dL/dc) from gh = dL/dh' and gc = the gradient that
     c' gets directly; act, c, tc as _lstm saw and left them. d: where to write the first."""
@@ -331,6 +356,7 @@ def _lstm_backward(gh, gc, act, c, tc, d=None):
     return d, gc * f                          # c reaches c' through f only
 
 
+@twin("cells", "_gru")
 def _gru(a_ih, a_hh, h):
     """The GRU's pointwise part, from a_ih = x W_ih^T + b_ih and a_hh = h W_hh^T + b_hh
     (B, 3H each, gates r, z, n): r, z = sigmoid(a_ih + a_hh); n = tanh(a_ih,n + r a_hh,n);
@@ -343,6 +369,7 @@ def _gru(a_ih, a_hh, h):
     return cand + z * (h - cand), rz, cand      # (1 - z) n + z h, in three passes
 
 
+@twin("cells", "_gru_backward")
 def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None):
     """(dL/d a_ih, dL/d a_hh, the gradient h gets directly through z) from g = dL/dh'.
     d_ih, d_hh: where to write the first two."""

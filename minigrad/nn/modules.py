@@ -58,8 +58,8 @@ class Module:
     # -- state --------------------------------------------------------------
 
     def state_dict(self):
-        """{dotted name: a copy of the parameter's array}."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """{dotted name: a copy of the parameter's array, as a NumPy array}."""
+        return {name: backend.to_numpy(p.data).copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state, strict=True):
         """Load arrays (NumPy arrays or anything numpy.asarray takes) into the parameters.
@@ -80,16 +80,25 @@ class Module:
             if name not in own:
                 continue
             p = own[name]
-            array = np.asarray(value)
+            array = backend.to_numpy(value)
             if array.shape != p.shape:
                 raise ValueError(f"load_state_dict: {name}: expected shape {p.shape}, got {array.shape}")
-            new[name] = array.astype(p.dtype, copy=True)
+            new[name] = backend.to_device(array.astype(p.dtype, copy=True), p.device)
         for name, array in new.items():
             own[name].data = array  # replaced, not written into: records keep their values
 
     def to(self, device):
-        """Move every parameter to `device` (only "cpu" exists so far)."""
-        backend.parse_device(device)
+        """Move every parameter (and its gradient) to `device`, in place; returns the module.
+
+        The Parameters stay the same objects, so an optimizer built before the move still
+        holds them; it moves its own state at its next step.
+        """
+        device = backend.parse_device(device)
+        for p in self.parameters():
+            if p.device != device:
+                p.data = backend.to_device(p.data, device)
+                p.grad = None if p.grad is None else backend.to_device(p.grad, device)
+                p.device = device
         return self
 
     # -- printing -----------------------------------------------------------
@@ -158,7 +167,8 @@ class Embedding(Module):
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
             bad = idx[(idx < 0) | (idx >= self.num_embeddings)].flat[0]
             raise ValueError(f"Embedding: index {bad} is out of range for {self.num_embeddings} embeddings")
-        return self.weight[idx]  # getitem's backward adds repeated rows up
+        # getitem's backward adds repeated rows up
+        return self.weight[backend.to_device(idx, self.weight.device)]
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -185,8 +195,8 @@ class _Cell(Module):
     def _zeros(self, x, sequence=False):
         """The zero state for input x: (B, H), or (H,) for unbatched x; x is one step's input,
         or with sequence=True a sequence of them, time first."""
-        data = x.data if isinstance(x, Tensor) else np.asarray(x)
-        lead = data.shape[1:] if sequence else data.shape
+        shape = x.shape if hasattr(x, "shape") else np.shape(x)
+        lead = shape[1:] if sequence else shape
         shape = lead[:-1] + (self.hidden_size,) if lead else (self.hidden_size,)
         return zeros(shape, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
 
