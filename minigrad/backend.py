@@ -40,9 +40,9 @@ _paths = dict.fromkeys(FAMILIES, "auto")
 # check that each has a CUDA wrapper of the same name in minigrad.cuda.
 TWINS = {}
 
-# Tests only: send NumPy arrays down the kernel path too, where minigrad.cuda runs the
-# kernels' C source on the CPU (tests/emulator.py). Never set outside the tests.
-EMULATE = False
+# Tests only: send NumPy arrays down the kernel path too (tests/conftest.py's `on_backend`:
+# through a CPU emulator of the kernels' C source, or copied to a GPU and back).
+KERNELS_ON_NUMPY = False
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _cupy = None
@@ -180,7 +180,7 @@ def twin(family, name):
             a = args[0]
             if type(a) is list:
                 a = a[0]
-            if type(a) is np.ndarray and not EMULATE:  # the CPU: the common case, decided first
+            if type(a) is np.ndarray and not KERNELS_ON_NUMPY:  # the CPU: the common case, decided first
                 return numpy_fn(*args, **kwargs)
             if isinstance(a, np.generic) or a.dtype not in _KERNEL_DTYPES or _paths[family] == "numpy":
                 return numpy_fn(*args, **kwargs)

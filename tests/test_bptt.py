@@ -18,6 +18,9 @@ from minigrad import nn, optim
 from minigrad.bptt import BPTT, TBPTT, Window, train_sequence
 from minigrad.nn import functional as F
 
+# Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
+pytestmark = pytest.mark.usefixtures("on_backend")
+
 F64 = np.float64
 CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
@@ -456,6 +459,7 @@ def _peak_memory(policy, n, data_arrays):
         tracemalloc.stop()
 
 
+@pytest.mark.numpy_only("the tape's peak memory over long sequences (emulated kernels: minutes)")
 def test_peak_memory_of_tbptt_does_not_grow_with_n():
     rng = np.random.default_rng(8)
     sequence = (rng.standard_normal((1600, 32, 8)), rng.standard_normal((1600, 32, 8)))

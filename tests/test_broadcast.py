@@ -7,6 +7,9 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 
+# Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
+pytestmark = pytest.mark.usefixtures("on_backend")
+
 # float32 gradients are sums of up to a few dozen float32 products.
 TOLERANCES = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
 DTYPES = st.sampled_from([np.float32, np.float64])

@@ -17,6 +17,9 @@ from minigrad import nn
 from minigrad.nn import functional as F
 from helpers import DTYPES, F32, F64, close, rand_leaf
 
+# Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
+pytestmark = pytest.mark.usefixtures("on_backend")
+
 IN, H = 4, 5                      # input and hidden sizes of the generated tests
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 KINDS = list(GATES)

@@ -10,6 +10,9 @@ from minigrad import gradcheck
 from minigrad.nn import functional as F
 from helpers import DTYPES, F64, close, leaf, rand_leaf
 
+# Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
+pytestmark = pytest.mark.usefixtures("on_backend")
+
 LN2, LN3, LN6 = np.log(2), np.log(3), np.log(6)
 
 

@@ -14,7 +14,10 @@ import pytest
 import minigrad as mg
 from minigrad import nn
 from minigrad.nn import functional as F
-from helpers import DTYPES, F64, close, rand_leaf
+from helpers import DTYPES, F32, F64, close, rand_leaf
+
+# Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
+pytestmark = pytest.mark.usefixtures("on_backend")
 
 IN, H = 3, 5
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -122,7 +125,12 @@ def test_sequence_op_matches_the_cell_loop(kind, bias, batch, steps, dtype, rng)
     (got_out, got_grads), (want_out, want_grads) = results
     for got, want in zip(got_out + got_grads, want_out + want_grads):
         assert got.dtype == dtype and got.shape == want.shape
-        close(got, want, dtype)
+        if dtype == F32:
+            # A weight gradient sums T*B products of size ~1 in one matmul here and step by step
+            # there; in float32 the two orders differ by a few 1e-6 (seen with the tiled kernel).
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        else:
+            close(got, want, dtype)
 
 
 @pytest.mark.parametrize("needs", ["params", "states", "x"])

@@ -9,6 +9,9 @@ import minigrad as mg
 from minigrad import gradcheck
 from helpers import DTYPES, F32, F64, close, leaf, rand_leaf
 
+# Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
+pytestmark = pytest.mark.usefixtures("on_backend")
+
 
 def off_zero(rng, *shape, dtype=F64):
     """A leaf with |x| in [0.2, 2): central differences never step across a kink at 0."""

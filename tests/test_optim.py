@@ -11,6 +11,9 @@ from minigrad.nn import Parameter
 from minigrad.optim import SGD, Adagrad, Adam, clip_grad_norm_, clip_grad_value_
 from helpers import F32, F64, close
 
+# Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
+pytestmark = pytest.mark.usefixtures("on_backend")
+
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "Adagrad": Adagrad}
 
 # One parameter and three steps of gradients, the same in every trajectory below.

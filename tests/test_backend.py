@@ -1,0 +1,143 @@
+"""minigrad.backend: devices, the per-family paths, and the dispatch between a kernel and its twin."""
+import inspect
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import backend, cuda, nn
+from minigrad.nn import functional as F
+from minigrad.optim import SGD
+
+
+# -- paths -------------------------------------------------------------------------
+
+def test_use_sets_a_path_and_returns_the_previous_one():
+    assert backend.path("matmul") == "auto"
+    assert backend.use("matmul", "numpy") == "auto"
+    try:
+        assert backend.path("matmul") == "numpy"
+    finally:
+        backend.use("matmul", "auto")
+
+
+def test_using_restores_the_paths_even_after_an_error():
+    with pytest.raises(KeyError):
+        with backend.using(cells="numpy", matmul="kernel"):
+            assert (backend.path("cells"), backend.path("matmul")) == ("numpy", "kernel")
+            raise KeyError
+    assert (backend.path("cells"), backend.path("matmul")) == ("auto", "auto")
+
+
+@pytest.mark.parametrize("family, path, message", [
+    ("conv", "numpy", "backend.use: unknown op family 'conv'; expected one of matmul, elementwise"),
+    ("matmul", "cublas",
+     "backend.use: unknown path 'cublas' for matmul; expected one of auto, kernel, numpy"),
+])
+def test_unknown_families_and_paths_raise(family, path, message):
+    with pytest.raises(ValueError, match=message):
+        backend.use(family, path)
+
+
+# -- the dispatch between a twin and its kernel -------------------------------------
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Route NumPy arrays to the kernel path, with minigrad.cuda.binary replaced by a spy."""
+    calls = []
+
+    def binary(x, y, op):
+        calls.append(op)
+        return np.full(np.broadcast_shapes(x.shape, y.shape), 7.0, x.dtype)
+    monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
+    monkeypatch.setattr(cuda, "binary", binary)
+    return calls
+
+
+def test_numpy_arrays_run_the_twin():
+    x = mg.tensor([1.0, 2.0])
+    np.testing.assert_array_equal((x + x).data, [2.0, 4.0])
+
+
+def test_kernel_path_calls_the_wrapper_of_the_same_name(spy):
+    x = mg.tensor([1.0, 2.0])
+    np.testing.assert_array_equal((x * x).data, [7.0, 7.0])
+    assert spy == ["mul"]
+
+
+def test_a_family_forced_to_numpy_runs_the_twin(spy):
+    x = mg.tensor([1.0, 2.0])
+    with backend.using(elementwise="numpy"):
+        np.testing.assert_array_equal((x * x).data, [1.0, 4.0])
+    assert spy == []
+
+
+def test_dtypes_without_kernels_run_the_twin(spy):
+    i = mg.tensor(np.array([1, 2, 3]))
+    np.testing.assert_array_equal((i + i).data, [2, 4, 6])
+    assert spy == []
+
+
+def test_a_wrapper_returning_notimplemented_hands_over_to_the_twin(monkeypatch):
+    monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
+    monkeypatch.setattr(cuda, "binary", lambda x, y, op: NotImplemented)
+    x = mg.tensor([1.0, 2.0])
+    np.testing.assert_array_equal((x - x * 2).data, [-1.0, -2.0])
+
+
+def test_every_twin_has_a_cuda_wrapper_with_its_signature():
+    assert set(backend.TWINS) == {
+        "mm", "binary", "activation", "activation_backward", "sum_axes", "softmax_xent",
+        "softmax_xent_backward", "_elman", "_elman_backward", "_lstm", "_lstm_backward", "_gru",
+        "_gru_backward", "sgd_step", "adam_step", "adagrad_step"}
+    for name, (family, twin) in backend.TWINS.items():
+        assert family in backend.FAMILIES
+        wrapper = getattr(cuda, name, None)
+        assert wrapper is not None, f"minigrad.cuda has no wrapper {name}"
+        assert inspect.signature(wrapper) == inspect.signature(twin), name
+
+
+# -- devices -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given", [None, "cpu"])
+def test_cpu_is_the_device_of_numpy_data(given):
+    t = mg.tensor(np.ones(2), device=given)
+    assert t.device == "cpu" and isinstance(t.data, np.ndarray)
+    assert t.to("cpu") is t and t.cpu() is t
+    assert backend.device_of(t.data) == "cpu" and backend.to_numpy(t.data) is t.data
+
+
+# -- the launches of a training step -------------------------------------------------
+
+def test_a_training_step_of_a_sequence_layer_launches_few_kernels(monkeypatch):
+    """One TBPTT window of an LSTM layer with a linear readout, cross-entropy and SGD, on
+    the kernel path (emulated): per time step one matmul and one fused kernel each way."""
+    import emulator
+    monkeypatch.setattr(cuda, "compiler", emulator.compile)
+    monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
+    cuda.clear_cache()
+    names = []
+    monkeypatch.setattr(cuda, "on_launch", [names.append])
+    T, B, n_in, H, C = 7, 3, 4, 5, 6
+    rng = np.random.default_rng(0)
+    lstm, head = nn.LSTM(n_in, H, rng=0), nn.Linear(H, C, rng=1)
+    params = lstm.parameters() + head.parameters()
+    optimizer = SGD(params, lr=0.1, momentum=0.9)
+    xs = mg.tensor(rng.standard_normal((T, B, n_in)).astype(np.float32))
+    ys = rng.integers(0, C, (T, B))
+    try:
+        hs, _ = lstm(xs)
+        loss = F.cross_entropy(head(hs), ys)
+        loss.backward()
+        optimizer.step()
+    finally:
+        cuda.clear_cache()
+
+    def count(kernel):
+        return sum(n.startswith(kernel + "_f") for n in names)
+    assert count("lstm_fwd") == T and count("lstm_bwd") == T
+    # forward: the window's input projections, T recurrent products, the readout;
+    # backward: T recurrent products, dx, dW_ih, dW_hh, and the readout's two.
+    assert count("mm") <= 2 * T + 6
+    assert count("sgd_step") == 1  # every parameter in one launch
+    assert len(names) <= 4 * T + 16, sorted(set(names))
