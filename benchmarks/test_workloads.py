@@ -94,7 +94,25 @@ def test_chain(benchmark, smoke, chain, impl):
     assert np.isfinite(grad["x.grad"]).all()
 
 
-@pytest.mark.skip(reason="needs a GPU and minigrad's CUDA backend, which it does not have yet: "
-                         "W1 and W2 at hidden 256 and 1024, batch 64 (workloads.GPU)")
-def test_recurrent_gpu():
-    """On a GPU: W1 and W2 at hidden 256 and 1024, batch 64."""
+GPU = {"minigrad": workloads.minigrad_recurrent, "minigrad-seq": workloads.minigrad_sequence,
+       "torch-cell": torch_impl.torch_cell_loop, "torch-fused": torch_impl.torch_fused}
+
+
+@pytest.mark.parametrize("impl", list(GPU))
+@pytest.mark.parametrize("w", workloads.GPU, ids=[w.name for w in workloads.GPU])
+def test_recurrent_gpu(benchmark, smoke, w, impl):
+    """On a GPU: W1 and W2 at hidden 256 and 1024, batch 64, microseconds per time step;
+    PyTorch's eager cell loop and its fused (cuDNN) layer on the same GPU."""
+    from minigrad import backend
+    if not backend.cuda_available():
+        pytest.skip("needs a usable CUDA GPU (CuPy and a driver): W1 and W2 at hidden 256 and "
+                    "1024, batch 64 (workloads.GPU)")
+    _needs(impl)
+    if impl.startswith("torch") and not torch_impl.torch.cuda.is_available():
+        pytest.skip("this PyTorch has no CUDA")
+    w = w.smoke() if smoke else w
+    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    _describe(benchmark, w, impl, w.units, device="cuda")
+    # run() ends by copying the weights back, which waits for the GPU: the timing is honest.
+    trained = _time(benchmark, smoke, lambda: GPU[impl](w, weights, data, device="cuda"), rounds=5)
+    assert all(np.isfinite(v).all() for v in trained.values())

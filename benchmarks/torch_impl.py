@@ -29,15 +29,16 @@ def _loss(w, y_hat, y):
 
 
 def _trained(modules):
-    return {name: p.detach().numpy().copy() for prefix, m in modules
+    """The trained weights as NumPy arrays (the copy from a GPU waits for it to finish)."""
+    return {name: p.detach().cpu().numpy().copy() for prefix, m in modules
             for name, p in ((prefix + n, p) for n, p in m.named_parameters())}
 
 
-def _model(w, kinds, weights, data, suffix=""):
-    """(inputs, targets, cell or layer, readout, optimizer), starting from `weights`."""
-    xs, ys = (torch.from_numpy(np.ascontiguousarray(a)) for a in data)
-    cell = kinds[w.cell](w.input, w.hidden, dtype=xs.dtype)
-    head = torch.nn.Linear(w.hidden, w.output, dtype=xs.dtype)
+def _model(w, kinds, weights, data, suffix="", device="cpu"):
+    """(inputs, targets, cell or layer, readout, optimizer), starting from `weights`, on `device`."""
+    xs, ys = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in data)
+    cell = kinds[w.cell](w.input, w.hidden, dtype=xs.dtype, device=device)
+    head = torch.nn.Linear(w.hidden, w.output, dtype=xs.dtype, device=device)
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(cell, name + suffix).copy_(torch.from_numpy(weights[name]))
@@ -46,10 +47,10 @@ def _model(w, kinds, weights, data, suffix=""):
     return xs, ys, cell, head, _optimizer(w, list(cell.parameters()) + list(head.parameters()))
 
 
-def torch_cell_loop(w, weights, data):
+def torch_cell_loop(w, weights, data, device="cpu"):
     """The eager loop: one cell call, one readout and one loss per time step."""
     xs, ys, cell, head, opt = _model(w, {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell},
-                                     weights, data)
+                                     weights, data, device=device)
 
     def run():
         state = None
@@ -67,10 +68,10 @@ def torch_cell_loop(w, weights, data):
     return run
 
 
-def torch_fused(w, weights, data):
-    """The fused layer: nn.RNN / nn.LSTM runs a whole window in one call."""
+def torch_fused(w, weights, data, device="cpu"):
+    """The fused layer: nn.RNN / nn.LSTM runs a whole window in one call (cuDNN on a GPU)."""
     xs, ys, layer, head, opt = _model(w, {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM},
-                                      weights, data, suffix="_l0")
+                                      weights, data, suffix="_l0", device=device)
 
     def run():
         state = None

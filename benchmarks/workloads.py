@@ -151,9 +151,9 @@ def chain_data(w, dtype=np.float32, seed=2):
 
 # -- minigrad ----------------------------------------------------------------------------
 
-def _minigrad_setup(w, weights, layer):
+def _minigrad_setup(w, weights, layer, device="cpu"):
     """The cell (or, with layer=True, its sequence layer), the readout and the optimizer,
-    starting from `weights`."""
+    starting from `weights`, on `device`."""
     from minigrad import nn, optim
 
     dtype = weights["weight_hh"].dtype
@@ -162,6 +162,8 @@ def _minigrad_setup(w, weights, layer):
     head = nn.Linear(w.hidden, w.output, dtype=dtype)
     rnn.load_state_dict({k: v for k, v in weights.items() if not k.startswith("head.")})
     head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
+    rnn.to(device)
+    head.to(device)
     params = list(rnn.parameters()) + list(head.parameters())
     if w.optimizer == "sgd":
         opt = optim.SGD(params, lr=w.lr)
@@ -171,19 +173,26 @@ def _minigrad_setup(w, weights, layer):
 
 
 def _trained(rnn, head):
-    trained = {k: p.data for k, p in rnn.named_parameters()}
-    trained.update({"head." + k: p.data for k, p in head.named_parameters()})
+    """The trained weights as NumPy arrays (waiting for a GPU to finish: copies synchronize)."""
+    trained = {k: p.numpy() for k, p in rnn.named_parameters()}
+    trained.update({"head." + k: p.numpy() for k, p in head.named_parameters()})
     return trained
 
 
-def minigrad_recurrent(w, weights, data, policy=None):
+def _on(device, data):
+    """The workload's inputs and targets on `device` (once, before timing)."""
+    import minigrad as mg
+    return data if device == "cpu" else tuple(mg.tensor(a, device=device) for a in data)
+
+
+def minigrad_recurrent(w, weights, data, policy=None, device="cpu"):
     """Train with minigrad's cells, optimizers and train_sequence, as a user would: one
     call of `step` per time step, a record per op."""
     import minigrad.nn.functional as F
     from minigrad import bptt
 
-    xs, ys = data
-    cell, head, opt = _minigrad_setup(w, weights, layer=False)
+    xs, ys = _on(device, data)
+    cell, head, opt = _minigrad_setup(w, weights, layer=False, device=device)
     loss_fn = F.mse_loss if w.loss == "mse" else F.cross_entropy
     policy = policy or bptt.TBPTT(w.k, w.k)
 
@@ -198,14 +207,14 @@ def minigrad_recurrent(w, weights, data, policy=None):
     return run
 
 
-def minigrad_sequence(w, weights, data, policy=None):
+def minigrad_sequence(w, weights, data, policy=None, device="cpu"):
     """The same training written with the sequence layer (nn.RNN, nn.LSTM) and
     train_sequence(segments=True): one call of `step` per window, a record per op."""
     import minigrad.nn.functional as F
     from minigrad import bptt
 
-    xs, ys = data
-    layer, head, opt = _minigrad_setup(w, weights, layer=True)
+    xs, ys = _on(device, data)
+    layer, head, opt = _minigrad_setup(w, weights, layer=True, device=device)
     policy = policy or bptt.TBPTT(w.k, w.k)
 
     def step(state, x, y):  # x: (T, B, I) for T steps; the loss: the sum of each step's mean
@@ -244,8 +253,8 @@ def scaling_policies(w):
             for label, k1, k2, recompute in w.policies}
 
 
-# On a GPU: W1 and W2 at hidden 256 and 1024, batch 64 (they run once minigrad has a
-# CUDA backend).
+# On a GPU: W1 and W2 at hidden 256 and 1024, batch 64 (benchmarks/test_workloads.py's
+# test_recurrent_gpu; skipped without a GPU).
 GPU = tuple(replace(w, name=f"{w.name}-h{h}", hidden=h, batch=64,
                     about=w.about.replace("128", str(h)).replace("batch 32", "batch 64"))
             for w in (W1, W2) for h in (256, 1024))

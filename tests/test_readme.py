@@ -5,6 +5,8 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
 import minigrad as mg
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -71,3 +73,32 @@ def test_ci_runs_the_readme_commands():
     install, tests = re.findall(r"```sh\n(.*?)\n```", text, re.S)[:2]
     ci = (README.parent / ".ci" / "run").read_text().splitlines()
     assert install in ci and tests in ci
+
+
+def _gpu_examples():
+    text = README.read_text()
+    section = re.search(r"## On a GPU\n(.*?)\n## ", text, re.S).group(1)
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_gpu_examples_run_on_the_cpu_with_cpu_for_cuda():
+    """The GPU section's Python, with "cuda" read as "cpu": the API it shows exists and runs
+    on any machine (on a GPU the next test runs it as written)."""
+    move, switch = _gpu_examples()
+    exec(compile(move.replace('"cuda"', '"cpu"'), str(README), "exec"), {})
+    from minigrad import backend
+    try:
+        exec(compile(switch, str(README), "exec"), {})
+    finally:
+        for family in backend.FAMILIES:
+            backend.use(family, "auto")
+
+
+def test_the_gpu_example_runs_on_a_gpu():
+    from minigrad import backend
+    if not backend.cuda_available():
+        pytest.skip("needs a usable CUDA GPU (CuPy and a driver); this machine has none")
+    move, _ = _gpu_examples()
+    namespace = {}
+    exec(compile(move, str(README), "exec"), namespace)
+    assert namespace["hs"].device == "cuda:0" and namespace["lstm"].weight_hh.grad is not None
