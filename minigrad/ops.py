@@ -659,6 +659,7 @@ def where(mask, a, b):
     a, b = _operands("where", a, b)
     x, y = a.data, b.data
     xp = array_module(x)
+    mask = to_device(mask, a.device)  # a NumPy mask with GPU tensors goes to the GPU
     try:
         out = xp.where(mask, x, y)
     except ValueError:
