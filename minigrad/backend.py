@@ -126,6 +126,12 @@ def to_device(array, device):
         return cp.asarray(array)
 
 
+def as_array(value):
+    """value as an array where it is: a CuPy array itself, anything else through numpy.asarray
+    (for arguments that are data, not Tensors: class targets, indices)."""
+    return value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
+
+
 def to_numpy(array):
     """A NumPy array of `array`'s values (a copy from a GPU; the array itself on the CPU;
     anything else through numpy.asarray)."""

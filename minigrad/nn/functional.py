@@ -4,9 +4,8 @@ A fused op computes in one record what would otherwise take several (linear is
 a matmul, a transpose and an add): fewer records, fewer temporaries, and a
 backward that can be read off the maths.
 """
-import numpy as np
 
-from ..backend import array_module, to_device, twin
+from ..backend import array_module, as_array, to_device, twin
 from ..ops import _result, _tensors, mm, sum_axes
 from ..tensor import Tensor
 
@@ -117,7 +116,7 @@ def cross_entropy(logits, targets, reduction="mean"):
     _check_reduction("cross_entropy", reduction)
     if not isinstance(logits, Tensor):
         raise TypeError(f"cross_entropy: logits must be a Tensor, got {type(logits).__name__}")
-    t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    t = targets.data if isinstance(targets, Tensor) else as_array(targets)
     if t.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {t.dtype}")
     x = logits.data

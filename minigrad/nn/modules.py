@@ -161,7 +161,7 @@ class Embedding(Module):
         self.weight = Parameter(data, device=device)
 
     def forward(self, indices):
-        idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+        idx = indices.data if isinstance(indices, Tensor) else backend.as_array(indices)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"Embedding: indices must be integers, got dtype {idx.dtype}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
