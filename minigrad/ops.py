@@ -531,7 +531,7 @@ def max(a, axis=None, keepdims=False):
         winner = flat.argmax(axis=-1)[..., None]
         mask = xp.zeros(flat.shape, dtype=bool)
         xp.put_along_axis(mask, winner, True, axis=-1)
-        mask = mask.reshape(moved.shape).transpose(np.argsort(order))
+        mask = mask.reshape(moved.shape).transpose(tuple(int(i) for i in np.argsort(order)))
         return (_spread(g, axes, keepdims, x.shape) * mask,)
     return _result("max", x.max(axis=axes, keepdims=keepdims), (a,), backward)
 
@@ -562,7 +562,7 @@ def transpose(a, *axes):
     if (len(axes) != x.ndim or not all(-x.ndim <= ax < x.ndim for ax in axes)
             or sorted(ax % x.ndim for ax in axes) != list(range(x.ndim))):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of {x.shape}")
-    inverse = tuple(np.argsort([ax % x.ndim for ax in axes]))
+    inverse = tuple(int(i) for i in np.argsort([ax % x.ndim for ax in axes]))
 
     def backward(g):  # the inverse permutation
         return (g.transpose(inverse),)

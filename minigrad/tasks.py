@@ -16,6 +16,7 @@ import hashlib
 
 import numpy as np
 
+from .backend import array_module
 from .nn import functional as F
 from .tensor import Tensor
 
@@ -45,7 +46,7 @@ class _Classes:
         valid = t >= 0
         if valid.all():
             return F.cross_entropy(logits, t, reduction="sum") * (1.0 / batch)
-        losses = F.cross_entropy(logits, np.where(valid, t, 0), reduction="none")
+        losses = F.cross_entropy(logits, array_module(t).where(valid, t, 0), reduction="none")
         mask = Tensor(valid.astype(logits.dtype))
         return (losses * mask).sum() * (1.0 / batch)
 

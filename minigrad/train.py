@@ -129,7 +129,8 @@ def run(args, out=None):
         for unit in range(position["unit"], total_units):
             x, y, fresh = task.unit(unit, rng)
             if device != backend.CPU:  # the unit's data goes to the GPU once, not step by step
-                x, y = Tensor(x, device=device), Tensor(y, device=device)
+                # dtype: x may be a lazy OneHot, which tensor() would read as Python floats (float32)
+                x, y = Tensor(x, dtype=args.dtype, device=device), Tensor(y, device=device)
             if fresh:
                 state = None
             with warnings.catch_warnings(record=True) as caught:

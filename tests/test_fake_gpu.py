@@ -1,0 +1,564 @@
+"""Tensors living on "cuda", run on the CPU through a strict fake CuPy: the device paths on any machine.
+
+tests/test_cuda.py runs these paths on a real GPU and skips without one. Here `fake_gpu`
+puts `FakeCupy` where backend.cupy() finds it, so that Tensor(device="cuda"), .to, Module.to,
+the optimizers, train_sequence, `minigrad train --device cuda`, checkpoints and sampling run
+with "device arrays" that are not NumPy arrays, and the tests compare what they give with
+the CPU's numbers in float64.
+
+The fake is strict where CuPy is: see FakeCudaArray. It runs in two ways (`fake_gpu`'s params):
+    cupy-library:  every op family forced to "numpy": the twins run on the fake arrays through
+                   the fake module (as CuPy's NumPy-like functions and cuBLAS would);
+    kernels:       the default "auto" paths: our CUDA kernels, compiled by tests/emulator.py
+                   and launched on the fake arrays' memory (matmul measures, with fake events).
+"""
+import contextlib
+import operator
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+import emulator
+import minigrad as mg
+from minigrad import backend, cuda, nn
+from minigrad.bptt import TBPTT, train_sequence
+from minigrad.cli import main
+from minigrad.nn import functional as F
+from minigrad.optim import SGD, Adagrad, Adam
+
+IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
+            "Please use `.get()` to construct a NumPy array explicitly.")  # CuPy's words
+
+
+# -- the fake ---------------------------------------------------------------------------
+
+class FakeDevice:
+    """cupy.cuda.Device: a GPU number, usable as `with Device(n):`."""
+
+    def __init__(self, id=0):
+        self.id = int(id)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __eq__(self, other):
+        return isinstance(other, FakeDevice) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        return f"<CUDA Device {self.id}>"
+
+
+def _refuse(value):
+    return TypeError(f"Unsupported type {type(value)}")  # what CuPy says of a NumPy operand
+
+
+def _inner(value, seen=None):
+    """An argument as NumPy computes on it: a fake array's own ndarray; a NumPy array raises
+    TypeError, as CuPy refuses host arrays as operands; lists and tuples item by item."""
+    if isinstance(value, FakeCudaArray):
+        if seen is not None:
+            seen[id(value._a)] = value
+        return value._a
+    if isinstance(value, np.ndarray):
+        raise _refuse(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_inner(v, seen) for v in value)
+    return value
+
+
+def _index(value):
+    """An index: fake arrays unwrapped; NumPy arrays accepted (CuPy copies them over)."""
+    if isinstance(value, tuple):
+        return tuple(_index(v) for v in value)
+    return value._a if isinstance(value, FakeCudaArray) else value
+
+
+# Methods whose arguments CuPy reads as C vectors of ints (shapes, axes): any sequence of
+# integers does, a NumPy array of them included.
+_SHAPE_METHODS = ("reshape", "transpose", "swapaxes")
+
+
+def _outer(result, seen=None):
+    """A NumPy result as CuPy gives it: arrays and NumPy scalars (full reductions, a[i, j])
+    become fake arrays (CuPy returns 0-d arrays, never host scalars); an array written in
+    place through out= comes back as the fake array that was passed."""
+    if seen and id(result) in seen:
+        return seen[id(result)]
+    if isinstance(result, (np.ndarray, np.generic)):
+        return FakeCudaArray(np.asarray(result))
+    if isinstance(result, (list, tuple)):
+        return type(result)(_outer(r, seen) for r in result)
+    return result
+
+
+def _on_device(fn):
+    """fn, taking and giving fake arrays instead of NumPy arrays."""
+    def call(*args, **kwargs):
+        seen = {}
+        return _outer(fn(*_inner(args, seen), **{k: _inner(v, seen) for k, v in kwargs.items()}), seen)
+    return call
+
+
+class FakeCudaArray:
+    """A "GPU array": a NumPy array in a wrapper that behaves like cupy.ndarray where minigrad
+    could tell the difference.
+
+    A wrapper, not an ndarray subclass: a subclass would pass every isinstance(x, np.ndarray)
+    test and be taken in silently by np.asarray, np.savez, ctypes, which is exactly what
+    a real GPU array is not. As with CuPy:
+      - `__cuda_array_interface__` and `.device.id` (0): backend.device_of says "cuda:0";
+      - np.asarray(a) / np.array(a) raise TypeError (`__array__`); only cupy.asnumpy and
+        a.get() copy to the host;
+      - an operand that is a NumPy array raises TypeError (fake + ndarray, ndarray + fake,
+        cupy.tanh(ndarray), a kernel launched with one); Python and NumPy scalars are fine;
+      - NumPy's functions called on fake arrays dispatch to the fake module
+        (`__array_ufunc__`, `__array_function__`), as CuPy's do;
+      - reductions and a[i, j] give 0-d arrays, not host scalars; float(), int(), bool(),
+        .item() and format() copy a value to the host.
+    """
+
+    __slots__ = ("_a",)
+    __hash__ = None  # unhashable, as any ndarray
+
+    def __init__(self, array):
+        assert type(array) is np.ndarray, type(array)
+        self._a = array
+
+    # what CuPy's arrays say about themselves
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self._a.shape, "typestr": self._a.dtype.str, "version": 3,
+                "data": (self._a.ctypes.data, not self._a.flags.writeable),
+                "strides": None if self._a.flags.c_contiguous else self._a.strides}
+
+    @property
+    def device(self):
+        return FakeDevice(0)
+
+    @property
+    def data(self):  # cupy.cuda.MemoryPointer: .ptr is the address (here a host one)
+        return types.SimpleNamespace(ptr=self._a.ctypes.data)
+
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: FakeCudaArray(self._a.T))
+
+    def get(self):
+        return self._a.copy()
+
+    # the host only on purpose
+    def __array__(self, *args, **kwargs):
+        raise TypeError(IMPLICIT)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return getattr(_FakeUfunc(ufunc), method)(*inputs, **kwargs)
+
+    def __array_function__(self, func, types_, args, kwargs):
+        return getattr(fake_cupy, func.__name__)(*args, **kwargs)
+
+    def __getattr__(self, name):  # methods: sum, reshape, astype, copy, max, fill, ...
+        if name.startswith("__"):  # not __array_interface__ & co.: NumPy would read the memory
+            raise AttributeError(name)
+        attr = getattr(self._a, name)
+        if name in _SHAPE_METHODS:  # their arguments are shapes or axes, not data
+            return lambda *args, **kwargs: _outer(attr(*_index(args), **kwargs))
+        return _on_device(attr) if callable(attr) else attr
+
+    def item(self):
+        return self._a.item()
+
+    def tolist(self):
+        return self._a.tolist()
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __format__(self, spec):
+        return format(self._a, spec)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (FakeCudaArray(np.asarray(row)) for row in self._a)
+
+    def __repr__(self):
+        return repr(self._a)
+
+    def __copy__(self):
+        return FakeCudaArray(self._a.copy())
+
+    def __deepcopy__(self, memo):
+        return FakeCudaArray(self._a.copy())
+
+    def __getitem__(self, index):
+        return _outer(self._a[_index(index)])
+
+    def __setitem__(self, index, value):  # a NumPy value is copied over, as CuPy does
+        self._a[_index(index)] = value._a if isinstance(value, FakeCudaArray) else value
+
+
+def _binary(op):
+    def forward(self, other):
+        return _outer(op(self._a, _inner(other)))
+
+    def reflected(self, other):
+        return _outer(op(_inner(other), self._a))
+    return forward, reflected
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
+              "lshift", "rshift"):
+    _op = getattr(operator, _name + "_" if _name in ("and", "or") else _name)
+    _forward, _reflected = _binary(_op)
+    setattr(FakeCudaArray, f"__{_name}__", _forward)
+    setattr(FakeCudaArray, f"__r{_name}__", _reflected)
+
+    def _inplace(self, other, _iop=getattr(operator, f"i{_name}")):
+        _iop(self._a, _inner(other))
+        return self
+    setattr(FakeCudaArray, f"__i{_name}__", _inplace)
+for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(FakeCudaArray, f"__{_name}__", _binary(getattr(operator, _name))[0])
+for _name in ("neg", "pos", "abs", "invert"):
+    setattr(FakeCudaArray, f"__{_name}__", lambda self, _op=getattr(operator, _name): _outer(_op(self._a)))
+
+
+class _FakeUfunc:
+    """A NumPy ufunc on fake arrays: fake.tanh(x), fake.add.at(a, i, v), fake.maximum.reduce(...)."""
+
+    def __init__(self, ufunc):
+        self._ufunc = ufunc
+
+    def __call__(self, *args, **kwargs):
+        return _on_device(self._ufunc)(*args, **kwargs)
+
+    def at(self, a, index, values=None):
+        args = () if values is None else (_inner(values),)
+        self._ufunc.at(_inner(a), _index(index), *args)
+
+    def __getattr__(self, name):  # reduce, accumulate, outer, nin, ...
+        attr = getattr(self._ufunc, name)
+        return _on_device(attr) if callable(attr) else attr
+
+
+class _FakeEvent:
+    """cupy.cuda.Event: a time stamp (on the host clock) for matmul's measurement."""
+
+    def record(self, stream=None):
+        self.at = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+
+def _to_fake(a, dtype=None, copy=False):
+    """The upload: anything NumPy takes (a host array, numbers, lists) -> a fake array."""
+    if isinstance(a, FakeCudaArray):
+        a = a._a if dtype is None or a.dtype == dtype else a._a.astype(dtype)
+        return FakeCudaArray(a.copy() if copy else a)
+    if isinstance(a, (list, tuple)) and any(isinstance(v, FakeCudaArray) for v in a):
+        raise TypeError("the fake cupy does not build an array from a list of arrays; use stack")
+    return FakeCudaArray(np.array(a, dtype=dtype, copy=True))
+
+
+class FakeCupy(types.ModuleType):
+    """The cupy module, on the CPU: NumPy's functions on fake arrays, one "GPU" (number 0)."""
+
+    def __init__(self):
+        super().__init__("cupy")
+        self.ndarray = FakeCudaArray
+        runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0)
+        self.cuda = types.SimpleNamespace(
+            runtime=runtime, Device=FakeDevice, Event=_FakeEvent,
+            get_elapsed_time=lambda start, stop: 1e3 * (stop.at - start.at))
+
+    def asnumpy(self, a):
+        return a.get() if isinstance(a, FakeCudaArray) else np.asarray(a)
+
+    def asarray(self, a, dtype=None):
+        if isinstance(a, FakeCudaArray) and (dtype is None or a.dtype == dtype):
+            return a  # already there: no copy
+        return _to_fake(a, dtype)
+
+    def array(self, a, dtype=None, copy=True):
+        return _to_fake(a, dtype, copy=copy)
+
+    def RawModule(self, **kwargs):
+        raise AssertionError("the fake GPU compiles no CUDA: the tests replace minigrad.cuda.compiler")
+
+    def __getattr__(self, name):
+        attr = getattr(np, name)  # AttributeError for what NumPy does not have either
+        if isinstance(attr, np.ufunc):
+            return _FakeUfunc(attr)
+        if isinstance(attr, types.ModuleType):
+            raise AttributeError(f"the fake cupy has no {name} submodule")
+        if callable(attr) and not isinstance(attr, type):
+            return _on_device(attr)
+        return attr  # dtypes, newaxis, pi, ...
+
+
+fake_cupy = FakeCupy()
+
+
+class _OnFakeMemory:
+    """An emulator module whose kernels take fake arrays (their memory is host memory), and
+    refuse NumPy arrays, as a real launch does."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def get_function(self, name):
+        fn = self._module.get_function(name)
+
+        def launch(grid, block, args, **kwargs):
+            for a in args:
+                if isinstance(a, np.ndarray):
+                    raise TypeError(f"{name}: a NumPy array as a kernel argument: {_refuse(a)}")
+            return fn(grid, block, tuple(a._a if isinstance(a, FakeCudaArray) else a for a in args),
+                      **kwargs)
+        return launch
+
+
+VARIANTS = ["cupy-library", "kernels"]
+
+
+@pytest.fixture(params=VARIANTS)
+def fake_gpu(request, monkeypatch):
+    """Device "cuda" works, on the fake (see the module's docstring); yields the variant's name."""
+    monkeypatch.setattr(backend, "_cupy", fake_cupy)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)  # nothing imports the real one
+    if request.param == "kernels":
+        if emulator.UNAVAILABLE:
+            pytest.skip(emulator.UNAVAILABLE)
+        monkeypatch.setattr(cuda, "compiler",
+                            lambda source, file: _OnFakeMemory(emulator.compile(source, file)))
+        paths = contextlib.nullcontext()
+    else:
+        paths = backend.using(**{f: "numpy" for f in backend.FAMILIES})
+    cuda.clear_cache()
+    request.addfinalizer(cuda.clear_cache)
+    with paths:
+        yield request.param
+
+
+def on_fake(x):
+    return isinstance(x, FakeCudaArray)
+
+
+# -- the fake is as strict as CuPy ------------------------------------------------------------
+
+def test_the_fake_refuses_what_cupy_refuses(fake_gpu):
+    a = fake_cupy.arange(6.0).reshape(2, 3)
+    assert backend.device_of(a) == "cuda:0" and backend.array_module(a) is fake_cupy
+    for convert in (np.asarray, np.array, lambda x: np.stack([np.ones(3), x[0]])):
+        with pytest.raises(TypeError):
+            convert(a)
+    for mixed in (lambda: a + np.ones(3), lambda: np.ones(3) * a, lambda: fake_cupy.tanh(np.ones(3)),
+                  lambda: fake_cupy.where(a > 1, a, np.zeros(3))):
+        with pytest.raises(TypeError, match="Unsupported type"):
+            mixed()
+    assert on_fake(a.sum()) and a.sum().ndim == 0  # a 0-d device array, not a host scalar
+    assert on_fake(np.tanh(a)) and on_fake(np.concatenate([a, a]))  # NumPy's names dispatch
+    np.testing.assert_array_equal(backend.to_numpy(a * 2.0 + np.float64(1)),
+                                  np.arange(6.0).reshape(2, 3) * 2 + 1)
+
+
+# -- tensors on "cuda" --------------------------------------------------------------------------
+
+def test_tensors_move_and_gradients_travel_back(fake_gpu):
+    x = mg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    y = x.to("cuda")
+    assert y.device == "cuda:0" and on_fake(y.data)
+    (y * y).sum().backward()
+    assert type(x.grad) is np.ndarray
+    np.testing.assert_allclose(x.grad, 2 * np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(y.numpy(), x.data)
+    assert "device='cuda:0'" in repr(y) and y.to("cuda") is y and y.cpu().device == "cpu"
+    z = mg.tensor(np.ones(3), device="cuda", requires_grad=True)
+    (z.tanh() * 3.0).sum().backward()
+    assert on_fake(z.grad)
+    assert (z.sum()).item() == 3.0
+
+
+def test_mixing_devices_raises_naming_both(fake_gpu):
+    a, b = mg.ones(3), mg.ones(3, device="cuda")
+    with pytest.raises(RuntimeError, match=r"add: inputs on different devices \(cpu, cuda:0\)"):
+        a + b
+    with pytest.raises(RuntimeError, match=r"matmul: inputs on different devices \(cuda:0, cpu\)"):
+        mg.ones(2, 2, device="cuda") @ mg.ones(2, 2)
+
+
+def test_creation_on_cuda_gives_the_cpu_numbers(fake_gpu):
+    np.testing.assert_array_equal(mg.randn(3, 4, rng=5, device="cuda").numpy(), mg.randn(3, 4, rng=5).data)
+    assert mg.tensor(mg.zeros(2, device="cuda").data).device == "cuda:0"  # device data stays put
+    for t in (mg.zeros(2, 3, device="cuda"), mg.ones(2, device="cuda"), mg.arange(4, device="cuda"),
+              mg.rand(2, rng=0, device="cuda"), mg.zeros_like(mg.ones(2, device="cuda"))):
+        assert t.device == "cuda:0" and on_fake(t.data)
+
+
+def test_ops_on_cuda_give_the_cpu_values_and_gradients(fake_gpu, rng):
+    """A little of every kind of op, forward and backward, on both devices (float64)."""
+    a_np, b_np = rng.standard_normal((4, 5)), rng.standard_normal((5,))
+    mask = a_np > 0
+    results = []
+    for device in ("cpu", "cuda"):
+        a = mg.tensor(a_np, requires_grad=True, device=device)
+        b = mg.tensor(b_np, requires_grad=True, device=device)
+        h = (a * b + 1.0).tanh() - (a / 3.0).sigmoid() + a.relu() * b.exp() + (a * a + 1.0).log()
+        h = h + a.abs().sqrt() + a.clip(-0.5, 0.5) + mg.where(mg.tensor(mask, device=device), a, b)
+        h = h @ mg.tensor(np.ones((5, 2)), device=device) + (a @ b)[:, None]
+        h = mg.concat([h, h[1:3]], axis=0).sum(axis=1) + mg.stack([a[0], b]).max(axis=1).sum()
+        loss = (h * h).mean() + F.softmax(a, axis=1).sum() + F.log_softmax(a, axis=1)[[0, 2], [1, 3]].sum()
+        loss.backward()
+        results.append([backend.to_numpy(v) for v in (loss.data, a.grad, b.grad)])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_embedding_and_cross_entropy_with_device_targets(fake_gpu, rng):
+    """Indices and class targets given as raw device arrays stay on the device."""
+    idx = rng.integers(0, 7, (3, 4))
+    targets = rng.integers(0, 5, (3, 4))
+    results = []
+    for device in ("cpu", "cuda"):
+        emb = nn.Embedding(7, 6, dtype="float64", rng=0).to(device)
+        head = nn.Linear(6, 5, dtype="float64", rng=1).to(device)
+        where = backend.parse_device(device)
+        i, t = backend.to_device(idx, where), backend.to_device(targets, where)
+        losses = [F.cross_entropy(head(emb(i)), t, reduction=r) for r in ("mean", "sum", "none")]
+        losses[0].backward()
+        (losses[1] + losses[2].sum()).backward()
+        results.append([backend.to_numpy(v) for v in
+                        (losses[0].data, losses[2].data, emb.weight.grad, head.weight.grad)])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_training_on_cuda_gives_the_cpu_losses_and_weights(fake_gpu, kind):
+    """TBPTT(3, 5) over a layer, segments at a time, with Adam: float64 on both devices."""
+    layer_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((8, 3, 3))
+    ys = rng.integers(0, 5, (8, 3))
+    results, launched = [], cuda.launches
+    for device in ("cpu", "cuda"):
+        layer = layer_cls(3, 5, dtype="float64", rng=1).to(device)
+        head = nn.Linear(5, 5, dtype="float64", rng=2).to(device)
+        optimizer = Adam(layer.parameters() + head.parameters(), lr=0.01)
+
+        def step(state, x, y):
+            hs, state = layer(x, state)
+            return state, F.cross_entropy(head(hs), y.data, reduction="sum")
+        result = train_sequence(step, None, mg.tensor(xs, device=device), mg.tensor(ys, device=device),
+                                policy=TBPTT(3, 5), optimizer=optimizer, segments=True, clip_grad_norm=1.0)
+        params = layer.parameters() + head.parameters()
+        assert all(p.device == backend.parse_device(device) for p in params)
+        results.append((result.losses, [p.numpy() for p in params]))
+    assert (cuda.launches > launched) == (fake_gpu == "kernels")  # our kernels ran, or CuPy's library
+    (cpu_losses, cpu_weights), (gpu_losses, gpu_weights) = results
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-10)
+    for got, want in zip(gpu_weights, cpu_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9), lambda ps: Adam(ps, lr=0.01),
+                                  lambda ps: Adagrad(ps, lr=0.05)], ids=["sgd", "adam", "adagrad"])
+def test_an_optimizer_follows_its_parameters_to_another_device(fake_gpu, make):
+    weights = []
+    for devices in (("cpu",) * 4, ("cpu", "cuda", "cuda", "cpu")):
+        net = nn.Linear(3, 2, dtype="float64", rng=0)
+        optimizer = make(net.parameters())
+        x = mg.tensor(np.ones((4, 3)))
+        for device in devices:
+            net.to(device)
+            optimizer.zero_grad()
+            (net(x.to(device)) ** 2).sum().backward()
+            optimizer.step()
+            assert all(p.device == backend.parse_device(device) for p in net.parameters())
+            for state in optimizer.state.values():
+                for value in state.values():
+                    if hasattr(value, "shape"):
+                        assert backend.device_of(value) == backend.parse_device(device)
+        state = optimizer.state_dict()  # saved from the CPU after a visit to the GPU
+        weights.append([p.numpy() for p in net.parameters()])
+    for got, want in zip(*weights):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    net.to("cuda")
+    optimizer.load_state_dict(state)
+    optimizer.zero_grad()
+    net(x.to("cuda")).sum().backward()
+    optimizer.step()  # loaded (host) state goes to the parameters' device
+    assert all(on_fake(p.data) for p in net.parameters())
+
+
+def test_a_cuda_model_saves_and_loads(fake_gpu, tmp_path):
+    net = nn.LSTM(3, 4, dtype="float64", rng=0).to("cuda")
+    optimizer = Adam(net.parameters(), lr=0.01)
+    net(mg.randn(2, 1, 3, rng=1, dtype="float64", device="cuda"))[0].sum().backward()
+    optimizer.step()
+    mg.save(tmp_path / "m.npz", model=net.state_dict(), optimizer=optimizer.state_dict())
+    loaded = mg.load(tmp_path / "m.npz")
+    cpu = nn.LSTM(3, 4, dtype="float64", rng=5)
+    cpu.load_state_dict(loaded["model"])
+    for p, q in zip(net.parameters(), cpu.parameters()):
+        np.testing.assert_array_equal(p.numpy(), q.data)
+    net.load_state_dict(loaded["model"])
+    assert all(on_fake(p.data) for p in net.parameters())
+
+
+# -- `minigrad train --device cuda`, in-process -----------------------------------------------------
+
+def _train(capsys, *argv):
+    assert main(["train", "--quiet", "--dtype", "float64", "--hidden", "6", "--batch", "3", *argv]) == 0, \
+        capsys.readouterr().err
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if not line.startswith("time ")]  # timings differ
+    return out, [line.replace("device cuda:0 (asked for)", "device cpu (asked for)") for line in lines]
+
+
+def test_minigrad_train_on_cuda_prints_the_cpu_numbers(fake_gpu, capsys):
+    argv = ["--task", "delay", "--delay", "2", "--length", "12", "--steps", "36", "--k1", "3", "--k2", "4"]
+    out, gpu = _train(capsys, *argv, "--device", "cuda")
+    assert "device cuda:0 (asked for)" in out and "held-out: accuracy" in out
+    assert _train(capsys, *argv, "--device", "cpu")[1] == gpu
+    assert "device cuda:0 (auto: a usable GPU)" in _train(capsys, *argv)[0]
+
+
+def test_minigrad_train_on_cuda_resumes_from_its_checkpoint(fake_gpu, capsys, tmp_path):
+    argv = ["--task", "adding", "--length", "8", "--cell", "gru", "--optimizer", "sgd", "--device", "cuda"]
+    whole = _train(capsys, *argv, "--steps", "32")[1]
+    _train(capsys, *argv, "--steps", "16", "--save", str(tmp_path / "run.npz"))
+    resumed = _train(capsys, *argv, "--steps", "32", "--resume", str(tmp_path / "run.npz"))[1]
+    assert resumed[-1] == whole[-1] and resumed[-2] == whole[-2]  # held-out and training loss
+
+
+def test_minigrad_train_text_on_cuda_samples_the_cpu_text(fake_gpu, capsys, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat; the rat ate the hat. " * 4)
+    argv = ["--text", str(text), "--length", "10", "--steps", "30", "--sample", "20", "--cell", "rnn"]
+    out, gpu = _train(capsys, *argv, "--device", "cuda")
+    assert "sample (20 characters" in out
+    assert _train(capsys, *argv, "--device", "cpu")[1] == gpu
