@@ -1,10 +1,13 @@
 #include "common.cuh"
 
-// matmul.cu: the 2-D product out = x @ y, tiled through shared memory.
+// matmul.cu: the 2-D product out = x @ y, or out += x @ y, tiled through shared memory.
 //
-// Twin: ops.mm (x.dot(y)). x is (M, K), y is (K, N), out is (M, N), all logically; an
-// operand may be stored transposed (trans = 1: x as its C-contiguous transpose (K, M),
-// as W.T is stored as W), so the backward's products g W and g^T X need no copy.
+// Twins: ops.mm (x.dot(y)) and, with accumulate = 1, ops.mm_add (out += x.dot(y): the
+// recurrent product of a time step added to its gates as it is written, one launch where
+// a product and an addition would take two). x is (M, K), y is (K, N), out is (M, N),
+// all logically; an operand may be stored transposed (trans = 1: x as its C-contiguous
+// transpose (K, M), as W.T is stored as W), so the backward's products g W and g^T X
+// need no copy.
 //
 // Each block computes one TILE x TILE tile of out. It walks along K one TILE at a time:
 // the block copies a TILE x TILE tile of x and one of y into shared memory (every
@@ -19,7 +22,8 @@ constexpr int ROWS = 8;
 constexpr int PER_THREAD = TILE / ROWS;
 
 template <typename T>
-__device__ void mm(const T* x, const T* y, T* out, int M, int N, int K, int trans_x, int trans_y) {
+__device__ void mm(const T* x, const T* y, T* out, int M, int N, int K, int trans_x, int trans_y,
+                   int accumulate) {
     // +1 column: a transposed load writes a column of the tile, and with rows of 33 words
     // the 32 threads of a warp then write to 32 different shared-memory banks.
     __shared__ T x_tile[TILE][TILE + 1];  // x_tile[r][k] = x[row0 + r, k0 + k]
@@ -57,17 +61,20 @@ __device__ void mm(const T* x, const T* y, T* out, int M, int N, int K, int tran
     int col = col0 + tx;
     for (int j = 0; j < PER_THREAD; ++j) {
         int row = row0 + ty + j * ROWS;
-        if (row < M && col < N) out[(long long)row * N + col] = acc[j];
+        if (row < M && col < N) {
+            long long at = (long long)row * N + col;
+            out[at] = accumulate ? out[at] + acc[j] : acc[j];
+        }
     }
 }
 
 // -- entry points: one per dtype ---------------------------------------------------------
 
 extern "C" __global__ void mm_f32(const float* x, const float* y, float* out,
-                                  int M, int N, int K, int trans_x, int trans_y) {
-    mm<float>(x, y, out, M, N, K, trans_x, trans_y);
+                                  int M, int N, int K, int trans_x, int trans_y, int accumulate) {
+    mm<float>(x, y, out, M, N, K, trans_x, trans_y, accumulate);
 }
 extern "C" __global__ void mm_f64(const double* x, const double* y, double* out,
-                                  int M, int N, int K, int trans_x, int trans_y) {
-    mm<double>(x, y, out, M, N, K, trans_x, trans_y);
+                                  int M, int N, int K, int trans_x, int trans_y, int accumulate) {
+    mm<double>(x, y, out, M, N, K, trans_x, trans_y, accumulate);
 }

@@ -268,12 +268,12 @@ def _operand(a):
     return a.copy(), 0
 
 
-def _mm_launch(xa, ya, out, trans_x, trans_y, count=True):
+def _mm_launch(xa, ya, out, trans_x, trans_y, count=True, accumulate=0):
     M, N = out.shape
     K = xa.shape[0] if trans_x else xa.shape[1]
     grid = (-(-N // TILE), -(-M // TILE))
-    launch("matmul.cu", "mm", out, grid, (TILE, 8), (xa, ya, out, M, N, K, trans_x, trans_y),
-           count=count)
+    launch("matmul.cu", "mm", out, grid, (TILE, 8),
+           (xa, ya, out, M, N, K, trans_x, trans_y, accumulate), count=count)
 
 
 def mm(x, y):
@@ -304,6 +304,34 @@ def mm(x, y):
             return xp.dot(x, y)
     out = xp.empty((M, N), x.dtype)
     _mm_launch(xa, ya, out, trans_x, trans_y)
+    return out
+
+
+def mm_add(x, y, out):
+    """out += x @ y in one launch (the product added as it is written); returns out.
+    Twin: ops.mm_add. out: (M, N), C-contiguous, of x's dtype and device.
+
+    When cuBLAS is the faster product for the shape ("auto") or forced ("numpy"), the twin
+    runs instead: cupy.dot and an addition, two launches.
+    """
+    if (x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[0]
+            or not _writable(out, (x.shape[0], y.shape[1]), x) or not _alike(x, y)):
+        return NotImplemented
+    xp = backend.array_module(x)
+    (M, K), N = x.shape, y.shape[1]
+    if M == 0 or N == 0 or K == 0:
+        return out  # adding a sum of no products changes nothing
+    if -(-M // TILE) > 65535 or backend.path("matmul") == "numpy":
+        return NotImplemented
+    xa, trans_x = _operand(x)
+    ya, trans_y = _operand(y)
+    if backend.path("matmul") == "auto" and xp is not np:
+        key = (M, N, K, x.dtype.char, trans_x, trans_y, x.device.id)
+        if key not in _mm_choice:
+            _mm_choice[key] = _faster_mm(x, y, xa, ya, trans_x, trans_y)
+        if _mm_choice[key] == "cublas":
+            return NotImplemented
+    _mm_launch(xa, ya, out, trans_x, trans_y, accumulate=1)
     return out
 
 

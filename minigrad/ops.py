@@ -145,6 +145,14 @@ def mm(x, y):
     return array_module(x).dot(x, y)
 
 
+@twin("matmul", "mm_add")
+def mm_add(x, y, out):
+    """out += x @ y, in place, for an `out` the caller owns (a time step's gates); returns out.
+    On a GPU one launch: the product is added as it is written."""
+    out += array_module(x).dot(x, y)
+    return out
+
+
 _BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
 
 

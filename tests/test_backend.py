@@ -87,7 +87,7 @@ def test_a_wrapper_returning_notimplemented_hands_over_to_the_twin(monkeypatch):
 
 def test_every_twin_has_a_cuda_wrapper_with_its_signature():
     assert set(backend.TWINS) == {
-        "mm", "binary", "activation", "activation_backward", "sum_axes", "softmax_xent",
+        "mm", "mm_add", "binary", "activation", "activation_backward", "sum_axes", "softmax_xent",
         "softmax_xent_backward", "_elman", "_elman_backward", "_lstm", "_lstm_backward", "_gru",
         "_gru_backward", "sgd_step", "adam_step", "adagrad_step"}
     for name, (family, twin) in backend.TWINS.items():

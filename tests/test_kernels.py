@@ -292,6 +292,26 @@ def test_mm(device_sync, rng, M, K, N, dtype, layout):
     close(device_sync.get(out), twin("mm")(x, y), dtype, scale=(np.abs(x) @ np.abs(y)).max())
 
 
+@covers("mm_add")
+@pytest.mark.parametrize("layout", ["x y", "x y.T"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 17, 5), (33, 67, 17)])
+def test_mm_add(device_sync, rng, M, K, N, dtype, layout):
+    """out += x @ y into a time step's view of a buffer (as the sequence ops add the recurrent
+    product into the gates): added to what was there, nothing written outside the view."""
+    x = rng.standard_normal((M, K)).astype(dtype)
+    y = rng.standard_normal((K, N)).astype(dtype)
+    before = rng.standard_normal((M, N)).astype(dtype)
+    dy = device_sync.put(y.T.copy()).T if "y.T" in layout else device_sync.put(y)
+    buffer, view = in_buffer(device_sync, before)
+    with backend.using(matmul="kernel"):  # on a GPU, "auto" may pick cuBLAS for the shape
+        out = run("mm_add", device_sync.put(x), dy, view)
+    assert _same(out, view), "not written into out="
+    assert_only_step_written(device_sync, buffer)
+    close(device_sync.get(out), twin("mm_add")(x, y, before.copy()), dtype,
+          scale=(np.abs(x) @ np.abs(y)).max() + np.abs(before).max())
+
+
 # -- loss.cu ---------------------------------------------------------------------------------
 
 LOSS_SHAPES = [(1, 1), (3, 5), (17, 33), (5, 300), (2, 1000)]

@@ -6,7 +6,7 @@ backward that can be read off the maths.
 """
 
 from ..backend import array_module, as_array, to_device, twin
-from ..ops import _result, _tensors, mm, sum_axes
+from ..ops import _result, _tensors, mm, mm_add, sum_axes
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -237,7 +237,7 @@ def _cell_operands(op, gates, x, states, weight_ih, weight_hh, bias_ih, bias_hh,
 def _gates(X, Hprev, W_ih, W_hh, biases):
     """x W_ih^T + h W_hh^T (+ b_ih + b_hh): (B, G*H), a fresh array."""
     a = mm(X, W_ih.T)
-    a += mm(Hprev, W_hh.T)
+    mm_add(Hprev, W_hh.T, a)
     for b in biases:
         a += b
     return a
@@ -499,6 +499,26 @@ def _outputs(Hs, extra, unbatched):
     return (pick(Hs[1:]), pick(Hs[-1])) + tuple(pick(e) for e in extra)
 
 
+def _state_gradients(grads, T, B):
+    """G (T, B, H): G[t] = dL/dh_{t+1} from the outputs, with the last state's own gradient
+    added to G[T - 1]. A copy the sequence ops' backward may write into: walking back, each
+    step's recurrent product is added into G[t - 1] by one matmul (_pass_back)."""
+    g_hs, g_hT = grads
+    G = g_hs.reshape(T, B, -1).copy()
+    G[T - 1] += g_hT.reshape(B, -1)
+    return G
+
+
+def _pass_back(d, W_hh, G, t, need_h0):
+    """Send d = dL/d(step t's gates) back to the state that entered step t, h_t-1 = h W_hh^T's
+    input: into G[t - 1] (one matmul that adds as it writes); at t = 0 it is h0's gradient
+    (returned, or None when h0 needs none)."""
+    if t:
+        mm_add(d, W_hh, G[t - 1])
+        return None
+    return mm(d, W_hh) if need_h0 else None
+
+
 def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
     """T steps of an Elman RNN (PyTorch's nn.RNN with one layer), one op on the tape:
 
@@ -517,22 +537,19 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
     Hs[0] = H0
     W_hhT = W_hh.T  # a view, made once: the loop below is the hot part
-    for t in range(T):
-        a = A[t]        # a view; `A[t] += ...` would also copy the sum back onto itself
-        a += mm(Hs[t], W_hhT)
-        _elman(a, relu, out=Hs[t + 1])
+    for t in range(T):  # A[t] is a view: the recurrent product is added into A itself
+        _elman(mm_add(Hs[t], W_hhT, A[t]), relu, out=Hs[t + 1])
     if not relu:
         A = None  # tanh' comes from the outputs: let the pre-activations go
     need_h0 = tensors[1].requires_grad
 
     def backward(grads):
-        g_hs, g_hT = grads
-        g_hs = g_hs.reshape(T, B, -1)
-        carry = g_hT.reshape(B, -1)
+        G = _state_gradients(grads, T, B)
         D = xp.empty((T, B, W_hh.shape[1]), X.dtype)  # dL/d(pre-activation), step by step
+        carry = None
         for t in range(T - 1, -1, -1):
-            D[t] = _elman_backward(g_hs[t] + carry, Hs[t + 1], None if A is None else A[t], relu)
-            carry = mm(D[t], W_hh) if t or need_h0 else None
+            D[t] = _elman_backward(G[t], Hs[t + 1], None if A is None else A[t], relu)
+            carry = _pass_back(D[t], W_hh, G, t, need_h0)
         return _sequence_backward(tensors, 1, D, D, X, Hs, W_ih, W_hh, carry)
     return _result("rnn", _outputs(Hs, (), unbatched), tensors, backward)
 
@@ -556,19 +573,17 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     Hs[0], Cs[0] = H0, C0
     W_hhT = W_hh.T
     for t in range(T):
-        act = A[t]
-        act += mm(Hs[t], W_hhT)
-        _lstm(act, Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
+        _lstm(mm_add(Hs[t], W_hhT, A[t]), Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
     need_h0, need_c0 = tensors[1].requires_grad, tensors[2].requires_grad
 
     def backward(grads):
-        g_hs, g_hT, g_cT = grads
-        g_hs = g_hs.reshape(T, B, -1)
-        carry, gc = g_hT.reshape(B, -1), g_cT.reshape(B, -1)
+        G = _state_gradients(grads[:2], T, B)
+        gc = grads[2].reshape(B, -1)
         D = xp.empty_like(A)                       # dL/d(gates before activation)
+        carry = None
         for t in range(T - 1, -1, -1):
-            _, gc = _lstm_backward(g_hs[t] + carry, gc, A[t], Cs[t], TC[t], d=D[t])
-            carry = mm(D[t], W_hh) if t or need_h0 else None
+            _, gc = _lstm_backward(G[t], gc, A[t], Cs[t], TC[t], d=D[t])
+            carry = _pass_back(D[t], W_hh, G, t, need_h0)
         out = _sequence_backward(tensors, 2, D, D, X, Hs, W_ih, W_hh, carry)
         if need_c0:
             out[2] = gc.reshape(tensors[2].shape)
@@ -589,29 +604,28 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     xp = array_module(X)
     T, B = X.shape[:2]
     A_ih = _projections(X, W_ih, biases[:1])       # x_t W_ih^T + b_ih, every step at once
-    A_hh = xp.empty_like(A_ih)                     # h_{t-1} W_hh^T + b_hh, step by step
+    A_hh = xp.empty_like(A_ih)                     # b_hh now, + h_{t-1} W_hh^T step by step
+    A_hh[...] = biases[1] if biases else 0
     RZ = xp.empty((T, B, 2 * W_hh.shape[1]), X.dtype)
     N = xp.empty((T,) + H0.shape, X.dtype)         # the candidates n_t
     Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
     Hs[0] = H0
     W_hhT = W_hh.T
     for t in range(T):
-        a_hh = A_hh[t]
-        a_hh[...] = mm(Hs[t], W_hhT)
-        if biases:
-            a_hh += biases[1]
-        Hs[t + 1], RZ[t], N[t] = _gru(A_ih[t], a_hh, Hs[t])
+        Hs[t + 1], RZ[t], N[t] = _gru(A_ih[t], mm_add(Hs[t], W_hhT, A_hh[t]), Hs[t])
     need_h0 = tensors[1].requires_grad
 
     def backward(grads):
-        g_hs, g_hT = grads
-        g_hs = g_hs.reshape(T, B, -1)
-        carry = g_hT.reshape(B, -1)
+        G = _state_gradients(grads, T, B)
         D_ih, D_hh = xp.empty_like(A_ih), xp.empty_like(A_hh)
+        carry = None
         for t in range(T - 1, -1, -1):
-            _, _, direct = _gru_backward(g_hs[t] + carry, A_hh[t], RZ[t], N[t], Hs[t],
-                                         d_ih=D_ih[t], d_hh=D_hh[t])
-            carry = mm(D_hh[t], W_hh) + direct if t or need_h0 else None
+            _, _, direct = _gru_backward(G[t], A_hh[t], RZ[t], N[t], Hs[t], d_ih=D_ih[t], d_hh=D_hh[t])
+            if t:  # h_{t-1} also reaches h_t directly, through z
+                G[t - 1] += direct
+            carry = _pass_back(D_hh[t], W_hh, G, t, need_h0)
+            if carry is not None:
+                carry += direct
         return _sequence_backward(tensors, 1, D_ih, D_hh, X, Hs, W_ih, W_hh, carry)
     return _result("gru", _outputs(Hs, (), unbatched), tensors, backward)
 
