@@ -514,14 +514,17 @@ def _lstm_backward(gh, gc, act, c, tc, d=None):
     return d, gc_prev
 
 
-def _gru(a_ih, a_hh, h):
+def _gru(a_ih, a_hh, h, out=(None, None, None)):
     """The GRU's pointwise part from a_ih, a_hh (B, 3H) and h (B, H): (h', (r, z) side by
-    side (B, 2H), the candidate n (B, H)), new arrays. Twin: functional._gru."""
+    side (B, 2H), the candidate n (B, H)), into `out` if given, else new arrays.
+    Twin: functional._gru."""
     if a_hh.ndim != 2 or a_hh.shape[1] % 3 or not _alike(a_hh, a_ih, h):
         return NotImplemented
-    xp = backend.array_module(a_hh)
     B, H = a_hh.shape[0], a_hh.shape[1] // 3
-    h_new, rz, cand = xp.empty((B, H), h.dtype), xp.empty((B, 2 * H), h.dtype), xp.empty((B, H), h.dtype)
+    outs = _outputs(a_hh, out, [(B, H), (B, 2 * H), (B, H)])
+    if outs is None:
+        return NotImplemented
+    h_new, rz, cand = outs
     _launch_1d("gru.cu", "gru_fwd", a_hh, B * H,
                (_dense(a_ih, a_hh.shape), _dense(a_hh), _dense(h, (B, H)), h_new, rz, cand, B, H))
     return h_new, rz, cand

@@ -464,7 +464,7 @@ def test_lstm_backward(device, rng, B, H, dtype, d, gc):
 
 
 @covers("_gru")
-@pytest.mark.parametrize("layout", ["new", "views"])
+@pytest.mark.parametrize("layout", ["new", "views", "views and out="])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
 def test_gru(device, rng, B, H, dtype, layout):
@@ -474,8 +474,16 @@ def test_gru(device, rng, B, H, dtype, layout):
     expected = twin("_gru")(a_ih.copy(), a_hh.copy(), h.copy())
     if layout == "new":
         got = run("_gru", *map(device.put, (a_ih, a_hh, h)))
-    else:  # gru's: a_ih = A_ih[t], a_hh = A_hh[t], h = Hs[t]
-        got = run("_gru", in_buffer(device, a_ih)[1], in_buffer(device, a_hh)[1], in_buffer(device, h)[1])
+    else:  # gru's: a_ih = A_ih[t], a_hh = A_hh[t], h = Hs[t]; out = (Hs[t + 1], RZ[t], N[t])
+        views = [in_buffer(device, a)[1] for a in (a_ih, a_hh, h)]
+        if layout == "views":
+            got = run("_gru", *views)
+        else:
+            buffers = [device.empty((3, B, n), dtype) for n in (H, 2 * H, H)]
+            got = run("_gru", *views, out=tuple(b[STEP] for b in buffers))
+            for buffer, g in zip(buffers, got):
+                assert _same(g, buffer[STEP]), "not written into out="
+                assert_only_step_written(device, buffer)
     for a, b in zip(got, expected):
         close(device.get(a), b, dtype)
 

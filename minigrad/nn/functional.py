@@ -356,16 +356,22 @@ def _lstm_backward(gh, gc, act, c, tc, d=None):
 
 
 @twin("cells", "_gru")
-def _gru(a_ih, a_hh, h):
+def _gru(a_ih, a_hh, h, out=(None, None, None)):
     """The GRU's pointwise part, from a_ih = x W_ih^T + b_ih and a_hh = h W_hh^T + b_hh
     (B, 3H each, gates r, z, n): r, z = sigmoid(a_ih + a_hh); n = tanh(a_ih,n + r a_hh,n);
-    h' = (1 - z) n + z h. Returns (h', (r, z) side by side, n)."""
+    h' = (1 - z) n + z h. Returns (h', (r, z) side by side, n), into `out` if given."""
     xp = array_module(a_ih)
     n = a_hh.shape[1] // 3
-    rz = _sigmoid_(a_ih[:, :2 * n] + a_hh[:, :2 * n])
+    h_out, rz_out, cand_out = out
+    rz = _sigmoid_(xp.add(a_ih[:, :2 * n], a_hh[:, :2 * n], out=rz_out))
     r, z = rz[:, :n], rz[:, n:]
-    cand = xp.tanh(a_ih[:, 2 * n:] + r * a_hh[:, 2 * n:])
-    return cand + z * (h - cand), rz, cand      # (1 - z) n + z h, in three passes
+    cand = xp.multiply(r, a_hh[:, 2 * n:], out=cand_out)
+    cand += a_ih[:, 2 * n:]
+    xp.tanh(cand, out=cand)
+    h_new = xp.subtract(h, cand, out=h_out)      # (1 - z) n + z h = n + z (h - n)
+    h_new *= z
+    h_new += cand
+    return h_new, rz, cand
 
 
 @twin("cells", "_gru_backward")
@@ -612,7 +618,7 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     Hs[0] = H0
     W_hhT = W_hh.T
     for t in range(T):
-        Hs[t + 1], RZ[t], N[t] = _gru(A_ih[t], mm_add(Hs[t], W_hhT, A_hh[t]), Hs[t])
+        _gru(A_ih[t], mm_add(Hs[t], W_hhT, A_hh[t]), Hs[t], out=(Hs[t + 1], RZ[t], N[t]))
     need_h0 = tensors[1].requires_grad
 
     def backward(grads):
