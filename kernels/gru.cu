@@ -36,10 +36,11 @@ __device__ void gru_fwd(const T* a_ih, const T* a_hh, const T* h, T* h_new, T* r
 //     d_ih,z = d_hh,z = g (h - n) z (1 - z)      (h' = n + z (h - n))
 //     gh = g z                                   (h reaches h' directly, through z)
 // r and z see a_ih + a_hh, so both get the same gradient there.
-// d_ih, d_hh: (B, 3H), layout of a_hh.   gh: (B, H).
+// d_ih, d_hh: (B, 3H), layout of a_hh.   gh: (B, H); accumulate = 1: g z is added to what gh
+// holds (the gradient of the state before, which the sequence op gathers there).
 template <typename T>
 __device__ void gru_bwd(const T* g, const T* a_hh, const T* rz, const T* cand, const T* h,
-                        T* d_ih, T* d_hh, T* gh, int B, int H) {
+                        T* d_ih, T* d_hh, T* gh, int B, int H, int accumulate) {
     long long count = (long long)B * H;  // (b, j) pairs
     for (long long idx = global_index(); idx < count; idx += grid_stride()) {
         long long b = idx / H, j = idx % H;
@@ -55,7 +56,7 @@ __device__ void gru_bwd(const T* g, const T* a_hh, const T* rz, const T* cand, c
         d_hh[row + H + j] = dz;
         d_ih[row + 2 * H + j] = dn;
         d_hh[row + 2 * H + j] = dn * r;
-        gh[idx] = dh * z;
+        gh[idx] = accumulate ? gh[idx] + dh * z : dh * z;
     }
 }
 
@@ -72,11 +73,11 @@ extern "C" __global__ void gru_fwd_f64(const double* a_ih, const double* a_hh, c
 
 extern "C" __global__ void gru_bwd_f32(const float* g, const float* a_hh, const float* rz,
                                        const float* cand, const float* h, float* d_ih, float* d_hh,
-                                       float* gh, int B, int H) {
-    gru_bwd<float>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H);
+                                       float* gh, int B, int H, int accumulate) {
+    gru_bwd<float>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate);
 }
 extern "C" __global__ void gru_bwd_f64(const double* g, const double* a_hh, const double* rz,
                                        const double* cand, const double* h, double* d_ih, double* d_hh,
-                                       double* gh, int B, int H) {
-    gru_bwd<double>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H);
+                                       double* gh, int B, int H, int accumulate) {
+    gru_bwd<double>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate);
 }

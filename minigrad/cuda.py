@@ -530,19 +530,21 @@ def _gru(a_ih, a_hh, h, out=(None, None, None)):
     return h_new, rz, cand
 
 
-def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None):
+def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
     """(dL/d a_ih, dL/d a_hh, both (B, 3H) and into d_ih, d_hh if given; the gradient h gets
-    directly through z (B, H)) from g = dL/dh'. Twin: functional._gru_backward."""
+    directly through z (B, H), added into gh if given) from g = dL/dh'.
+    Twin: functional._gru_backward."""
     if a_hh.ndim != 2 or a_hh.shape[1] % 3 or not _alike(a_hh, g, rz, cand, h):
         return NotImplemented
     B, H = a_hh.shape[0], a_hh.shape[1] // 3
-    outs = _outputs(a_hh, (d_ih, d_hh, None), [(B, 3 * H), (B, 3 * H), (B, H)])
+    accumulate = int(gh is not None)
+    outs = _outputs(a_hh, (d_ih, d_hh, gh), [(B, 3 * H), (B, 3 * H), (B, H)])
     if outs is None:
         return NotImplemented
     d_ih, d_hh, gh = outs
     _launch_1d("gru.cu", "gru_bwd", a_hh, B * H,
                (_dense(g, (B, H)), _dense(a_hh), _dense(rz, (B, 2 * H)), _dense(cand, (B, H)),
-                _dense(h, (B, H)), d_ih, d_hh, gh, B, H))
+                _dense(h, (B, H)), d_ih, d_hh, gh, B, H, accumulate))
     return d_ih, d_hh, gh
 
 

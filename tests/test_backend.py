@@ -109,9 +109,10 @@ def test_cpu_is_the_device_of_numpy_data(given):
 
 # -- the launches of a training step -------------------------------------------------
 
-def test_a_training_step_of_a_sequence_layer_launches_few_kernels(monkeypatch):
-    """One TBPTT window of an LSTM layer with a linear readout, cross-entropy and SGD, on
-    the kernel path (emulated): per time step one matmul and one fused kernel each way."""
+@pytest.mark.parametrize("layer, cell", [(nn.RNN, "elman"), (nn.LSTM, "lstm"), (nn.GRU, "gru")])
+def test_a_training_step_of_a_sequence_layer_launches_few_kernels(monkeypatch, layer, cell):
+    """One TBPTT window of a layer with a linear readout, cross-entropy and SGD, on the
+    kernel path (emulated): per time step one matmul and one fused kernel each way."""
     import emulator
     monkeypatch.setattr(cuda, "compiler", emulator.compile)
     monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
@@ -120,13 +121,13 @@ def test_a_training_step_of_a_sequence_layer_launches_few_kernels(monkeypatch):
     monkeypatch.setattr(cuda, "on_launch", [names.append])
     T, B, n_in, H, C = 7, 3, 4, 5, 6
     rng = np.random.default_rng(0)
-    lstm, head = nn.LSTM(n_in, H, rng=0), nn.Linear(H, C, rng=1)
-    params = lstm.parameters() + head.parameters()
+    rnn, head = layer(n_in, H, rng=0), nn.Linear(H, C, rng=1)
+    params = rnn.parameters() + head.parameters()
     optimizer = SGD(params, lr=0.1, momentum=0.9)
     xs = mg.tensor(rng.standard_normal((T, B, n_in)).astype(np.float32))
     ys = rng.integers(0, C, (T, B))
     try:
-        hs, _ = lstm(xs)
+        hs, _ = rnn(xs)
         loss = F.cross_entropy(head(hs), ys)
         loss.backward()
         optimizer.step()
@@ -135,7 +136,7 @@ def test_a_training_step_of_a_sequence_layer_launches_few_kernels(monkeypatch):
 
     def count(kernel):
         return sum(n.startswith(kernel + "_f") for n in names)
-    assert count("lstm_fwd") == T and count("lstm_bwd") == T
+    assert count(cell + "_fwd") == T and count(cell + "_bwd") == T
     # forward: the window's input projections, T recurrent products, the readout;
     # backward: T recurrent products, dx, dW_ih, dW_hh, and the readout's two.
     assert count("mm") <= 2 * T + 6

@@ -489,7 +489,7 @@ def test_gru(device, rng, B, H, dtype, layout):
 
 
 @covers("_gru_backward")
-@pytest.mark.parametrize("d", ["new", "views"])
+@pytest.mark.parametrize("d", ["new", "views", "views, gh added into"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
 def test_gru_backward(device, rng, B, H, dtype, d):
@@ -502,12 +502,20 @@ def test_gru_backward(device, rng, B, H, dtype, d):
     args = [device.put(a) for a in (g, a_hh, rz, cand, h)]
     if d == "new":
         got = run("_gru_backward", *args)
-    else:  # gru's: d_ih = D_ih[t], d_hh = D_hh[t]
+    else:  # gru's: d_ih = D_ih[t], d_hh = D_hh[t], and the direct gradient added into G[t - 1]
         D_ih, D_hh = device.empty((3, B, 3 * H), dtype), device.empty((3, B, 3 * H), dtype)
-        got = run("_gru_backward", *args, d_ih=D_ih[STEP], d_hh=D_hh[STEP])
+        gh = None
+        if "added" in d:
+            before = rng.standard_normal((B, H)).astype(dtype)
+            G, gh = in_buffer(device, before)
+            expected = expected[:2] + (expected[2] + before,)
+        got = run("_gru_backward", *args, d_ih=D_ih[STEP], d_hh=D_hh[STEP], gh=gh)
         assert _same(got[0], D_ih[STEP]) and _same(got[1], D_hh[STEP]), "not written into d_ih=, d_hh="
         assert_only_step_written(device, D_ih)
         assert_only_step_written(device, D_hh)
+        if gh is not None:
+            assert _same(got[2], gh), "not added into gh="
+            assert_only_step_written(device, G)
     for a, b in zip(got, expected):
         close(device.get(a), b, dtype)
 

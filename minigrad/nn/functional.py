@@ -375,9 +375,10 @@ def _gru(a_ih, a_hh, h, out=(None, None, None)):
 
 
 @twin("cells", "_gru_backward")
-def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None):
+def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
     """(dL/d a_ih, dL/d a_hh, the gradient h gets directly through z) from g = dL/dh'.
-    d_ih, d_hh: where to write the first two."""
+    d_ih, d_hh: where to write the first two; gh: where to ADD the third (the sequence op
+    gathers the previous state's gradient there)."""
     xp = array_module(g)
     n = a_hh.shape[1] // 3
     r, z, hn = rz[:, :n], rz[:, n:], a_hh[:, 2 * n:]
@@ -389,7 +390,10 @@ def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None):
     d_ih[:, :n] = dn * hn * r * (1 - r)          # r scales a_hh,n
     d_ih[:, n:2 * n] = g * (h - cand) * z * (1 - z)  # h' = n + z (h - n)
     d_hh[:, :2 * n] = d_ih[:, :2 * n]            # r and z see a_ih + a_hh: the same gradient
-    return d_ih, d_hh, g * z
+    if gh is None:
+        return d_ih, d_hh, g * z
+    gh += g * z
+    return d_ih, d_hh, gh
 
 
 def _unbatch(grads, tensors, unbatched):
@@ -626,9 +630,9 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         D_ih, D_hh = xp.empty_like(A_ih), xp.empty_like(A_hh)
         carry = None
         for t in range(T - 1, -1, -1):
-            _, _, direct = _gru_backward(G[t], A_hh[t], RZ[t], N[t], Hs[t], d_ih=D_ih[t], d_hh=D_hh[t])
-            if t:  # h_{t-1} also reaches h_t directly, through z
-                G[t - 1] += direct
+            # h_{t-1} also reaches h_t directly, through z: that gradient is added into G[t - 1]
+            _, _, direct = _gru_backward(G[t], A_hh[t], RZ[t], N[t], Hs[t], d_ih=D_ih[t],
+                                         d_hh=D_hh[t], gh=G[t - 1] if t else None)
             carry = _pass_back(D_hh[t], W_hh, G, t, need_h0)
             if carry is not None:
                 carry += direct
