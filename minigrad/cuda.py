@@ -457,15 +457,18 @@ def _elman(a, relu, out=None):
     return h_new
 
 
-def _elman_backward(g, h_new, a, relu):
-    """dL/da from g = dL/dh': g (1 - h'^2) (tanh) or g [a > 0] (relu). A new array.
-    Twin: functional._elman_backward."""
+def _elman_backward(g, h_new, a, relu, out=None):
+    """dL/da from g = dL/dh': g (1 - h'^2) (tanh) or g [a > 0] (relu), into `out` if given,
+    else a new array. Twin: functional._elman_backward."""
     saved = a if relu else h_new  # what the derivative reads: the input for relu, else the output
     if not _alike(g, saved):
         return NotImplemented
     shape = np.broadcast_shapes(g.shape, saved.shape)
     g, saved = _dense(g, shape), _dense(saved, shape)
-    da = backend.array_module(g).empty(shape, g.dtype)
+    outs = _outputs(g, (out,), [shape])
+    if outs is None:
+        return NotImplemented
+    da = outs[0]
     _launch_1d("elman.cu", "elman_bwd", g, da.size, (g, saved, da, np.int64(da.size), int(bool(relu))))
     return da
 

@@ -390,14 +390,22 @@ def test_elman(device, rng, B, H, dtype, relu, out):
 
 
 @covers("_elman_backward")
+@pytest.mark.parametrize("out", ["new", "view"])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
-def test_elman_backward(device, rng, B, H, dtype, relu):
+def test_elman_backward(device, rng, B, H, dtype, relu, out):
     a = inputs(rng, (B, H), dtype)
     h_new = twin("_elman")(a.copy(), relu)
     g = rng.standard_normal((B, H)).astype(dtype)
-    da = run("_elman_backward", *map(device.put, (g, h_new, a)), relu)
+    args = [device.put(v) for v in (g, h_new, a)]
+    if out == "new":
+        da = run("_elman_backward", *args, relu)
+    else:  # rnn's: D[t]
+        D = device.empty((3, B, H), dtype)
+        da = run("_elman_backward", *args, relu, out=D[STEP])
+        assert _same(da, D[STEP]), "not written into out="
+        assert_only_step_written(device, D)
     close(device.get(da), twin("_elman_backward")(g, h_new, a, relu), dtype)
 
 

@@ -315,10 +315,16 @@ def _elman(a, relu, out=None):
 
 
 @twin("cells", "_elman_backward")
-def _elman_backward(g, h_new, a, relu):
-    """dL/da from g = dL/dh'. tanh' = 1 - tanh^2, from the output (a is not needed);
-    NOTE: relu'(0) = 0, as PyTorch."""
-    return g * (a > 0) if relu else g * (1 - h_new * h_new)
+def _elman_backward(g, h_new, a, relu, out=None):
+    """dL/da from g = dL/dh', into `out` if given. tanh' = 1 - tanh^2, from the output (a is
+    not needed); NOTE: relu'(0) = 0, as PyTorch."""
+    xp = array_module(g)
+    if relu:
+        return xp.multiply(g, a > 0, out=out)
+    d = xp.multiply(h_new, h_new, out=out)
+    xp.subtract(1, d, out=d)
+    d *= g
+    return d
 
 
 @twin("cells", "_lstm")
@@ -558,7 +564,7 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
         D = xp.empty((T, B, W_hh.shape[1]), X.dtype)  # dL/d(pre-activation), step by step
         carry = None
         for t in range(T - 1, -1, -1):
-            D[t] = _elman_backward(G[t], Hs[t + 1], None if A is None else A[t], relu)
+            _elman_backward(G[t], Hs[t + 1], None if A is None else A[t], relu, out=D[t])
             carry = _pass_back(D[t], W_hh, G, t, need_h0)
         return _sequence_backward(tensors, 1, D, D, X, Hs, W_ih, W_hh, carry)
     return _result("rnn", _outputs(Hs, (), unbatched), tensors, backward)
