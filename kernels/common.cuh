@@ -78,6 +78,40 @@ __device__ __forceinline__ T gate_sigmoid(T x) {
     return T(0.5) * tanh_t(T(0.5) * x) + T(0.5);
 }
 
+// -- activations and their derivatives -------------------------------------------------
+//
+// Written once for elementwise.cu's activation kernels and elman.cu's cell.
+
+// Which activation: the numbers minigrad/cuda.py passes (its ACTIVATIONS).
+enum { TANH = 0, SIGMOID = 1, RELU = 2, EXP = 3 };
+
+// f(x) for f = tanh, sigmoid, relu, exp.
+// NOTE: relu as `x < 0 ? 0 : x` keeps a NaN a NaN, as NumPy's maximum(x, 0) does.
+template <typename T>
+__device__ __forceinline__ T activate(T x, int kind) {
+    switch (kind) {
+        case TANH: return tanh_t(x);
+        case SIGMOID: return sigmoid_t(x);
+        case RELU: return x < T(0) ? T(0) : x;
+        default: return exp_t(x);  // EXP
+    }
+}
+
+// f'(x), read off the output y where it can be:
+//     tanh: 1 - y^2    sigmoid: y (1 - y)    exp: y    relu: [x > 0]
+// saved = y, except for relu, whose output does not tell x > 0 from x = 0: saved = x.
+// NOTE: relu'(0) = 0, as PyTorch; 1 or 0 (multiplied, not selected, by the caller) so that a
+// NaN in the incoming gradient stays NaN, as in the twins' g * (x > 0).
+template <typename T>
+__device__ __forceinline__ T activation_slope(T saved, int kind) {
+    switch (kind) {
+        case TANH: return T(1) - saved * saved;
+        case SIGMOID: return saved * (T(1) - saved);
+        case RELU: return saved > T(0) ? T(1) : T(0);
+        default: return saved;  // EXP: (e^x)' = e^x = y
+    }
+}
+
 // -- reductions over a block -------------------------------------------------------------
 //
 // A tree over shared memory: each thread puts its value in buf, then in log2(blockDim.x)

@@ -5,25 +5,11 @@
 // Twins: ops.activation, ops.activation_backward, ops.binary. One thread per element in a
 // grid-stride loop, so any grid covers any size; element counts are long long.
 
-// Which activation: the numbers minigrad/cuda.py passes (its ACTIVATIONS).
-enum { TANH = 0, SIGMOID = 1, RELU = 2, EXP = 3 };
-
-// Which arithmetic op: cuda.py's BINARY_OPS.
+// Which arithmetic op: cuda.py's BINARY_OPS. (The activations' numbers, activate() and
+// activation_slope() are in common.cuh: elman.cu uses them too.)
 enum { ADD = 0, SUB = 1, MUL = 2, DIV = 3 };
 
-// y = f(x) for f = tanh, sigmoid, relu, exp.
-// NOTE: relu as `x < 0 ? 0 : x` keeps a NaN a NaN, as NumPy's maximum(x, 0) does.
-template <typename T>
-__device__ T activate(T x, int kind) {
-    switch (kind) {
-        case TANH: return tanh_t(x);
-        case SIGMOID: return sigmoid_t(x);
-        case RELU: return x < T(0) ? T(0) : x;
-        default: return exp_t(x);  // EXP
-    }
-}
-
-// x, y: n elements (C-contiguous, any shape).   y = f(x)
+// x, y: n elements (C-contiguous, any shape).   y = f(x), f = tanh, sigmoid, relu or exp.
 template <typename T>
 __device__ void activation(const T* x, T* y, long long n, int kind) {
     for (long long i = global_index(); i < n; i += grid_stride()) {
@@ -31,23 +17,11 @@ __device__ void activation(const T* x, T* y, long long n, int kind) {
     }
 }
 
-// dx = g f'(x), with f' read off the output y where it can be:
-//     tanh: g (1 - y^2)    sigmoid: g y (1 - y)    exp: g y    relu: g [x > 0]
-// saved = y, except for relu, whose output does not tell x > 0 from x = 0: saved = x.
-// NOTE: relu'(0) = 0, as PyTorch; g * 1 or g * 0 (not a select) so that a NaN in g stays
-// NaN, as in the twin's g * (x > 0).
+// dx = g f'(x), with f' read off `saved` (the output y; the input x for relu).
 template <typename T>
 __device__ void activation_backward(const T* g, const T* saved, T* dx, long long n, int kind) {
     for (long long i = global_index(); i < n; i += grid_stride()) {
-        T s = saved[i];
-        T local;  // f'(x), from y or x
-        switch (kind) {
-            case TANH: local = T(1) - s * s; break;
-            case SIGMOID: local = s * (T(1) - s); break;
-            case RELU: local = s > T(0) ? T(1) : T(0); break;
-            default: local = s; break;  // EXP: (e^x)' = e^x = y
-        }
-        dx[i] = g[i] * local;
+        dx[i] = g[i] * activation_slope(saved[i], kind);
     }
 }
 

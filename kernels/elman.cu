@@ -11,20 +11,20 @@
 // element before writing it, so that is safe.
 template <typename T>
 __device__ void elman_fwd(const T* a, T* h_new, long long n, int relu) {
+    int kind = relu ? RELU : TANH;
     for (long long i = global_index(); i < n; i += grid_stride()) {
-        T v = a[i];
-        h_new[i] = relu ? (v < T(0) ? T(0) : v) : tanh_t(v);
+        h_new[i] = activate(a[i], kind);
     }
 }
 
 // da = dL/da from g = dL/dh':  tanh: g (1 - h'^2), from the output;  relu: g [a > 0],
 // from the input (saved = h' for tanh, a for relu).
-// NOTE: relu'(0) = 0, as PyTorch.
+// NOTE: relu'(0) = 0, as PyTorch (activation_slope in common.cuh).
 template <typename T>
 __device__ void elman_bwd(const T* g, const T* saved, T* da, long long n, int relu) {
+    int kind = relu ? RELU : TANH;
     for (long long i = global_index(); i < n; i += grid_stride()) {
-        T s = saved[i];
-        da[i] = relu ? g[i] * (s > T(0) ? T(1) : T(0)) : g[i] * (T(1) - s * s);
+        da[i] = g[i] * activation_slope(saved[i], kind);
     }
 }
 

@@ -117,8 +117,8 @@ def array_module(array):
 
 def to_device(array, device):
     """`array` on `device` (a parsed name): the array itself if it is there already, else a copy."""
-    if device == CPU:
-        return to_numpy(array)
+    if device == CPU:  # a NumPy array, the common case, passes without a look at CuPy
+        return array if type(array) is np.ndarray else to_numpy(array)
     if device_of(array) == device:
         return array
     cp = cupy()

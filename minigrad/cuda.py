@@ -168,8 +168,8 @@ def _address(array):
 
 # -- elementwise.cu ----------------------------------------------------------------------------
 
-ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "exp": 3}  # elementwise.cu's enum
-BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "exp": 3}  # common.cuh's enum
+BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}          # elementwise.cu's enum
 
 
 def activation(x, name):
@@ -276,32 +276,46 @@ def _mm_launch(xa, ya, out, trans_x, trans_y, count=True, accumulate=0):
            (xa, ya, out, M, N, K, trans_x, trans_y, accumulate), count=count)
 
 
-def mm(x, y):
-    """x @ y for 2-D x (M, K) and y (K, N): a new (M, N) array. Twin: ops.mm.
+def _matrices(x, y):
+    """Whether x @ y is a product of two matrices of one kind, dtype and device (else the
+    twin raises dot's error, or promotes)."""
+    return x.ndim == 2 and y.ndim == 2 and x.shape[1] == y.shape[0] and _alike(x, y)
 
-    backend.path("matmul") == "auto": the faster of our kernel and cuBLAS (cupy.dot),
-    measured with CUDA events once per shapes, dtype, layout and device; NumPy arrays (the
-    emulator) always take the kernel.
-    """
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[0] or not _alike(x, y):
-        return NotImplemented  # the twin raises dot's error, or promotes
-    xp = backend.array_module(x)
+
+def _tiled(x, y):
+    """How the kernel reads x @ y, (xa, trans_x, ya, trans_y); None when cuBLAS (the twin's
+    cupy.dot) computes it instead: more row tiles than a grid's y dimension holds, the path
+    forced to "numpy", or "auto" measuring cuBLAS faster for the shape (with CUDA events,
+    once per shapes, dtype, layout and device; NumPy arrays, the emulator's, always take
+    the kernel). x, y: non-empty matrices that pass _matrices."""
     (M, K), N = x.shape, y.shape[1]
-    if M == 0 or N == 0 or K == 0:
-        return xp.zeros((M, N), x.dtype)  # a sum of no products is 0
-    if -(-M // TILE) > 65535:
-        return NotImplemented  # more row tiles than a grid's y dimension holds
     path = backend.path("matmul")
-    if path == "numpy":
-        return NotImplemented
+    if -(-M // TILE) > 65535 or path == "numpy":
+        return None
     xa, trans_x = _operand(x)
     ya, trans_y = _operand(y)
-    if path == "auto" and xp is not np:
+    if path == "auto" and not isinstance(x, np.ndarray):
         key = (M, N, K, x.dtype.char, trans_x, trans_y, x.device.id)
         if key not in _mm_choice:
             _mm_choice[key] = _faster_mm(x, y, xa, ya, trans_x, trans_y)
         if _mm_choice[key] == "cublas":
-            return xp.dot(x, y)
+            return None
+    return xa, trans_x, ya, trans_y
+
+
+def mm(x, y):
+    """x @ y for 2-D x (M, K) and y (K, N): a new (M, N) array. Twin: ops.mm.
+    backend.path("matmul") == "auto": the faster of our kernel and cuBLAS (see _tiled)."""
+    if not _matrices(x, y):
+        return NotImplemented
+    xp = backend.array_module(x)
+    (M, K), N = x.shape, y.shape[1]
+    if M == 0 or N == 0 or K == 0:
+        return xp.zeros((M, N), x.dtype)  # a sum of no products is 0
+    tiled = _tiled(x, y)
+    if tiled is None:
+        return NotImplemented
+    xa, trans_x, ya, trans_y = tiled
     out = xp.empty((M, N), x.dtype)
     _mm_launch(xa, ya, out, trans_x, trans_y)
     return out
@@ -311,26 +325,17 @@ def mm_add(x, y, out):
     """out += x @ y in one launch (the product added as it is written); returns out.
     Twin: ops.mm_add. out: (M, N), C-contiguous, of x's dtype and device.
 
-    When cuBLAS is the faster product for the shape ("auto") or forced ("numpy"), the twin
-    runs instead: cupy.dot and an addition, two launches.
+    When cuBLAS computes the product (see _tiled), the twin runs instead: cupy.dot and an
+    addition, two launches.
     """
-    if (x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[0]
-            or not _writable(out, (x.shape[0], y.shape[1]), x) or not _alike(x, y)):
+    if not _matrices(x, y) or not _writable(out, (x.shape[0], y.shape[1]), x):
         return NotImplemented
-    xp = backend.array_module(x)
-    (M, K), N = x.shape, y.shape[1]
-    if M == 0 or N == 0 or K == 0:
+    if 0 in x.shape or 0 in y.shape:
         return out  # adding a sum of no products changes nothing
-    if -(-M // TILE) > 65535 or backend.path("matmul") == "numpy":
+    tiled = _tiled(x, y)
+    if tiled is None:
         return NotImplemented
-    xa, trans_x = _operand(x)
-    ya, trans_y = _operand(y)
-    if backend.path("matmul") == "auto" and xp is not np:
-        key = (M, N, K, x.dtype.char, trans_x, trans_y, x.device.id)
-        if key not in _mm_choice:
-            _mm_choice[key] = _faster_mm(x, y, xa, ya, trans_x, trans_y)
-        if _mm_choice[key] == "cublas":
-            return NotImplemented
+    xa, trans_x, ya, trans_y = tiled
     _mm_launch(xa, ya, out, trans_x, trans_y, accumulate=1)
     return out
 

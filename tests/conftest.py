@@ -86,6 +86,21 @@ def _round_trip(kernel):
     return call
 
 
+@pytest.fixture
+def emulated_kernels(monkeypatch):
+    """minigrad.cuda with its kernels built for the CPU by tests/emulator.py (skipped, saying
+    why, where the emulator cannot build them)."""
+    import emulator
+
+    from minigrad import cuda
+    if emulator.UNAVAILABLE:
+        pytest.skip(emulator.UNAVAILABLE)
+    monkeypatch.setattr(cuda, "compiler", emulator.compile)
+    cuda.clear_cache()
+    yield
+    cuda.clear_cache()
+
+
 @pytest.fixture(params=BACKENDS)
 def on_backend(request, monkeypatch):
     """Run the test on each backend (see above); yields the backend's name."""
@@ -95,10 +110,7 @@ def on_backend(request, monkeypatch):
     if only and name != "numpy":
         pytest.skip(f"runs on NumPy only: {only.args[0]}")
     if name == "emulated":
-        import emulator
-        monkeypatch.setattr(cuda, "compiler", emulator.compile)
-        cuda.clear_cache()
-        request.addfinalizer(cuda.clear_cache)
+        request.getfixturevalue("emulated_kernels")
     elif name == "cuda":
         if not backend.cuda_available():
             pytest.skip("needs a usable CUDA GPU (CuPy and a driver); this machine has none")

@@ -110,13 +110,11 @@ def test_cpu_is_the_device_of_numpy_data(given):
 # -- the launches of a training step -------------------------------------------------
 
 @pytest.mark.parametrize("layer, cell", [(nn.RNN, "elman"), (nn.LSTM, "lstm"), (nn.GRU, "gru")])
-def test_a_training_step_of_a_sequence_layer_launches_few_kernels(monkeypatch, layer, cell):
+def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kernels, monkeypatch,
+                                                                   layer, cell):
     """One TBPTT window of a layer with a linear readout, cross-entropy and SGD, on the
     kernel path (emulated): per time step one matmul and one fused kernel each way."""
-    import emulator
-    monkeypatch.setattr(cuda, "compiler", emulator.compile)
     monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
-    cuda.clear_cache()
     names = []
     monkeypatch.setattr(cuda, "on_launch", [names.append])
     T, B, n_in, H, C = 7, 3, 4, 5, 6
@@ -126,13 +124,10 @@ def test_a_training_step_of_a_sequence_layer_launches_few_kernels(monkeypatch, l
     optimizer = SGD(params, lr=0.1, momentum=0.9)
     xs = mg.tensor(rng.standard_normal((T, B, n_in)).astype(np.float32))
     ys = rng.integers(0, C, (T, B))
-    try:
-        hs, _ = rnn(xs)
-        loss = F.cross_entropy(head(hs), ys)
-        loss.backward()
-        optimizer.step()
-    finally:
-        cuda.clear_cache()
+    hs, _ = rnn(xs)
+    loss = F.cross_entropy(head(hs), ys)
+    loss.backward()
+    optimizer.step()
 
     def count(kernel):
         return sum(n.startswith(kernel + "_f") for n in names)

@@ -11,9 +11,8 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend, nn
-from minigrad.bptt import TBPTT, train_sequence
-from minigrad.nn import functional as F
-from minigrad.optim import SGD, Adam
+from minigrad.optim import SGD
+from helpers import train_layer
 
 pytestmark = pytest.mark.skipif(not backend.cuda_available(),
                                 reason="needs a usable CUDA GPU (CuPy and a driver); this machine has none")
@@ -49,23 +48,14 @@ def test_creation_on_cuda_gives_the_cpu_numbers():
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_training_on_cuda_gives_the_cpu_losses_and_weights(kind, paths):
     """TBPTT(3, 5) over a layer, segments at a time, with Adam: float64 on both devices."""
-    layer_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((12, 4, 3))
     ys = rng.integers(0, 5, (12, 4))
     results = []
     for device in ("cpu", "cuda"):
-        layer = layer_cls(3, 8, dtype="float64", rng=1).to(device)
-        head = nn.Linear(8, 5, dtype="float64", rng=2).to(device)
-        optimizer = Adam(layer.parameters() + head.parameters(), lr=0.01)
-
-        def step(state, x, y):
-            hs, state = layer(x, state)
-            return state, F.cross_entropy(head(hs), y.data, reduction="sum")
         with backend.using(**paths):
-            result = train_sequence(step, None, mg.tensor(xs, device=device), mg.tensor(ys, device=device),
-                                    policy=TBPTT(3, 5), optimizer=optimizer, segments=True)
-        results.append((result.losses, [p.numpy() for p in layer.parameters() + head.parameters()]))
+            losses, params = train_layer(kind, device, xs, ys, hidden=8)
+        results.append((losses, [p.numpy() for p in params]))
     (cpu_losses, cpu_weights), (gpu_losses, gpu_weights) = results
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-10)
     for got, want in zip(gpu_weights, cpu_weights):

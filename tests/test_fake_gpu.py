@@ -24,10 +24,10 @@ import pytest
 import emulator
 import minigrad as mg
 from minigrad import backend, cuda, nn
-from minigrad.bptt import TBPTT, train_sequence
 from minigrad.cli import main
 from minigrad.nn import functional as F
 from minigrad.optim import SGD, Adagrad, Adam
+from helpers import train_layer
 
 IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
             "Please use `.get()` to construct a NumPy array explicitly.")  # CuPy's words
@@ -459,24 +459,14 @@ def test_embedding_and_cross_entropy_with_device_targets(fake_gpu, rng):
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_training_on_cuda_gives_the_cpu_losses_and_weights(fake_gpu, kind):
     """TBPTT(3, 5) over a layer, segments at a time, with Adam: float64 on both devices."""
-    layer_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((8, 3, 3))
     ys = rng.integers(0, 5, (8, 3))
     results, launched = [], cuda.launches
     for device in ("cpu", "cuda"):
-        layer = layer_cls(3, 5, dtype="float64", rng=1).to(device)
-        head = nn.Linear(5, 5, dtype="float64", rng=2).to(device)
-        optimizer = Adam(layer.parameters() + head.parameters(), lr=0.01)
-
-        def step(state, x, y):
-            hs, state = layer(x, state)
-            return state, F.cross_entropy(head(hs), y.data, reduction="sum")
-        result = train_sequence(step, None, mg.tensor(xs, device=device), mg.tensor(ys, device=device),
-                                policy=TBPTT(3, 5), optimizer=optimizer, segments=True, clip_grad_norm=1.0)
-        params = layer.parameters() + head.parameters()
+        losses, params = train_layer(kind, device, xs, ys, hidden=5, clip_grad_norm=1.0)
         assert all(p.device == backend.parse_device(device) for p in params)
-        results.append((result.losses, [p.numpy() for p in params]))
+        results.append((losses, [p.numpy() for p in params]))
     assert (cuda.launches > launched) == (fake_gpu == "kernels")  # our kernels ran, or CuPy's library
     (cpu_losses, cpu_weights), (gpu_losses, gpu_weights) = results
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-10)

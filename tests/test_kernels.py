@@ -95,17 +95,13 @@ def _nan_empty(real_empty):
 
 
 @pytest.fixture
-def emulated(monkeypatch):
-    """minigrad.cuda with its kernels built for the CPU by tests/emulator.py: the wrappers
-    then run on NumPy arrays. The arrays they allocate start as NaN, between guard zones."""
-    if emulator.UNAVAILABLE:
-        pytest.skip(emulator.UNAVAILABLE)
-    monkeypatch.setattr(cuda, "compiler", emulator.compile)
+def emulated(emulated_kernels, monkeypatch):
+    """minigrad.cuda with its kernels built for the CPU (conftest's emulated_kernels): the
+    wrappers then run on NumPy arrays. The arrays they allocate start as NaN, between guard
+    zones."""
     monkeypatch.setattr(np, "empty", fenced_empty)
     _fenced.clear()
-    cuda.clear_cache()
     yield
-    cuda.clear_cache()
     _fenced.clear()
 
 
