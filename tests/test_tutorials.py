@@ -17,6 +17,10 @@ EXPECTED = ["1-autodiff-from-scratch", "2-unrolling-an-rnn", "3-truncated-bptt",
 MAX_KIB = 400  # a saved notebook, figures included: small enough to read well on the web
 
 
+def test_the_five_tutorials_are_there_in_order():
+    assert [p.stem for p in execute.NOTEBOOKS] == EXPECTED
+
+
 @pytest.mark.parametrize("path", execute.NOTEBOOKS, ids=lambda p: p.stem)
 def test_saved_outputs_come_from_the_current_cells(path):
     nb = nbformat.read(path, as_version=4)
@@ -39,6 +43,13 @@ def test_runs_top_to_bottom(path):
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code and all(cell.execution_count for cell in code)
     print(f"{path.name}: {seconds:.1f} s")
+
+
+def test_the_readme_links_them_in_order():
+    readme = (execute.HERE.parent / "README.md").read_text()
+    links = [readme.find(f"](tutorials/{name}.ipynb)") for name in EXPECTED]
+    assert all(at >= 0 for at in links), "README.md must link every notebook"
+    assert links == sorted(links), "README.md must link the notebooks in order"
 
 
 def test_execute_names_a_missing_notebook_in_one_line(capsys):
