@@ -9,7 +9,8 @@ notebook again, and fails when a notebook's saved outputs do not come from its c
 
 Each notebook runs in a fresh kernel of this Python (so with the minigrad installed here), in
 an empty temporary directory: a notebook must not depend on, or write into, the folder it
-lives in. Figures are saved as PNG at a modest resolution, to keep the notebooks small.
+lives in. The notebooks keep themselves small: their first cell asks for PNG figures at a
+modest resolution, and the tests bound each saved notebook's size.
 """
 import contextlib
 import hashlib
