@@ -17,6 +17,7 @@ import operator
 import sys
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -552,3 +553,48 @@ def test_minigrad_train_text_on_cuda_samples_the_cpu_text(fake_gpu, capsys, tmp_
     out, gpu = _train(capsys, *argv, "--device", "cuda")
     assert "sample (20 characters" in out
     assert _train(capsys, *argv, "--device", "cpu")[1] == gpu
+
+
+# -- tutorial 5's GPU branch ---------------------------------------------------------------
+
+TUTORIAL_5 = Path(__file__).resolve().parent.parent / "tutorials" / "5-a-cuda-kernel.ipynb"
+
+
+@pytest.mark.parametrize("fake_gpu", ["kernels"], indirect=True)  # it launches its kernel itself
+def test_tutorial_5_runs_its_gpu_cells_on_the_fake(fake_gpu, monkeypatch):
+    """tutorials/5-a-cuda-kernel.ipynb takes another branch on a GPU (cupy.RawModule, launches
+    on device arrays, CUDA events): run its cells here, with the fake as CuPy and the kernel built
+    by the emulator, so that a slip in them shows before the first run on a GPU."""
+    nbformat = pytest.importorskip("nbformat",
+                                   reason='needs the tutorials extra: pip install -e ".[tutorials]"')
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = TUTORIAL_5
+    built = {}
+
+    def raw_module(code, options=()):
+        built["options"] = options
+        return _OnFakeMemory(emulator.compile(code, str(cuda.KERNELS_DIR / "lstm.cu")))
+
+    monkeypatch.setattr(fake_cupy, "RawModule", raw_module)
+    monkeypatch.setattr(fake_cupy.cuda.runtime, "getDeviceProperties",
+                        lambda device: {"name": b"Fake GPU"}, raising=False)
+    monkeypatch.setattr(plt, "show", lambda: plt.close("all"))
+    code = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells
+                     if cell.cell_type == "code")
+    # Two changes, for the emulator's speed: fewer timing runs, and no verdict on times that
+    # measure the emulator, not a GPU.
+    edits = {"repeats=200": "repeats=2",
+             'assert times["fused kernel"] < times["twin, run by CuPy"]': "pass"}
+    for old, new in edits.items():
+        assert old in code, f"tutorial 5 changed: {old!r} is gone; update this test"
+        code = code.replace(old, new)
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+    scope = {}
+    exec(compile(code, str(path), "exec"), scope)
+    assert scope["GPU"] and scope["where"] == "on the GPU" and scope["xp"] is fake_cupy
+    assert "-std=c++17" in built["options"]
+    assert set(scope["times"]) == {"fused kernel", "twin, run by CuPy", "one pass over 3 MB"}
+    assert scope["device"] == "Fake GPU"
