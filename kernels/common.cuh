@@ -80,7 +80,7 @@ __device__ __forceinline__ T gate_sigmoid(T x) {
 
 // -- activations and their derivatives -------------------------------------------------
 //
-// Written once for elementwise.cu's activation kernels and elman.cu's cell.
+// Used by elementwise.cu's activation kernels, which are also the Elman cell's pointwise part.
 
 // Which activation: the numbers minigrad/cuda.py passes (its ACTIVATIONS).
 enum { TANH = 0, SIGMOID = 1, RELU = 2, EXP = 3 };

@@ -6,7 +6,9 @@
 // grid-stride loop, so any grid covers any size; element counts are long long.
 
 // Which arithmetic op: cuda.py's BINARY_OPS. (The activations' numbers, activate() and
-// activation_slope() are in common.cuh: elman.cu uses them too.)
+// activation_slope() are in common.cuh.) The activation kernels are also the Elman cell's
+// pointwise part (cuda._elman): y may be x itself, since each thread reads its element
+// before writing it.
 enum { ADD = 0, SUB = 1, MUL = 2, DIV = 3 };
 
 // x, y: n elements (C-contiguous, any shape).   y = f(x), f = tanh, sigmoid, relu or exp.

@@ -446,11 +446,13 @@ def softmax_xent_backward(x, t, lse, scale):
     return grad
 
 
-# -- elman.cu, lstm.cu, gru.cu: the cells' pointwise parts -------------------------------------
+# -- the cells' pointwise parts: elementwise.cu (Elman), lstm.cu, gru.cu -------------------------
 #
 # One thread per (batch row, hidden unit). Batches are (B, H) states and (B, G*H) gates;
 # `out=` and `d=` arrays are written in place (the sequence ops pass views of their
 # (T, B, ...) buffers), so those must be C-contiguous, of the right shape and dtype.
+# The Elman cell's pointwise part is its activation alone: elementwise.cu's kernels, which
+# read each element before writing it, so `out` may be the input.
 
 def _elman(a, relu, out=None):
     """h' = tanh(a) or relu(a), into `out` if given (out may be a itself). Twin: functional._elman."""
@@ -458,7 +460,8 @@ def _elman(a, relu, out=None):
     if outs is None:
         return NotImplemented
     (h_new,) = outs
-    _launch_1d("elman.cu", "elman_fwd", a, a.size, (_dense(a), h_new, np.int64(a.size), int(bool(relu))))
+    kind = ACTIVATIONS["relu" if relu else "tanh"]
+    _launch_1d("elementwise.cu", "activation", a, a.size, (_dense(a), h_new, np.int64(a.size), kind))
     return h_new
 
 
@@ -474,7 +477,8 @@ def _elman_backward(g, h_new, a, relu, out=None):
     if outs is None:
         return NotImplemented
     da = outs[0]
-    _launch_1d("elman.cu", "elman_bwd", g, da.size, (g, saved, da, np.int64(da.size), int(bool(relu))))
+    kind = ACTIVATIONS["relu" if relu else "tanh"]
+    _launch_1d("elementwise.cu", "activation_backward", g, da.size, (g, saved, da, np.int64(da.size), kind))
     return da
 
 

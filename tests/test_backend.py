@@ -109,9 +109,14 @@ def test_cpu_is_the_device_of_numpy_data(given):
 
 # -- the launches of a training step -------------------------------------------------
 
-@pytest.mark.parametrize("layer, cell", [(nn.RNN, "elman"), (nn.LSTM, "lstm"), (nn.GRU, "gru")])
+# The fused step kernels, forward and backward; the Elman cell's is its activation (elementwise.cu).
+STEP_KERNELS = [(nn.RNN, "activation", "activation_backward"), (nn.LSTM, "lstm_fwd", "lstm_bwd"),
+                (nn.GRU, "gru_fwd", "gru_bwd")]
+
+
+@pytest.mark.parametrize("layer, fwd, bwd", STEP_KERNELS, ids=["RNN", "LSTM", "GRU"])
 def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kernels, monkeypatch,
-                                                                   layer, cell):
+                                                                   layer, fwd, bwd):
     """One TBPTT window of a layer with a linear readout, cross-entropy and SGD, on the
     kernel path (emulated): per time step one matmul and one fused kernel each way."""
     monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
@@ -131,7 +136,7 @@ def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kerne
 
     def count(kernel):
         return sum(n.startswith(kernel + "_f") for n in names)
-    assert count(cell + "_fwd") == T and count(cell + "_bwd") == T
+    assert count(fwd) == T and count(bwd) == T
     # forward: the window's input projections, T recurrent products, the readout;
     # backward: T recurrent products, dx, dW_ih, dW_hh, and the readout's two.
     assert count("mm") <= 2 * T + 6
