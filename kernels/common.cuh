@@ -3,9 +3,10 @@
 // Kernels are written in a small subset of CUDA C++ so that tests/emulator.py can also
 // compile them as plain C++17 with g++ (its prelude defines __global__, __device__ and
 // __forceinline__ as nothing, __shared__ as `static`, the thread and block indices as
-// globals, and __syncthreads()). Hence: no #include, no std::, no warp shuffles, atomics
-// or dynamic shared memory. The math functions (expf, exp, tanhf, tanh, ...) are the
-// ones NVRTC provides on the device and the C library provides on the host.
+// globals, and __syncthreads()). Hence: no #include, no std::, no warp shuffles or
+// atomics, and dynamic shared memory only through dynamic_shared<T>() below. The math
+// functions (expf, exp, tanhf, tanh, ...) are the ones NVRTC provides on the device and
+// the C library provides on the host.
 //
 // Helpers that are not templates are `static`: each .cu file gets its own copy, so two
 // files compiled into one program never clash.
@@ -25,6 +26,18 @@ static __device__ __forceinline__ long long global_index() {
 static __device__ __forceinline__ long long grid_stride() {
     return (long long)gridDim.x * blockDim.x;
 }
+
+// The block's dynamic shared memory, as an array of T: the `shared_mem` bytes its launch
+// asked for (cuda.launch's shared_mem=). One region per block, whatever T a kernel reads
+// it as; declared as doubles so that it is aligned for float and double alike. The CPU
+// emulator defines its own (tests/emulate.h).
+#ifndef EMU_DYNAMIC_SHARED
+template <typename T>
+__device__ __forceinline__ T* dynamic_shared() {
+    extern __shared__ double dynamic_shared_words[];
+    return reinterpret_cast<T*>(dynamic_shared_words);
+}
+#endif
 
 // -- math in the kernel's precision -----------------------------------------------------
 //

@@ -14,7 +14,10 @@
 //
 // Shared memory is poisoned: before each block, every __shared__ array (the emulator finds
 // them in the library's symbol table and registers them with emu_poison) is filled with ones,
-// NaN as a float, so a kernel that reads shared memory it did not write reads NaN.
+// NaN as a float, so a kernel that reads shared memory it did not write reads NaN. So is the
+// launch's dynamic shared memory (its `shared_mem` bytes, which kernels reach through
+// common.cuh's dynamic_shared<T>(), defined here instead): a buffer that the Python side
+// allocates between guard zones and registers with emu_set_dynamic_shared before the launch.
 //
 // Switching is _setjmp/_longjmp between stacks that ucontext made once: no system call per
 // switch (swapcontext saves the signal mask with one), which keeps thousands of launches fast.
@@ -99,6 +102,7 @@ static char error[512];
 struct Span { char* start; std::size_t size; };
 static Span shared_arrays[256];  // the __shared__ arrays, poisoned before every block
 static unsigned shared_count;
+static Span dynamic_shared = {nullptr, 0};  // the launch's dynamic shared memory, poisoned too
 
 __attribute__((noinline)) static void yield() {  // never inlined: _setjmp returns twice
     if (!_setjmp(fibers[current].jump)) _longjmp(scheduler, 1);
@@ -165,6 +169,7 @@ static int run_grid(const unsigned* dims, void (*fn)(void*), void* arg) {
                 blockIdx = {bx, by, bz};
                 for (unsigned k = 0; k < shared_count; ++k)
                     std::memset(shared_arrays[k].start, 0xFF, shared_arrays[k].size);
+                if (dynamic_shared.size) std::memset(dynamic_shared.start, 0xFF, dynamic_shared.size);
                 for (unsigned k = 0; k < n; ++k) fibers[k].state = kRunning;
                 for (unsigned live = n; live;) {  // one round: every live fiber to its next stop
                     unsigned waiting = 0, done = 0;
@@ -245,6 +250,11 @@ static inline void __syncthreads() {
     emu::fibers[emu::current].state = emu::kAtBarrier;
     emu::yield();
 }
+// common.cuh's dynamic_shared<T>(): the running block's dynamic shared memory.
+#define EMU_DYNAMIC_SHARED
+template <class T> static inline T* dynamic_shared() {
+    return reinterpret_cast<T*>(emu::dynamic_shared.start);
+}
 static inline void __threadfence_block() {}
 static inline void __threadfence() {}
 
@@ -256,3 +266,6 @@ EMU_EXPORT int emu_poison(void* start, std::size_t size) {
     return 0;
 }
 EMU_EXPORT void emu_set_reversed(int on) { emu::reversed = on != 0; }
+EMU_EXPORT void emu_set_dynamic_shared(void* start, std::size_t size) {
+    emu::dynamic_shared = {static_cast<char*>(start), size};
+}

@@ -14,8 +14,11 @@ everything that goes into it, so only the first run of a source pays for g++.
 
 A launch also checks what a GPU would not tell: every array is copied into a buffer between
 two guard zones of NaN, so a kernel that writes outside an array fails the launch, and one that
-reads outside it reads NaN; shared memory is NaN at the start of every block; and a
+reads outside it reads NaN; shared memory, static and dynamic, is NaN at the start of every
+block, and a write past the end of the dynamic shared memory fails the launch; and a
 __syncthreads() that some threads of a block reach and others do not fails the launch.
+Dynamic shared memory follows CUDA's rules: up to 48 KiB per block by default, more once
+the kernel's max_dynamic_shared_size_bytes is raised, up to an H100's SHARED_OPTIN.
 """
 import ctypes
 import functools
@@ -42,6 +45,8 @@ FLAGS = ["-O1", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-g
 CACHE = Path(os.environ.get("MINIGRAD_EMULATOR_CACHE",
                             Path(tempfile.gettempdir()) / f"minigrad-emulator-{os.getuid()}"))
 GUARD = 4096  # bytes of NaN on each side of every array a launch sees
+SHARED_DEFAULT = 48 * 1024  # dynamic shared memory a block may have without opting in (CUDA's)
+SHARED_OPTIN = 227 * 1024   # ... and with: an H100's (and H200's) sharedMemPerBlockOptin
 _ENTRY = re.compile(r'extern\s*"C"\s*__emu_global__\s*void\s+(\w+)\s*\(([^)]*)\)')
 _C_NAMES = {"f4": "float", "f8": "double", "i1": "signed char", "i2": "short", "i4": "int",
             "i8": "long long", "u1": "unsigned char", "u2": "unsigned short", "u4": "unsigned",
@@ -187,12 +192,26 @@ class Function:
                                     "cannot pass (numbers and pointers to numbers only)")
         self._pointer = [t.startswith("p") for t in self.types]
         self._dtype = [np.dtype(t.lstrip("pc")).str for t in self.types]  # "<f4", "|b1", ...
+        self._max_shared = SHARED_DEFAULT
+
+    @property
+    def max_dynamic_shared_size_bytes(self):
+        """As cupy.RawKernel's: the most dynamic shared memory a launch may ask for."""
+        return self._max_shared
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value):
+        if not 0 <= value <= SHARED_OPTIN:
+            raise ValueError(f"{self.name}: max_dynamic_shared_size_bytes={value}: CUDA allows "
+                             f"0 to {SHARED_OPTIN} bytes per block (an H100's)")
+        self._max_shared = int(value)
 
     def __call__(self, grid, block, args, shared_mem=0):
         dims = _dims("grid", _hashable(grid)) + _dims("block", _hashable(block))
-        if shared_mem:
-            raise ValueError(f"{self.name}: shared_mem={shared_mem}: the kernels use static "
-                             "__shared__ arrays only, and the emulator has no dynamic shared memory")
+        if not 0 <= shared_mem <= self._max_shared:
+            raise ValueError(f"{self.name}: shared_mem={shared_mem} bytes of dynamic shared memory; "
+                             f"this kernel may have 0 to {self._max_shared} (CUDA's limit until "
+                             f"max_dynamic_shared_size_bytes is raised, up to {SHARED_OPTIN})")
         if type(args) is not tuple:
             raise TypeError(f"{self.name}: args must be a tuple, got {type(args).__name__}")
         if len(args) != len(self.types):
@@ -213,12 +232,21 @@ class Function:
                     raise self._wrong(k, arg)
                 value = arg.tobytes()
                 packed[24 + 8 * k:24 + 8 * k + len(value)] = value
+        # The dynamic shared memory, between two guard zones (poisoned by the runtime per block).
+        shared = np.empty(shared_mem + 2 * GUARD, np.uint8)
+        shared[:GUARD], shared[-GUARD:] = guard_zone(250), guard_zone(251)
         with _lock, _Fenced(arrays, [self.params[k] for k in where], self.name) as pointers:
             for k, address in zip(where, pointers):
                 struct.pack_into("Q", packed, 24 + 8 * k, address)
             self._lib.emu_set_reversed(int(reverse_threads))
+            self._lib.emu_set_dynamic_shared(ctypes.c_void_p(shared.ctypes.data + GUARD),
+                                             ctypes.c_size_t(shared_mem))
             if self._run(ctypes.addressof((ctypes.c_char * len(packed)).from_buffer(packed))):
                 raise EmulatorError(f"{self.name}: {self._lib.emu_error().decode()}")
+            if (shared[:GUARD].tobytes() != guard_zone(250).tobytes()
+                    or shared[-GUARD:].tobytes() != guard_zone(251).tobytes()):
+                raise EmulatorError(f"{self.name}: wrote outside its {shared_mem} bytes of dynamic "
+                                    "shared memory")
 
     def _wrong(self, k, arg):
         """The TypeError for argument k."""

@@ -98,6 +98,22 @@ extern "C" __global__ void unwritten_shared_f64(double* x) {  // reads shared me
     x[threadIdx.x] = s[threadIdx.x];
 }
 
+// Dynamic shared memory (the launch's shared_mem bytes): each block reversed through it.
+extern "C" __global__ void reverse_blocks_f64(const double* x, double* out) {
+    double* buf = dynamic_shared<double>();
+    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+    buf[threadIdx.x] = x[i];
+    __syncthreads();
+    out[i] = buf[blockDim.x - 1 - threadIdx.x];
+}
+extern "C" __global__ void dynamic_unwritten_f64(double* x) {  // reads what no one wrote
+    x[threadIdx.x] = dynamic_shared<double>()[threadIdx.x];
+}
+extern "C" __global__ void dynamic_one_too_far_f64(double* x) {  // one element per thread, shifted
+    dynamic_shared<double>()[threadIdx.x + 1] = 1;
+    x[threadIdx.x] = 0;
+}
+
 // Types of every kind, for the argument checks; a deep stack, for the fibers.
 extern "C" __global__ void kinds_f64(double* out, int i, long long j, unsigned long long k,
                                      float f, double d) {
@@ -129,8 +145,8 @@ def test_finds_the_entry_points(module):
     assert sorted(module.names) == sorted([
         "saxpy_f32", "saxpy_f64", "block_sums_f32", "block_sums_f64", "transpose_f32",
         "transpose_f64", "where_f64", "unguarded_f32", "copy_one_too_many_f32", "shifted_f32",
-        "early_return_f32", "no_barrier_f32",
-        "unwritten_shared_f64", "kinds_f64"])
+        "early_return_f32", "no_barrier_f32", "unwritten_shared_f64", "reverse_blocks_f64",
+        "dynamic_unwritten_f64", "dynamic_one_too_far_f64", "kinds_f64"])
     with pytest.raises(AttributeError, match="has no kernel 'hidden_f32'; its entry points are"):
         module.get_function("hidden_f32")
 
@@ -247,6 +263,39 @@ def test_unwritten_shared_memory_reads_nan(module):
         assert (x[:32] == 1).all() and np.isnan(x[32:]).all()
 
 
+@pytest.mark.parametrize("threads", [1, 33, 1024])
+def test_dynamic_shared_memory_beyond_48_kib_once_the_kernel_opts_in(module, rng, threads):
+    x = rng.standard_normal(3 * threads)
+    out = np.zeros_like(x)
+    fn = module.get_function("reverse_blocks_f64")
+    fn.max_dynamic_shared_size_bytes = emulator.SHARED_DEFAULT  # CUDA's default (the module is shared)
+    fn(3, threads, (x, out), shared_mem=8 * threads)
+    np.testing.assert_array_equal(out, x.reshape(3, threads)[:, ::-1].ravel())
+    with pytest.raises(ValueError, match="may have 0 to 49152"):
+        fn(3, threads, (x, out), shared_mem=64 * 1024)  # as on a GPU: refused until ...
+    fn.max_dynamic_shared_size_bytes = emulator.SHARED_OPTIN  # ... the kernel opts in
+    out[...] = 0
+    fn(3, threads, (x, out), shared_mem=emulator.SHARED_OPTIN)
+    np.testing.assert_array_equal(out, x.reshape(3, threads)[:, ::-1].ravel())
+    with pytest.raises(ValueError, match="CUDA allows 0 to 232448 bytes per block"):
+        fn.max_dynamic_shared_size_bytes = emulator.SHARED_OPTIN + 1
+
+
+def test_unwritten_dynamic_shared_memory_reads_nan(module):
+    x = np.zeros(16)
+    for _ in range(2):
+        module.get_function("dynamic_unwritten_f64")(1, 16, (x,), shared_mem=16 * 8)
+        assert np.isnan(x).all()
+        x[...] = 0
+
+
+def test_a_write_past_the_dynamic_shared_memory_fails_the_launch(module):
+    fn = module.get_function("dynamic_one_too_far_f64")
+    fn(1, 16, (np.zeros(16),), shared_mem=17 * 8)  # room for the shift: fine
+    with pytest.raises(emulator.EmulatorError, match="wrote outside its 128 bytes of dynamic shared"):
+        fn(1, 16, (np.zeros(16),), shared_mem=16 * 8)
+
+
 @pytest.mark.parametrize("args, message", [
     ((np.zeros(4, np.float32), 3), r"argument 1 \(`int n`\): expected a NumPy scalar of C type int "
                                    r"\(such as np.int32\(...\)\), got int: CuPy would guess its C type"),
@@ -268,7 +317,8 @@ def test_a_wrong_argument_is_a_type_error(module, args, message):
     (1, (32, 32, 2), {}, "2048 threads; CUDA allows 1024"),
     ((1, 70000), 1, {}, "grid .*: each size must be in 1..65535"),
     (0, 1, {}, "grid .*: each size must be in 1.."),
-    (1, 4, {"shared_mem": 128}, "no dynamic shared memory"),
+    (1, 4, {"shared_mem": 48 * 1024 + 8}, r"shared_mem=49160 bytes .* 0 to 49152 \(CUDA's limit until"),
+    (1, 4, {"shared_mem": -1}, "shared_mem=-1 bytes"),
 ])
 def test_a_launch_outside_cuda_limits_is_a_value_error(module, grid, block, kwargs, message):
     with pytest.raises(ValueError, match=message):
