@@ -32,7 +32,10 @@ INSTALL = 'pip install "minigrad[gpu]"'
 
 # Op families whose path can be forced. "numpy" runs the twin on any array; "kernel"
 # runs our CUDA kernel on GPU arrays; "auto" is our kernel, except that matmul measures.
-FAMILIES = ("matmul", "elementwise", "reduce", "loss", "cells", "optim")
+# "window" is the recurrence of a whole window of an Elman or LSTM layer (kernels/window.cu,
+# where the weights fit on chip); its twin is the step loop, whose matmuls and pointwise
+# parts follow "matmul" and "cells". Forcing "cells" to "numpy" turns the window kernel off too.
+FAMILIES = ("matmul", "elementwise", "reduce", "loss", "cells", "optim", "window")
 PATHS = ("auto", "kernel", "numpy")
 _paths = dict.fromkeys(FAMILIES, "auto")
 

@@ -27,6 +27,12 @@ on_launch = []  # functions called with each launched kernel's name (e.g. "lstm_
 
 _modules = {}    # (device key, file) -> compiled module: each source compiled once per device
 _functions = {}  # (device key, file, entry point) -> kernel function
+_shared_limits = {}  # device key -> the most dynamic shared memory a block may have (bytes)
+
+# A block's dynamic shared memory: up to 48 KiB as launched, more once the kernel opts in
+# (max_dynamic_shared_size_bytes), up to the device's limit. The emulator's limit is an H100's.
+SHARED_DEFAULT = 48 * 1024
+EMULATED_SHARED_LIMIT = 227 * 1024
 
 
 # -- loading and launching -----------------------------------------------------------------
@@ -50,6 +56,7 @@ def clear_cache():
     """Forget every compiled module and matmul's measurements (after replacing `compiler`)."""
     _modules.clear()
     _functions.clear()
+    _shared_limits.clear()
     _mm_choice.clear()
 
 
@@ -91,10 +98,27 @@ def _c_value(value, real):
     return value
 
 
-def launch(file, name, like, grid, block, args, *, count=True):
+def shared_memory_limit(device_key):
+    """The most dynamic shared memory (bytes) one block may have on a device: the GPU's
+    opt-in limit (227 KiB on an H100, 163 KiB on an A100), asked once."""
+    limit = _shared_limits.get(device_key)
+    if limit is None:
+        if device_key == EMULATED:
+            limit = EMULATED_SHARED_LIMIT
+        else:
+            runtime = backend.cupy().cuda.runtime
+            limit = runtime.deviceGetAttribute(runtime.cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                               device_key)
+        _shared_limits[device_key] = limit
+    return limit
+
+
+def launch(file, name, like, grid, block, args, *, shared_mem=0, count=True):
     """Run kernel `name` of kernels/`file` in `like`'s precision (entry point name_f32 for
     float32, name_f64 for float64) on `like`'s device: fn(grid, block, args).
 
+    shared_mem: bytes of dynamic shared memory per block (common.cuh's dynamic_shared);
+    past 48 KiB the kernel is opted in first, up to shared_memory_limit (the caller checks).
     count=False: not counted in `launches` nor shown to `on_launch` (matmul's timing runs,
     made once per shape, which are not part of the computation).
     """
@@ -109,10 +133,19 @@ def launch(file, name, like, grid, block, args, *, count=True):
         for hook in on_launch:
             hook(entry)
     if device_key == EMULATED or device_key == backend.cupy().cuda.runtime.getDevice():
-        fn(grid, block, args)
+        _run(fn, grid, block, args, shared_mem)
     else:  # a kernel runs on the current device: make it the arrays' for the launch
         with backend.cupy().cuda.Device(device_key):
-            fn(grid, block, args)
+            _run(fn, grid, block, args, shared_mem)
+
+
+def _run(fn, grid, block, args, shared_mem):
+    if not shared_mem:
+        fn(grid, block, args)
+        return
+    if shared_mem > SHARED_DEFAULT and fn.max_dynamic_shared_size_bytes < shared_mem:
+        fn.max_dynamic_shared_size_bytes = shared_mem  # once per kernel and size (a driver call)
+    fn(grid, block, args, shared_mem=shared_mem)
 
 
 def _launch_1d(file, name, like, n, args):
@@ -558,6 +591,91 @@ def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
                (_dense(g, (B, H)), _dense(a_hh), _dense(rz, (B, 2 * H)), _dense(cand, (B, H)),
                 _dense(h, (B, H)), d_ih, d_hh, gh, B, H, accumulate))
     return d_ih, d_hh, gh
+
+
+# -- window.cu: the recurrence of a whole window in one launch ----------------------------------
+#
+# One block per batch row, holding W_hh in shared memory for all T steps (see window.cu).
+# A layer whose weights do not fit in a block's shared memory, or whose gates outnumber a
+# block's 1024 threads, runs the step loop (the twin) instead, as does every call while the
+# "cells" family is forced to NumPy.
+
+def _window_plan(like, W_hh, gates, threads_per_unit, *arrays):
+    """(B, H, block size, shared bytes) for a window kernel over like (T, B, ...), or None
+    if it cannot run here (then the twin runs).
+
+    like and `arrays` are the layer's (T, B, ...) buffers, read and written in place: they
+    must be like's kind, dtype and device, and C-contiguous; W_hh (gates*H, H) may be any
+    layout (it is read once, made dense). Shared memory holds W_hh, the state and the gates:
+    G H^2 + (G + 1) H numbers, the forward's need, asked for both ways so that a layer runs
+    its window kernels both ways or neither. The LSTM's forward has a thread per gate.
+    """
+    if (like.ndim != 3 or not _alike(like, W_hh, *arrays)
+            or not all(a.flags.c_contiguous for a in (like, *arrays))):
+        return None
+    B, H = like.shape[1], W_hh.shape[1]
+    shared = (gates * H * H + (gates + 1) * H) * like.itemsize
+    if (backend.path("cells") == "numpy" or gates * H > 1024 or B == 0
+            or shared > shared_memory_limit(_device_key(like))):
+        return None
+    return B, H, -(-threads_per_unit * H // 32) * 32, shared  # whole warps
+
+
+def _elman_window(A, Hs, W_hh, relu):
+    """for t = 0 .. T-1: A[t] += Hs[t] W_hh^T; Hs[t + 1] = act(A[t]), in one launch.
+    A: (T, B, H), Hs: (T + 1, B, H), W_hh: (H, H). Twin: functional._elman_window."""
+    plan = _window_plan(A, W_hh, 1, 1, Hs)
+    if plan is None:
+        return NotImplemented
+    B, H, block, shared = plan
+    kind = ACTIVATIONS["relu" if relu else "tanh"]
+    launch("window.cu", "elman_window_fwd", A, (B,), (block,),
+           (A, Hs, _dense(W_hh), len(A), B, H, kind), shared_mem=shared)
+    return Hs
+
+
+def _elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
+    """D[t] = (G[t] + D[t+1] W_hh) act'(.) for t = T-1 .. 0 in one launch; returns dL/dh0
+    (B, H), or None without need_h0. G is not written. Twin: functional._elman_window_backward."""
+    plan = _window_plan(G, W_hh, 1, 1, Hs, D)
+    if plan is None:
+        return NotImplemented
+    B, H, block, shared = plan
+    gh0 = backend.array_module(G).empty((B, H), G.dtype) if need_h0 else None
+    kind = ACTIVATIONS["relu" if relu else "tanh"]  # relu' is read off h: h > 0 where a > 0
+    launch("window.cu", "elman_window_bwd", G, (B,), (block,),
+           (G, Hs, _dense(W_hh), D, D if gh0 is None else gh0,  # without need_h0 nothing is written there
+            len(G), B, H, kind, int(need_h0)), shared_mem=shared)
+    return gh0
+
+
+def _lstm_window(A, Hs, Cs, TC, W_hh):
+    """T LSTM steps in one launch: A (T, B, 4H) completed and activated in place; Hs, Cs
+    (T + 1, B, H) and TC (T, B, H) filled in. Twin: functional._lstm_window."""
+    plan = _window_plan(A, W_hh, 4, 4, Hs, Cs, TC)
+    if plan is None:
+        return NotImplemented
+    B, H, block, shared = plan
+    launch("window.cu", "lstm_window_fwd", A, (B,), (block,),
+           (A, Hs, Cs, TC, _dense(W_hh), len(A), B, H), shared_mem=shared)
+    return Hs
+
+
+def _lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
+    """Back through T LSTM steps in one launch: D (T, B, 4H) written; returns (dL/dh0 or
+    None without need_h0, dL/dc0), each (B, H). G is not written.
+    Twin: functional._lstm_window_backward."""
+    plan = _window_plan(G, W_hh, 4, 1, A, Cs, TC, D)
+    if plan is None or not _alike(G, gc):
+        return NotImplemented
+    B, H, block, shared = plan
+    xp = backend.array_module(G)
+    gh0 = xp.empty((B, H), G.dtype) if need_h0 else None
+    gc0 = xp.empty((B, H), G.dtype)
+    launch("window.cu", "lstm_window_bwd", G, (B,), (block,),
+           (G, _dense(gc, (B, H)), A, Cs, TC, _dense(W_hh), D, gc0 if gh0 is None else gh0, gc0,
+            len(G), B, H, int(need_h0)), shared_mem=shared)
+    return gh0, gc0
 
 
 # -- optim.cu ----------------------------------------------------------------------------------

@@ -89,7 +89,8 @@ def test_every_twin_has_a_cuda_wrapper_with_its_signature():
     assert set(backend.TWINS) == {
         "mm", "mm_add", "binary", "activation", "activation_backward", "sum_axes", "softmax_xent",
         "softmax_xent_backward", "_elman", "_elman_backward", "_lstm", "_lstm_backward", "_gru",
-        "_gru_backward", "sgd_step", "adam_step", "adagrad_step"}
+        "_gru_backward", "_elman_window", "_elman_window_backward", "_lstm_window",
+        "_lstm_window_backward", "sgd_step", "adam_step", "adagrad_step"}
     for name, (family, twin) in backend.TWINS.items():
         assert family in backend.FAMILIES
         wrapper = getattr(cuda, name, None)
@@ -112,13 +113,13 @@ def test_cpu_is_the_device_of_numpy_data(given):
 # The fused step kernels, forward and backward; the Elman cell's is its activation (elementwise.cu).
 STEP_KERNELS = [(nn.RNN, "activation", "activation_backward"), (nn.LSTM, "lstm_fwd", "lstm_bwd"),
                 (nn.GRU, "gru_fwd", "gru_bwd")]
+# The whole-window kernels (window.cu) of the layers that have one.
+WINDOW_KERNELS = {nn.RNN: "elman_window", nn.LSTM: "lstm_window"}
 
 
-@pytest.mark.parametrize("layer, fwd, bwd", STEP_KERNELS, ids=["RNN", "LSTM", "GRU"])
-def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kernels, monkeypatch,
-                                                                   layer, fwd, bwd):
-    """One TBPTT window of a layer with a linear readout, cross-entropy and SGD, on the
-    kernel path (emulated): per time step one matmul and one fused kernel each way."""
+def _training_step_launches(layer, monkeypatch):
+    """The kernels one TBPTT window of `layer` (T = 7) with a linear readout, cross-entropy
+    and SGD launches on the kernel path (emulated), by name, in order."""
     monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
     names = []
     monkeypatch.setattr(cuda, "on_launch", [names.append])
@@ -133,12 +134,34 @@ def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kerne
     loss = F.cross_entropy(head(hs), ys)
     loss.backward()
     optimizer.step()
+    return T, lambda kernel: sum(n.startswith(kernel + "_f") for n in names), names
 
-    def count(kernel):
-        return sum(n.startswith(kernel + "_f") for n in names)
+
+@pytest.mark.parametrize("layer, fwd, bwd", STEP_KERNELS, ids=["RNN", "LSTM", "GRU"])
+def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kernels, monkeypatch,
+                                                                   layer, fwd, bwd):
+    """Step by step (the window kernel off): per time step one matmul and one fused kernel
+    each way."""
+    with backend.using(window="numpy"):
+        T, count, names = _training_step_launches(layer, monkeypatch)
     assert count(fwd) == T and count(bwd) == T
     # forward: the window's input projections, T recurrent products, the readout;
     # backward: T recurrent products, dx, dW_ih, dW_hh, and the readout's two.
     assert count("mm") <= 2 * T + 6
     assert count("sgd_step") == 1  # every parameter in one launch
     assert len(names) <= 4 * T + 16, sorted(set(names))
+
+
+@pytest.mark.parametrize("layer", list(WINDOW_KERNELS), ids=["RNN", "LSTM"])
+def test_the_window_kernel_makes_a_training_step_a_few_launches_whatever_its_length(
+        emulated_kernels, monkeypatch, layer):
+    """With the window kernel (the default where the weights fit): one launch for the whole
+    recurrence each way, and no per-step kernel at all."""
+    T, count, names = _training_step_launches(layer, monkeypatch)
+    window = WINDOW_KERNELS[layer]
+    assert count(window + "_fwd") == 1 and count(window + "_bwd") == 1
+    fwd, bwd = {nn.RNN: STEP_KERNELS[0], nn.LSTM: STEP_KERNELS[1]}[layer][1:]
+    assert count(fwd) == count(bwd) == 0
+    # forward: the input projections, the readout; backward: dx, dW_ih, dW_hh, the readout's two
+    assert count("mm") <= 6
+    assert len(names) <= 16, names

@@ -284,13 +284,23 @@ def _to_fake(a, dtype=None, copy=False):
     return FakeCudaArray(np.array(a, dtype=dtype, copy=True))
 
 
+def _device_attribute(attribute, device):
+    """cupy.cuda.runtime.deviceGetAttribute, for the one attribute minigrad asks: the opt-in
+    shared memory per block, an H100's (the emulator's limit)."""
+    if attribute != 97 or device != 0:
+        raise ValueError(f"the fake GPU knows attribute 97 of device 0 only, not {attribute} of {device}")
+    return emulator.SHARED_OPTIN
+
+
 class FakeCupy(types.ModuleType):
     """The cupy module, on the CPU: NumPy's functions on fake arrays, one "GPU" (number 0)."""
 
     def __init__(self):
         super().__init__("cupy")
         self.ndarray = FakeCudaArray
-        runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0)
+        runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
+                                        cudaDevAttrMaxSharedMemoryPerBlockOptin=97,
+                                        deviceGetAttribute=_device_attribute)
         self.cuda = types.SimpleNamespace(
             runtime=runtime, Device=FakeDevice, Event=_FakeEvent,
             get_elapsed_time=lambda start, stop: 1e3 * (stop.at - start.at))
@@ -331,15 +341,27 @@ class _OnFakeMemory:
         self._module = module
 
     def get_function(self, name):
-        fn = self._module.get_function(name)
+        return _OnFakeMemory.Kernel(self._module.get_function(name))
 
-        def launch(grid, block, args, **kwargs):
+    class Kernel:
+        """An emulator kernel launched on fake arrays; its attributes (max_dynamic_shared_size_bytes)
+        are the emulator kernel's."""
+
+        def __init__(self, fn):
+            object.__setattr__(self, "_fn", fn)
+
+        def __getattr__(self, name):
+            return getattr(self._fn, name)
+
+        def __setattr__(self, name, value):
+            setattr(self._fn, name, value)
+
+        def __call__(self, grid, block, args, **kwargs):
             for a in args:
                 if isinstance(a, np.ndarray):
-                    raise TypeError(f"{name}: a NumPy array as a kernel argument: {_refuse(a)}")
-            return fn(grid, block, tuple(a._a if isinstance(a, FakeCudaArray) else a for a in args),
-                      **kwargs)
-        return launch
+                    raise TypeError(f"{self._fn.name}: a NumPy array as a kernel argument: {_refuse(a)}")
+            return self._fn(grid, block, tuple(a._a if isinstance(a, FakeCudaArray) else a for a in args),
+                            **kwargs)
 
 
 VARIANTS = ["cupy-library", "kernels"]

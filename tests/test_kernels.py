@@ -524,6 +524,145 @@ def test_gru_backward(device, rng, B, H, dtype, d):
         close(device.get(a), b, dtype)
 
 
+# -- window.cu -------------------------------------------------------------------------------------
+#
+# A whole window in one launch, against the step loops. (T, B, H): a single step, odd sizes,
+# gates past a warp, and weights past the 48 KiB a block has without opting in (Elman 130,
+# LSTM 70: 66 KiB and 77 KiB in float32). The buffers the kernels fill start as NaN, and
+# Hs[0] (h0), Cs[0] (c0) and G must come out as they went in.
+
+WINDOWS = [(1, 1, 1), (4, 3, 17), (3, 2, 67)]
+WIDE = {"_elman_window": (2, 2, 130), "_lstm_window": (2, 2, 70)}
+
+
+def window_inputs(rng, T, B, H, gates, dtype):
+    """Input projections A (T, B, gates*H), the first state(s) and W_hh (gates*H, H), scaled
+    so that the recurrence neither explodes nor dies out over a few steps."""
+    A = inputs(rng, (T, B, gates * H), dtype, scale=1.0)
+    h0, c0 = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    W = (rng.standard_normal((gates * H, H)) / np.sqrt(H)).astype(dtype)
+    return A, h0, c0, W
+
+
+def states(device, first, T, dtype):
+    """A NaN-filled (T + 1, B, H) buffer on the device with `first` at [0], as the layers make."""
+    buffer = device.empty((T + 1,) + first.shape, dtype)
+    buffer[0] = device.put(first)
+    return buffer
+
+
+def elman_window_case(rng, T, B, H, dtype, relu):
+    """The forward's inputs and the twin's results: (A, h0, W), (A completed, Hs)."""
+    A, h0, _, W = window_inputs(rng, T, B, H, 1, dtype)
+    Hs = np.empty((T + 1, B, H), dtype)
+    Hs[0] = h0
+    A_done = A.copy()
+    twin("_elman_window")(A_done, Hs, W, relu)
+    return (A, h0, W), (A_done, Hs)
+
+
+@covers("_elman_window")
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_elman_window"]])
+def test_elman_window(device_sync, rng, T, B, H, dtype, relu):
+    (A, h0, W), (A_done, Hs_expected) = elman_window_case(rng, T, B, H, dtype, relu)
+    dA, dHs = device_sync.put(A), states(device_sync, h0, T, dtype)
+    got = run("_elman_window", dA, dHs, device_sync.put(W), relu)
+    assert _same(got, dHs), "Hs is not filled in place"
+    close(device_sync.get(dA), A_done, dtype, scale=H)         # the completed pre-activations
+    close(device_sync.get(dHs), Hs_expected, dtype, scale=H)   # Hs[0] = h0 unchanged, h_1..h_T
+
+
+@covers("_elman_window_backward")
+@pytest.mark.parametrize("need_h0", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_elman_window"]])
+def test_elman_window_backward(device_sync, rng, T, B, H, dtype, relu, need_h0):
+    (_, _, W), (A, Hs) = elman_window_case(rng, T, B, H, dtype, relu)
+    G = rng.standard_normal((T, B, H)).astype(dtype)
+    D = np.empty((T, B, H), dtype)
+    gh0 = twin("_elman_window_backward")(G.copy(), Hs, A, W, relu, D, need_h0)
+    dG, dD = device_sync.put(G), device_sync.empty((T, B, H), dtype)
+    got = run("_elman_window_backward", dG, *map(device_sync.put, (Hs, A, W)), relu, dD, need_h0)
+    close(device_sync.get(dD), D, dtype, scale=H)
+    assert (got is None) == (not need_h0)
+    if need_h0:
+        close(device_sync.get(got), gh0, dtype, scale=H)
+    np.testing.assert_array_equal(device_sync.get(dG), G, err_msg="G was written")
+
+
+def lstm_window_case(rng, T, B, H, dtype):
+    """The forward's inputs and the twin's results: (A, h0, c0, W), (A activated, Hs, Cs, TC)."""
+    A, h0, c0, W = window_inputs(rng, T, B, H, 4, dtype)
+    Hs, Cs, TC = np.empty((T + 1, B, H), dtype), np.empty((T + 1, B, H), dtype), np.empty((T, B, H), dtype)
+    Hs[0], Cs[0] = h0, c0
+    A_done = A.copy()
+    twin("_lstm_window")(A_done, Hs, Cs, TC, W)
+    return (A, h0, c0, W), (A_done, Hs, Cs, TC)
+
+
+@covers("_lstm_window")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_lstm_window"]])
+def test_lstm_window(device_sync, rng, T, B, H, dtype):
+    (A, h0, c0, W), expected = lstm_window_case(rng, T, B, H, dtype)
+    dA, dHs, dCs = device_sync.put(A), states(device_sync, h0, T, dtype), states(device_sync, c0, T, dtype)
+    dTC = device_sync.empty((T, B, H), dtype)
+    got = run("_lstm_window", dA, dHs, dCs, dTC, device_sync.put(W))
+    assert _same(got, dHs), "Hs is not filled in place"
+    for mine, theirs in zip((dA, dHs, dCs, dTC), expected):  # gates activated, h, c, tanh(c)
+        close(device_sync.get(mine), theirs, dtype, scale=H)
+
+
+@covers("_lstm_window_backward")
+@pytest.mark.parametrize("need_h0", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_lstm_window"]])
+def test_lstm_window_backward(device_sync, rng, T, B, H, dtype, need_h0):
+    (_, _, _, W), (A, _, Cs, TC) = lstm_window_case(rng, T, B, H, dtype)
+    G = rng.standard_normal((T, B, H)).astype(dtype)
+    gc = rng.standard_normal((B, H)).astype(dtype)
+    D = np.empty((T, B, 4 * H), dtype)
+    gh0, gc0 = twin("_lstm_window_backward")(G.copy(), gc, A, Cs, TC, W, D, need_h0)
+    dG, dD = device_sync.put(G), device_sync.empty((T, B, 4 * H), dtype)
+    got_h0, got_c0 = run("_lstm_window_backward", dG, *map(device_sync.put, (gc, A, Cs, TC, W)),
+                         dD, need_h0)
+    close(device_sync.get(dD), D, dtype, scale=4 * H)
+    close(device_sync.get(got_c0), gc0, dtype, scale=4 * H)
+    assert (got_h0 is None) == (not need_h0)
+    if need_h0:
+        close(device_sync.get(got_h0), gh0, dtype, scale=4 * H)
+    np.testing.assert_array_equal(device_sync.get(dG), G, err_msg="G was written")
+
+
+@pytest.mark.parametrize("name, gates, limit", [("_elman_window", 1, {np.float32: 240, np.float64: 169}),
+                                                ("_lstm_window", 4, {np.float32: 119, np.float64: 84})])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_window_whose_weights_do_not_fit_goes_to_the_step_loop(emulated, rng, name, gates, limit, dtype):
+    """Past the shared memory of a block (an H100's 227 KiB on the emulator) the wrappers
+    return NotImplemented before launching anything, and backend.twin runs the step loop;
+    up to it, they launch. So does forcing the cells onto NumPy."""
+    def call(H):
+        T, B = 2, 1
+        A, h0, c0, W = window_inputs(rng, T, B, H, gates, dtype)
+        Hs, Cs = states(Device("emulated", np), h0, T, dtype), states(Device("emulated", np), c0, T, dtype)
+        args = (A, Hs, W, False) if gates == 1 else (A, Hs, Cs, np.empty((T, B, H), dtype), W)
+        G, D = np.zeros((T, B, H), dtype), np.empty(A.shape, dtype)
+        back = ((G, Hs, A, W, False, D, True) if gates == 1 else (G, c0, A, Cs, args[3], W, D, True))
+        before = cuda.launches
+        results = getattr(cuda, name)(*args), getattr(cuda, name + "_backward")(*back)
+        return results, cuda.launches - before
+
+    results, launched = call(limit[dtype])
+    assert all(r is not NotImplemented for r in results) and launched == 2
+    for H, paths in ((limit[dtype] + 1, {}), (3, {"cells": "numpy"})):
+        with backend.using(**paths):
+            results, launched = call(H)
+        assert all(r is NotImplemented for r in results) and launched == 0, (H, paths)
+
+
 # -- optim.cu ------------------------------------------------------------------------------------
 #
 # One launch updates a group of parameters of different shapes (one empty). The weights and

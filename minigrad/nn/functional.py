@@ -535,6 +535,71 @@ def _pass_back(d, W_hh, G, t, need_h0):
     return mm(d, W_hh) if need_h0 else None
 
 
+# The recurrences of a window, step by step: the twins of kernels/window.cu, which runs each
+# in one launch (the whole window, one block per batch row) when the weights fit on chip.
+# On a GPU without that kernel, each step here is one matmul and one pointwise kernel.
+
+@twin("window", "_elman_window")
+def _elman_window(A, Hs, W_hh, relu):
+    """for t = 0 .. T-1:  A[t] += Hs[t] W_hh^T;  Hs[t + 1] = act(A[t])   (act = tanh or relu)
+
+    A: (T, B, H), the input projections, completed to the pre-activations in place.
+    Hs: (T + 1, B, H) with Hs[0] = h0, filled in. W_hh: (H, H). Returns Hs.
+    """
+    W_hhT = W_hh.T  # a view, made once: the loop is the hot part
+    for t in range(len(A)):  # A[t] is a view: the recurrent product is added into A itself
+        _elman(mm_add(Hs[t], W_hhT, A[t]), relu, out=Hs[t + 1])
+    return Hs
+
+
+@twin("window", "_elman_window_backward")
+def _elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
+    """Back through _elman_window: for t = T-1 .. 0,
+
+        D[t] = dL/d(pre-activation t) = (G[t] + D[t+1] W_hh) act'(.)
+
+    G: (T, B, H), G[t] = dL/dh_{t+1} from outside the recurrence; used as scratch (each
+    step's D[t] W_hh is added into G[t - 1]). Hs as the forward left it; A its
+    pre-activations (read for relu only; may be None for tanh). D: (T, B, H), written.
+    Returns dL/dh0 = D[0] W_hh, (B, H), or None when need_h0 is false.
+    """
+    carry = None
+    for t in range(len(G) - 1, -1, -1):
+        _elman_backward(G[t], Hs[t + 1], None if A is None else A[t], relu, out=D[t])
+        carry = _pass_back(D[t], W_hh, G, t, need_h0)
+    return carry
+
+
+@twin("window", "_lstm_window")
+def _lstm_window(A, Hs, Cs, TC, W_hh):
+    """for t = 0 .. T-1:  A[t] += Hs[t] W_hh^T, then lstm_cell's pointwise part (_lstm):
+    A[t] activated in place, Cs[t + 1] = c_t+1, TC[t] = tanh(c_t+1), Hs[t + 1] = h_t+1.
+
+    A: (T, B, 4H)   Hs, Cs: (T + 1, B, H) with Hs[0] = h0, Cs[0] = c0   TC: (T, B, H)
+    W_hh: (4H, H). Returns Hs.
+    """
+    W_hhT = W_hh.T
+    for t in range(len(A)):
+        _lstm(mm_add(Hs[t], W_hhT, A[t]), Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
+    return Hs
+
+
+@twin("window", "_lstm_window_backward")
+def _lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
+    """Back through _lstm_window: for t = T-1 .. 0, _lstm_backward's step, then the gates'
+    gradient D[t] sent back to h_t through W_hh.
+
+    G: (T, B, H) as in _elman_window_backward (scratch too); gc: (B, H), the gradient
+    reaching c_T. A, Cs, TC as the forward left them. D: (T, B, 4H), written.
+    Returns (dL/dh0 or None when need_h0 is false, dL/dc0), each (B, H).
+    """
+    carry = None
+    for t in range(len(G) - 1, -1, -1):
+        _, gc = _lstm_backward(G[t], gc, A[t], Cs[t], TC[t], d=D[t])
+        carry = _pass_back(D[t], W_hh, G, t, need_h0)
+    return carry, gc
+
+
 def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
     """T steps of an Elman RNN (PyTorch's nn.RNN with one layer), one op on the tape:
 
@@ -552,9 +617,7 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     A = _projections(X, W_ih, biases)              # pre-activations, completed step by step
     Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
     Hs[0] = H0
-    W_hhT = W_hh.T  # a view, made once: the loop below is the hot part
-    for t in range(T):  # A[t] is a view: the recurrent product is added into A itself
-        _elman(mm_add(Hs[t], W_hhT, A[t]), relu, out=Hs[t + 1])
+    _elman_window(A, Hs, W_hh, relu)
     if not relu:
         A = None  # tanh' comes from the outputs: let the pre-activations go
     need_h0 = tensors[1].requires_grad
@@ -562,10 +625,7 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     def backward(grads):
         G = _state_gradients(grads, T, B)
         D = xp.empty((T, B, W_hh.shape[1]), X.dtype)  # dL/d(pre-activation), step by step
-        carry = None
-        for t in range(T - 1, -1, -1):
-            _elman_backward(G[t], Hs[t + 1], None if A is None else A[t], relu, out=D[t])
-            carry = _pass_back(D[t], W_hh, G, t, need_h0)
+        carry = _elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0)
         return _sequence_backward(tensors, 1, D, D, X, Hs, W_ih, W_hh, carry)
     return _result("rnn", _outputs(Hs, (), unbatched), tensors, backward)
 
@@ -587,19 +647,13 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     Cs = xp.empty_like(Hs)                         # Cs[t] = c_t, as Hs
     TC = xp.empty((T,) + H0.shape, X.dtype)        # TC[t - 1] = tanh(c_t)
     Hs[0], Cs[0] = H0, C0
-    W_hhT = W_hh.T
-    for t in range(T):
-        _lstm(mm_add(Hs[t], W_hhT, A[t]), Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
+    _lstm_window(A, Hs, Cs, TC, W_hh)
     need_h0, need_c0 = tensors[1].requires_grad, tensors[2].requires_grad
 
     def backward(grads):
         G = _state_gradients(grads[:2], T, B)
-        gc = grads[2].reshape(B, -1)
         D = xp.empty_like(A)                       # dL/d(gates before activation)
-        carry = None
-        for t in range(T - 1, -1, -1):
-            _, gc = _lstm_backward(G[t], gc, A[t], Cs[t], TC[t], d=D[t])
-            carry = _pass_back(D[t], W_hh, G, t, need_h0)
+        carry, gc = _lstm_window_backward(G, grads[2].reshape(B, -1), A, Cs, TC, W_hh, D, need_h0)
         out = _sequence_backward(tensors, 2, D, D, X, Hs, W_ih, W_hh, carry)
         if need_c0:
             out[2] = gc.reshape(tensors[2].shape)

@@ -1,0 +1,220 @@
+#include "common.cuh"
+
+// window.cu: a whole window of an Elman or LSTM layer in one launch, each way: the
+// persistent-RNN idea at small hidden sizes.
+//
+// Twins: functional._elman_window, _elman_window_backward, _lstm_window,
+// _lstm_window_backward: the step loops of functional.rnn and functional.lstm, which run
+// one matmul and one pointwise kernel per time step. Here one block owns one batch row for
+// all T steps: it loads the recurrent weights W_hh (G*H, H) into shared memory once, keeps
+// the row's state on chip, and walks the steps with two barriers each; the rows are
+// independent, so the blocks never wait for each other. What stays per step is a
+// matrix-vector product out of shared memory, no launch and no trip through global memory
+// for the weights.
+//
+// The input projections A[t] = x_t W_ih^T + b_ih + b_hh of all steps come in precomputed
+// (one matmul for the window), and the weight gradients are one matmul each after the
+// backward kernel; these kernels do only the sequential part.
+//
+// Shared memory: the weights (G H^2 values) and a vector or two, as dynamic shared memory
+// (cuda.launch's shared_mem=): up to 227 KiB on an H100, so H <= 240 for the Elman cell and
+// H <= 119 for the LSTM in float32 (169 and 84 in float64). cuda.py runs the step loop
+// instead when a layer does not fit.
+//
+// Layouts (all C-contiguous): A, D: (T, B, G*H); Hs, Cs: (T + 1, B, H), Hs[0] = h0;
+// TC, G: (T, B, H); W: (G*H, H) as PyTorch stores weight_hh. Block b, thread k.
+
+// Forward: for t = 0 .. T-1,  A[t] += Hs[t] W^T  and  Hs[t+1] = act(A[t]),  act = tanh or relu.
+// A holds the completed pre-activations afterwards (relu's backward in the twin reads them).
+template <typename T>
+__device__ void elman_window_fwd(T* A, T* Hs, const T* W, int steps, int B, int H, int kind) {
+    T* wt = dynamic_shared<T>();  // W^T: wt[j H + k] = W[k, j], so that threads k read along a row
+    T* h = wt + H * H;            // this row's state h_t, read by every thread
+    int b = blockIdx.x, k = threadIdx.x;
+    for (int e = k; e < H * H; e += blockDim.x) wt[(e % H) * H + e / H] = W[e];
+    if (k < H) h[k] = Hs[(long long)b * H + k];
+    __syncthreads();
+    for (int t = 0; t < steps; ++t) {
+        long long at = ((long long)t * B + b) * H + k;  // (t, b, k) in A and, one step on, in Hs
+        T a = T(0);
+        if (k < H) {
+            T s = T(0);
+            for (int j = 0; j < H; ++j) s = fma_t(h[j], wt[j * H + k], s);
+            a = A[at] + s;
+            A[at] = a;
+        }
+        __syncthreads();  // every thread has read h_t: it may be overwritten
+        if (k < H) {
+            T hn = activate(a, kind);
+            h[k] = hn;
+            Hs[at + (long long)B * H] = hn;
+        }
+        __syncthreads();  // h_{t+1} is whole
+    }
+}
+
+// Backward: G[t] = dL/dh_{t+1} from outside the recurrence (the outputs). Walking back,
+//     D[t] = (G[t] + carry) act'(h_{t+1})      carry = D[t] W    (the gradient reaching h_t)
+// and the last carry is dL/dh0, written to gh0 (B, H) when need_h0. act' is read off the
+// output: 1 - h^2 for tanh, [h > 0] for relu (h > 0 exactly where the pre-activation is).
+template <typename T>
+__device__ void elman_window_bwd(const T* G, const T* Hs, const T* W, T* D, T* gh0, int steps,
+                                 int B, int H, int kind, int need_h0) {
+    T* w = dynamic_shared<T>();  // W as it is, w[k H + j]: thread j reads down column j
+    T* d = w + H * H;            // this step's D[t] of the row, read by every thread
+    int b = blockIdx.x, j = threadIdx.x;
+    for (int e = j; e < H * H; e += blockDim.x) w[e] = W[e];
+    T carry = T(0);
+    for (int t = steps - 1; t >= 0; --t) {
+        long long at = ((long long)t * B + b) * H + j;
+        if (j < H) {
+            T dj = (G[at] + carry) * activation_slope(Hs[at + (long long)B * H], kind);
+            D[at] = dj;
+            d[j] = dj;
+        }
+        __syncthreads();  // d (and, at the first step, w) is whole
+        if (j < H) {
+            T s = T(0);
+            for (int k = 0; k < H; ++k) s = fma_t(d[k], w[k * H + j], s);
+            carry = s;
+        }
+        __syncthreads();  // every thread has read d: the next step may overwrite it
+    }
+    if (j < H && need_h0) gh0[(long long)b * H + j] = carry;
+}
+
+// Forward, LSTM (gates i, f, g, o as lstm.cu): for t = 0 .. T-1,
+//     A[t] += Hs[t] W^T, activated in place: i, f, o = sigmoid(.), g = tanh(.)
+//     Cs[t+1] = f Cs[t] + i g      TC[t] = tanh(Cs[t+1])      Hs[t+1] = o TC[t]
+// Threads k < 4H make the gates; threads j < H then own unit j's cell (c in a register).
+template <typename T>
+__device__ void lstm_window_fwd(T* A, T* Hs, T* Cs, T* TC, const T* W, int steps, int B, int H) {
+    int G = 4 * H;
+    T* wt = dynamic_shared<T>();  // W^T: wt[j 4H + k] = W[k, j]
+    T* h = wt + G * H;            // h_t
+    T* gates = h + H;             // this step's activated gates
+    int b = blockIdx.x, k = threadIdx.x;
+    for (int e = k; e < G * H; e += blockDim.x) wt[(e % H) * G + e / H] = W[e];
+    T c = T(0);
+    if (k < H) {
+        h[k] = Hs[(long long)b * H + k];
+        c = Cs[(long long)b * H + k];
+    }
+    __syncthreads();
+    for (int t = 0; t < steps; ++t) {
+        if (k < G) {
+            long long at = ((long long)t * B + b) * G + k;
+            T s = T(0);
+            for (int j = 0; j < H; ++j) s = fma_t(h[j], wt[j * G + k], s);
+            T a = A[at] + s;
+            a = (k >= 2 * H && k < 3 * H) ? tanh_t(a) : gate_sigmoid(a);
+            A[at] = a;
+            gates[k] = a;
+        }
+        __syncthreads();  // the gates are whole, and every thread has read h_t
+        if (k < H) {
+            T i = gates[k], f = gates[H + k], g = gates[2 * H + k], o = gates[3 * H + k];
+            long long at = ((long long)t * B + b) * H + k, next = at + (long long)B * H;
+            c = f * c + i * g;
+            T tc = tanh_t(c);
+            h[k] = o * tc;
+            Cs[next] = c;
+            TC[at] = tc;
+            Hs[next] = o * tc;
+        }
+        __syncthreads();  // h_{t+1} is whole, and every thread has read the gates
+    }
+}
+
+// Backward, LSTM: G[t] = dL/dh_{t+1} from the outputs, gc (B, H) the gradient reaching the
+// last cell state; A, Cs, TC as the forward left them. Walking back, as lstm.cu's lstm_bwd:
+//     gh = G[t] + carry_h      gc~ = gc + gh o (1 - tanh(c')^2)
+//     D[t] = (gc~ g i (1 - i), gc~ c f (1 - f), gc~ i (1 - g^2), gh tanh(c') o (1 - o))
+//     gc = gc~ f               carry_h = D[t] W
+// At the end gh0 = carry_h (when need_h0) and gc0 = gc, each (B, H).
+template <typename T>
+__device__ void lstm_window_bwd(const T* G, const T* gc_in, const T* A, const T* Cs, const T* TC,
+                                const T* W, T* D, T* gh0, T* gc0, int steps, int B, int H,
+                                int need_h0) {
+    int GH = 4 * H;
+    T* w = dynamic_shared<T>();  // W as it is, w[k H + j]
+    T* d = w + GH * H;           // this step's D[t] of the row
+    int b = blockIdx.x, j = threadIdx.x;
+    for (int e = j; e < GH * H; e += blockDim.x) w[e] = W[e];
+    T carry = T(0), gc = T(0);
+    if (j < H) gc = gc_in[(long long)b * H + j];
+    for (int t = steps - 1; t >= 0; --t) {
+        if (j < H) {
+            long long at = ((long long)t * B + b) * H + j, row = ((long long)t * B + b) * GH;
+            T i = A[row + j], f = A[row + H + j], g = A[row + 2 * H + j], o = A[row + 3 * H + j];
+            T tc = TC[at], gh = G[at] + carry;
+            T dc = gc + gh * o * (T(1) - tc * tc);
+            T di = dc * g * i * (T(1) - i), df = dc * Cs[at] * f * (T(1) - f);
+            T dg = dc * i * (T(1) - g * g), dout = gh * tc * o * (T(1) - o);
+            D[row + j] = di;
+            D[row + H + j] = df;
+            D[row + 2 * H + j] = dg;
+            D[row + 3 * H + j] = dout;
+            d[j] = di;
+            d[H + j] = df;
+            d[2 * H + j] = dg;
+            d[3 * H + j] = dout;
+            gc = dc * f;
+        }
+        __syncthreads();  // d (and, at the first step, w) is whole
+        if (j < H) {
+            T s = T(0);
+            for (int k = 0; k < GH; ++k) s = fma_t(d[k], w[k * H + j], s);
+            carry = s;
+        }
+        __syncthreads();  // every thread has read d
+    }
+    if (j < H) {
+        if (need_h0) gh0[(long long)b * H + j] = carry;
+        gc0[(long long)b * H + j] = gc;
+    }
+}
+
+// -- entry points: one per dtype ---------------------------------------------------------
+
+extern "C" __global__ void elman_window_fwd_f32(float* A, float* Hs, const float* W, int steps,
+                                                int B, int H, int kind) {
+    elman_window_fwd<float>(A, Hs, W, steps, B, H, kind);
+}
+extern "C" __global__ void elman_window_fwd_f64(double* A, double* Hs, const double* W, int steps,
+                                                int B, int H, int kind) {
+    elman_window_fwd<double>(A, Hs, W, steps, B, H, kind);
+}
+
+extern "C" __global__ void elman_window_bwd_f32(const float* G, const float* Hs, const float* W,
+                                                float* D, float* gh0, int steps, int B, int H,
+                                                int kind, int need_h0) {
+    elman_window_bwd<float>(G, Hs, W, D, gh0, steps, B, H, kind, need_h0);
+}
+extern "C" __global__ void elman_window_bwd_f64(const double* G, const double* Hs, const double* W,
+                                                double* D, double* gh0, int steps, int B, int H,
+                                                int kind, int need_h0) {
+    elman_window_bwd<double>(G, Hs, W, D, gh0, steps, B, H, kind, need_h0);
+}
+
+extern "C" __global__ void lstm_window_fwd_f32(float* A, float* Hs, float* Cs, float* TC,
+                                               const float* W, int steps, int B, int H) {
+    lstm_window_fwd<float>(A, Hs, Cs, TC, W, steps, B, H);
+}
+extern "C" __global__ void lstm_window_fwd_f64(double* A, double* Hs, double* Cs, double* TC,
+                                               const double* W, int steps, int B, int H) {
+    lstm_window_fwd<double>(A, Hs, Cs, TC, W, steps, B, H);
+}
+
+extern "C" __global__ void lstm_window_bwd_f32(const float* G, const float* gc, const float* A,
+                                               const float* Cs, const float* TC, const float* W,
+                                               float* D, float* gh0, float* gc0, int steps, int B,
+                                               int H, int need_h0) {
+    lstm_window_bwd<float>(G, gc, A, Cs, TC, W, D, gh0, gc0, steps, B, H, need_h0);
+}
+extern "C" __global__ void lstm_window_bwd_f64(const double* G, const double* gc, const double* A,
+                                               const double* Cs, const double* TC, const double* W,
+                                               double* D, double* gh0, double* gc0, int steps,
+                                               int B, int H, int need_h0) {
+    lstm_window_bwd<double>(G, gc, A, Cs, TC, W, D, gh0, gc0, steps, B, H, need_h0);
+}
