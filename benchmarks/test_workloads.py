@@ -94,6 +94,24 @@ def test_chain(benchmark, smoke, chain, impl):
     assert np.isfinite(grad["x.grad"]).all()
 
 
+def _time_on_gpu(benchmark, smoke, w, impl, impls, workloads_name):
+    """Time impls[impl] on workload w on the GPU: skipped, saying why, without one (or
+    without PyTorch's CUDA for PyTorch's implementations)."""
+    from minigrad import backend
+    if not backend.cuda_available():
+        pytest.skip(f"needs a usable CUDA GPU (CuPy and a driver): {w.about} "
+                    f"(workloads.{workloads_name})")
+    _needs(impl)
+    if impl.startswith("torch") and not torch_impl.torch.cuda.is_available():
+        pytest.skip("this PyTorch has no CUDA")
+    w = w.smoke() if smoke else w
+    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    _describe(benchmark, w, impl, w.units, device="cuda")
+    # run() ends by copying the weights back, which waits for the GPU: the timing is honest.
+    trained = _time(benchmark, smoke, lambda: impls[impl](w, weights, data, device="cuda"), rounds=5)
+    assert all(np.isfinite(v).all() for v in trained.values())
+
+
 GPU = {"minigrad": workloads.minigrad_recurrent, "minigrad-seq": workloads.minigrad_sequence,
        "torch-cell": torch_impl.torch_cell_loop, "torch-fused": torch_impl.torch_fused}
 
@@ -103,16 +121,28 @@ GPU = {"minigrad": workloads.minigrad_recurrent, "minigrad-seq": workloads.minig
 def test_recurrent_gpu(benchmark, smoke, w, impl):
     """On a GPU: W1 and W2 at hidden 256 and 1024, batch 64, microseconds per time step;
     PyTorch's eager cell loop and its fused (cuDNN) layer on the same GPU."""
+    _time_on_gpu(benchmark, smoke, w, impl, GPU, "GPU")
+
+
+def _step_by_step(w, weights, data, device="cpu"):
+    """minigrad-seq with the window kernel off: per time step one matmul and one cell kernel."""
     from minigrad import backend
-    if not backend.cuda_available():
-        pytest.skip("needs a usable CUDA GPU (CuPy and a driver): W1 and W2 at hidden 256 and "
-                    "1024, batch 64 (workloads.GPU)")
-    _needs(impl)
-    if impl.startswith("torch") and not torch_impl.torch.cuda.is_available():
-        pytest.skip("this PyTorch has no CUDA")
-    w = w.smoke() if smoke else w
-    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
-    _describe(benchmark, w, impl, w.units, device="cuda")
-    # run() ends by copying the weights back, which waits for the GPU: the timing is honest.
-    trained = _time(benchmark, smoke, lambda: GPU[impl](w, weights, data, device="cuda"), rounds=5)
-    assert all(np.isfinite(v).all() for v in trained.values())
+    run = workloads.minigrad_sequence(w, weights, data, device=device)
+
+    def stepwise():
+        with backend.using(window="numpy"):
+            return run()
+    return stepwise
+
+
+GPU_WINDOW = {"minigrad-seq": workloads.minigrad_sequence, "minigrad-seq-steps": _step_by_step,
+              "torch-cell": torch_impl.torch_cell_loop, "torch-fused": torch_impl.torch_fused}
+
+
+@pytest.mark.parametrize("impl", list(GPU_WINDOW))
+@pytest.mark.parametrize("w", workloads.GPU_WINDOW, ids=[w.name for w in workloads.GPU_WINDOW])
+def test_window_gpu(benchmark, smoke, w, impl):
+    """On a GPU, at small hidden sizes: the sequence layer with its whole-window kernel
+    (minigrad-seq) and step by step (minigrad-seq-steps), against PyTorch's eager cell loop
+    and cuDNN; microseconds per time step."""
+    _time_on_gpu(benchmark, smoke, w, impl, GPU_WINDOW, "GPU_WINDOW")

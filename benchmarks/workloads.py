@@ -255,6 +255,13 @@ def scaling_policies(w):
 
 # On a GPU: W1 and W2 at hidden 256 and 1024, batch 64 (benchmarks/test_workloads.py's
 # test_recurrent_gpu; skipped without a GPU).
-GPU = tuple(replace(w, name=f"{w.name}-h{h}", hidden=h, batch=64,
-                    about=w.about.replace("128", str(h)).replace("batch 32", "batch 64"))
-            for w in (W1, W2) for h in (256, 1024))
+def _on_gpu(w, hidden):
+    return replace(w, name=f"{w.name}-h{hidden}", hidden=hidden, batch=64,
+                   about=w.about.replace("128", str(hidden)).replace("batch 32", "batch 64"))
+
+
+GPU = tuple(_on_gpu(w, h) for w in (W1, W2) for h in (256, 1024))
+# ... and at hidden sizes whose recurrent weights fit in a block's shared memory, where the
+# sequence layer runs each window's recurrence as one kernel (kernels/window.cu): the Elman
+# cell up to 240, the LSTM up to 119 in float32 (test_window_gpu).
+GPU_WINDOW = (_on_gpu(W1, 128), _on_gpu(W2, 64), _on_gpu(W2, 100))
