@@ -16,10 +16,10 @@
 // (one matmul for the window), and the weight gradients are one matmul each after the
 // backward kernel; these kernels do only the sequential part.
 //
-// Shared memory: the weights (G H^2 values) and a vector or two, as dynamic shared memory
-// (cuda.launch's shared_mem=): up to 227 KiB on an H100, so H <= 240 for the Elman cell and
-// H <= 119 for the LSTM in float32 (169 and 84 in float64). cuda.py runs the step loop
-// instead when a layer does not fit.
+// Shared memory: the weights (G H^2 values, and H of padding) and a vector or two, as
+// dynamic shared memory (cuda.launch's shared_mem=): up to 227 KiB on an H100, so H <= 240
+// for the Elman cell and H <= 119 for the LSTM in float32 (169 and 84 in float64). cuda.py
+// runs the step loop instead when a layer does not fit.
 //
 // Layouts (all C-contiguous): A, D: (T, B, G*H); Hs, Cs: (T + 1, B, H), Hs[0] = h0;
 // TC, G: (T, B, H); W: (G*H, H) as PyTorch stores weight_hh. Block b, thread k.
@@ -28,10 +28,12 @@
 // A holds the completed pre-activations afterwards (relu's backward in the twin reads them).
 template <typename T>
 __device__ void elman_window_fwd(T* A, T* Hs, const T* W, int steps, int B, int H, int kind) {
-    T* wt = dynamic_shared<T>();  // W^T: wt[j H + k] = W[k, j], so that threads k read along a row
-    T* h = wt + H * H;            // this row's state h_t, read by every thread
+    // W^T, so that threads k read along a row: wt[j (H + 1) + k] = W[k, j]. The extra column
+    // puts the transposing writes below (stride H + 1) in different banks.
+    T* wt = dynamic_shared<T>();
+    T* h = wt + H * (H + 1);      // this row's state h_t, read by every thread
     int b = blockIdx.x, k = threadIdx.x;
-    for (int e = k; e < H * H; e += blockDim.x) wt[(e % H) * H + e / H] = W[e];
+    for (int e = k; e < H * H; e += blockDim.x) wt[(e % H) * (H + 1) + e / H] = W[e];
     if (k < H) h[k] = Hs[(long long)b * H + k];
     __syncthreads();
     for (int t = 0; t < steps; ++t) {
@@ -39,7 +41,7 @@ __device__ void elman_window_fwd(T* A, T* Hs, const T* W, int steps, int B, int 
         T a = T(0);
         if (k < H) {
             T s = T(0);
-            for (int j = 0; j < H; ++j) s = fma_t(h[j], wt[j * H + k], s);
+            for (int j = 0; j < H; ++j) s = fma_t(h[j], wt[j * (H + 1) + k], s);
             a = A[at] + s;
             A[at] = a;
         }
@@ -90,11 +92,11 @@ __device__ void elman_window_bwd(const T* G, const T* Hs, const T* W, T* D, T* g
 template <typename T>
 __device__ void lstm_window_fwd(T* A, T* Hs, T* Cs, T* TC, const T* W, int steps, int B, int H) {
     int G = 4 * H;
-    T* wt = dynamic_shared<T>();  // W^T: wt[j 4H + k] = W[k, j]
-    T* h = wt + G * H;            // h_t
+    T* wt = dynamic_shared<T>();  // W^T with an extra column, as above: wt[j (4H + 1) + k] = W[k, j]
+    T* h = wt + (G + 1) * H;      // h_t
     T* gates = h + H;             // this step's activated gates
     int b = blockIdx.x, k = threadIdx.x;
-    for (int e = k; e < G * H; e += blockDim.x) wt[(e % H) * G + e / H] = W[e];
+    for (int e = k; e < G * H; e += blockDim.x) wt[(e % H) * (G + 1) + e / H] = W[e];
     T c = T(0);
     if (k < H) {
         h[k] = Hs[(long long)b * H + k];
@@ -105,7 +107,7 @@ __device__ void lstm_window_fwd(T* A, T* Hs, T* Cs, T* TC, const T* W, int steps
         if (k < G) {
             long long at = ((long long)t * B + b) * G + k;
             T s = T(0);
-            for (int j = 0; j < H; ++j) s = fma_t(h[j], wt[j * G + k], s);
+            for (int j = 0; j < H; ++j) s = fma_t(h[j], wt[j * (G + 1) + k], s);
             T a = A[at] + s;
             a = (k >= 2 * H && k < 3 * H) ? tanh_t(a) : gate_sigmoid(a);
             A[at] = a;

@@ -28,6 +28,7 @@ on_launch = []  # functions called with each launched kernel's name (e.g. "lstm_
 _modules = {}    # (device key, file) -> compiled module: each source compiled once per device
 _functions = {}  # (device key, file, entry point) -> kernel function
 _shared_limits = {}  # device key -> the most dynamic shared memory a block may have (bytes)
+_opted_in = {}       # (device key, file, entry point) -> the dynamic shared memory it may have now
 
 # A block's dynamic shared memory: up to 48 KiB as launched, more once the kernel opts in
 # (max_dynamic_shared_size_bytes), up to the device's limit. The emulator's limit is an H100's.
@@ -57,6 +58,7 @@ def clear_cache():
     _modules.clear()
     _functions.clear()
     _shared_limits.clear()
+    _opted_in.clear()
     _mm_choice.clear()
 
 
@@ -133,18 +135,19 @@ def launch(file, name, like, grid, block, args, *, shared_mem=0, count=True):
         for hook in on_launch:
             hook(entry)
     if device_key == EMULATED or device_key == backend.cupy().cuda.runtime.getDevice():
-        _run(fn, grid, block, args, shared_mem)
+        _run(fn, (device_key, file, entry), grid, block, args, shared_mem)
     else:  # a kernel runs on the current device: make it the arrays' for the launch
         with backend.cupy().cuda.Device(device_key):
-            _run(fn, grid, block, args, shared_mem)
+            _run(fn, (device_key, file, entry), grid, block, args, shared_mem)
 
 
-def _run(fn, grid, block, args, shared_mem):
+def _run(fn, key, grid, block, args, shared_mem):
     if not shared_mem:
         fn(grid, block, args)
         return
-    if shared_mem > SHARED_DEFAULT and fn.max_dynamic_shared_size_bytes < shared_mem:
-        fn.max_dynamic_shared_size_bytes = shared_mem  # once per kernel and size (a driver call)
+    if shared_mem > _opted_in.get(key, SHARED_DEFAULT):
+        fn.max_dynamic_shared_size_bytes = shared_mem  # a driver call: once per kernel and size
+        _opted_in[key] = shared_mem
     fn(grid, block, args, shared_mem=shared_mem)
 
 
@@ -606,15 +609,17 @@ def _window_plan(like, W_hh, gates, threads_per_unit, *arrays):
 
     like and `arrays` are the layer's (T, B, ...) buffers, read and written in place: they
     must be like's kind, dtype and device, and C-contiguous; W_hh (gates*H, H) may be any
-    layout (it is read once, made dense). Shared memory holds W_hh, the state and the gates:
-    G H^2 + (G + 1) H numbers, the forward's need, asked for both ways so that a layer runs
-    its window kernels both ways or neither. The LSTM's forward has a thread per gate.
+    layout (it is read once, made dense). Shared memory holds what the forward needs, W_hh^T
+    with a padding column (G H^2 + H numbers), the state (H) and the LSTM's gates (4H), and
+    is asked for both ways so that a layer runs its window kernels both ways or neither.
+    The LSTM's forward has a thread per gate.
     """
     if (like.ndim != 3 or not _alike(like, W_hh, *arrays)
             or not all(a.flags.c_contiguous for a in (like, *arrays))):
         return None
     B, H = like.shape[1], W_hh.shape[1]
-    shared = (gates * H * H + (gates + 1) * H) * like.itemsize
+    gate_values = gates * H if gates > 1 else 0  # the Elman cell's one gate is its state
+    shared = (gates * H * H + 2 * H + gate_values) * like.itemsize
     if (backend.path("cells") == "numpy" or gates * H > 1024 or B == 0
             or shared > shared_memory_limit(_device_key(like))):
         return None
