@@ -50,7 +50,19 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "numpy": np.__version__,
         "torch": getattr(torch_impl.torch, "__version__", None),
         "cpu": cpu_name(),
+        "gpu": gpu_name(),
     }
+
+
+def gpu_name():
+    """The GPU the cuda benchmarks use, with CuPy's version, or None without one."""
+    from minigrad import backend
+    if not backend.cuda_available():
+        return None
+    cp = backend.cupy()
+    name = cp.cuda.runtime.getDeviceProperties(0)["name"]
+    name = name.decode() if isinstance(name, bytes) else name
+    return f"{name}, CuPy {cp.__version__}"
 
 
 def blas():

@@ -29,6 +29,12 @@ VARIANTS = (("cells, per step", "minigrad", "numpy"),
             ("layer, per window", "minigrad-seq", "numpy-window"))
 # The targets: workload -> (largest minigrad / floor, largest minigrad / PyTorch eager)
 TARGETS = {"W1": (1.25, 1.0), "W2": (1.25, 1.0), "W3": (1.5, None), "W5": (None, 2.0)}
+# On a GPU, minigrad's sequence layer against PyTorch on the same GPU: faster than the eager
+# cell loop, and at most this many times cuDNN's fused layer.
+GPU_EAGER_MAX, GPU_CUDNN_MAX = 1.0, 1.5
+GPU_COLUMNS = (("minigrad cells", "minigrad"), ("minigrad layer", "minigrad-seq"),
+               ("layer, step by step", "minigrad-seq-steps"), ("PyTorch eager", "torch-cell"),
+               ("PyTorch cuDNN", "torch-fused"))
 
 
 class ReportError(Exception):
@@ -113,10 +119,16 @@ def render(data):
     benches = [b for b in data["benchmarks"] if "workload" in b.get("extra_info", {})]
     if not benches:
         raise ReportError("the JSON holds no minigrad benchmarks")
-    parts = [header(data), main_table(benches)]
-    scaling = [b for b in benches if b["extra_info"]["workload"] == "W4"]
+    on_gpu = [b for b in benches if b["extra_info"].get("device") == "cuda"]
+    on_cpu = [b for b in benches if b["extra_info"].get("device") != "cuda"]
+    parts = [header(data)]
+    if on_cpu:
+        parts.append(main_table(on_cpu))
+    scaling = [b for b in on_cpu if b["extra_info"]["workload"] == "W4"]
     if scaling:
         parts.append(scaling_tables(scaling))
+    if on_gpu:
+        parts.append(gpu_table(on_gpu, data.get("machine_info", {}).get("minigrad", {}).get("gpu")))
     return "\n\n".join(p for p in parts if p)
 
 
@@ -173,6 +185,36 @@ def main_table(benches):
                      "train_sequence(segments=True), against a floor that batches a window the same way "
                      "(input projections and readout of the window in one matmul each). PyTorch: the "
                      "eager RNNCell/LSTMCell loop and fused nn.RNN/nn.LSTM.")
+    return "\n".join(lines)
+
+
+def gpu_table(benches, gpu):
+    """The workloads run on a GPU: microseconds per time step of minigrad's cells, its
+    sequence layer (with and without the whole-window kernel) and PyTorch on the same GPU,
+    and the layer's ratios to PyTorch's eager cell loop and to cuDNN, judged."""
+    rows = {}
+    for b in benches:
+        e = b["extra_info"]
+        row = rows.setdefault(e["workload"], {"about": e.get("about", "")})
+        row[e["impl"]] = per_unit(b)
+    lines = [f"On the GPU ({gpu or 'unknown'}), µs per time step:", "",
+             "| workload | " + " | ".join(head for head, _ in GPU_COLUMNS)
+             + " | layer / eager | layer / cuDNN | target |",
+             "|---|" + "---:|" * (len(GPU_COLUMNS) + 2) + "---|"]
+    for name in sorted(rows):
+        row = rows[name]
+        layer, eager, cudnn = row.get("minigrad-seq"), row.get("torch-cell"), row.get("torch-fused")
+        r_eager = layer / eager if layer and eager else None
+        r_cudnn = layer / cudnn if layer and cudnn else None
+        verdicts = []
+        for text, ratio, limit in ((f"< {GPU_EAGER_MAX:g}× eager", r_eager, GPU_EAGER_MAX),
+                                   (f"≤ {GPU_CUDNN_MAX:g}× cuDNN", r_cudnn, GPU_CUDNN_MAX)):
+            state = "-" if ratio is None else ("met" if ratio <= limit else "missed")
+            verdicts.append(f"{text}: {state}")
+        lines.append(f"| {name} | " + " | ".join(_us(row.get(impl)) for _, impl in GPU_COLUMNS)
+                     + f" | {_ratio(r_eager)} | {_ratio(r_cudnn)} | {'; '.join(verdicts)} |")
+    lines.append("")
+    lines += [f"- {name}: {rows[name]['about']}" for name in sorted(rows) if rows[name]["about"]]
     return "\n".join(lines)
 
 

@@ -123,6 +123,30 @@ def test_the_table_divides_by_the_units_and_judges_the_targets():
     assert "| ops | op |" in w5 and "3.00×" in w5 and "≤ 2× PyTorch eager: missed" in w5
 
 
+def test_the_gpu_table_judges_the_layer_against_pytorch_on_the_same_gpu():
+    gpu = {"device": "cuda"}
+    data = {"machine_info": {"minigrad": {"gpu": "NVIDIA H100, CuPy 14"}},
+            "benchmarks": [
+                _bench("W1", "minigrad", 0.040, 400),                # the CPU run: its own table
+                _bench("W2-h64", "minigrad", 0.012, 400, **gpu),      # 30 us per step
+                _bench("W2-h64", "minigrad-seq", 0.004, 400, **gpu),  # 10
+                _bench("W2-h64", "minigrad-seq-steps", 0.008, 400, **gpu),
+                _bench("W2-h64", "torch-cell", 0.016, 400, **gpu),    # 40: 0.25x
+                _bench("W2-h64", "torch-fused", 0.002, 400, **gpu),   # 5: 2x, above 1.5
+                _bench("W1-h256", "minigrad-seq", 0.010, 400, **gpu),   # 25
+                _bench("W1-h256", "torch-cell", 0.008, 400, **gpu),     # 20: 1.25x, not faster
+            ]}
+    text = report.render(data)
+    assert "On the GPU (NVIDIA H100, CuPy 14), µs per time step:" in text
+    w2 = next(line for line in text.splitlines() if line.startswith("| W2-h64 |"))
+    assert "| 30.0 | 10.0 | 20.0 | 40.0 | 5.0 | 0.25× | 2.00× |" in w2
+    assert "< 1× eager: met" in w2 and "≤ 1.5× cuDNN: missed" in w2
+    w1 = next(line for line in text.splitlines() if line.startswith("| W1-h256 |"))
+    assert "| - | 25.0 | - | 20.0 | - | 1.25× | - |" in w1
+    assert "< 1× eager: missed" in w1 and "≤ 1.5× cuDNN: -" in w1
+    assert sum(line.startswith("| W1 |") for line in text.splitlines()) == 1  # in the CPU table only
+
+
 def test_the_scaling_table_shows_the_spread_and_the_cost_model():
     rows = []
     for label, per_step in (("TBPTT(10, 10)", (100, 104)), ("TBPTT(10, 40)", (160, 160)),
