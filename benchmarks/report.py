@@ -206,13 +206,10 @@ def gpu_table(benches, gpu):
         layer, eager, cudnn = row.get("minigrad-seq"), row.get("torch-cell"), row.get("torch-fused")
         r_eager = layer / eager if layer and eager else None
         r_cudnn = layer / cudnn if layer and cudnn else None
-        verdicts = []
-        for text, ratio, limit in ((f"< {GPU_EAGER_MAX:g}× eager", r_eager, GPU_EAGER_MAX),
-                                   (f"≤ {GPU_CUDNN_MAX:g}× cuDNN", r_cudnn, GPU_CUDNN_MAX)):
-            state = "-" if ratio is None else ("met" if ratio <= limit else "missed")
-            verdicts.append(f"{text}: {state}")
+        verdict = _judge([(f"< {GPU_EAGER_MAX:g}× eager", r_eager, GPU_EAGER_MAX),
+                          (f"≤ {GPU_CUDNN_MAX:g}× cuDNN", r_cudnn, GPU_CUDNN_MAX)])
         lines.append(f"| {name} | " + " | ".join(_us(row.get(impl)) for _, impl in GPU_COLUMNS)
-                     + f" | {_ratio(r_eager)} | {_ratio(r_cudnn)} | {'; '.join(verdicts)} |")
+                     + f" | {_ratio(r_eager)} | {_ratio(r_cudnn)} | {verdict} |")
     lines.append("")
     lines += [f"- {name}: {rows[name]['about']}" for name in sorted(rows) if rows[name]["about"]]
     return "\n".join(lines)
@@ -227,6 +224,12 @@ def _verdict(name, r_floor, r_eager):
     if eager_max is not None:
         text = f"< {eager_max:g}×" if eager_max == 1.0 else f"≤ {eager_max:g}×"
         parts.append((text + " PyTorch eager", r_eager, eager_max))
+    return _judge(parts)
+
+
+def _judge(parts):
+    """(text, ratio, limit) -> 'text: met', 'text: missed', or 'text: -' where the ratio
+    could not be measured; joined by '; ', or '-' for no targets."""
     out = []
     for text, ratio, limit in parts:
         state = "-" if ratio is None else ("met" if ratio <= limit else "missed")

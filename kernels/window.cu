@@ -118,11 +118,11 @@ __device__ void lstm_window_fwd(T* A, T* Hs, T* Cs, T* TC, const T* W, int steps
             T i = gates[k], f = gates[H + k], g = gates[2 * H + k], o = gates[3 * H + k];
             long long at = ((long long)t * B + b) * H + k, next = at + (long long)B * H;
             c = f * c + i * g;
-            T tc = tanh_t(c);
-            h[k] = o * tc;
+            T tc = tanh_t(c), hn = o * tc;
+            h[k] = hn;
             Cs[next] = c;
             TC[at] = tc;
-            Hs[next] = o * tc;
+            Hs[next] = hn;
         }
         __syncthreads();  // h_{t+1} is whole, and every thread has read the gates
     }

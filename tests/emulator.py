@@ -232,19 +232,23 @@ class Function:
                     raise self._wrong(k, arg)
                 value = arg.tobytes()
                 packed[24 + 8 * k:24 + 8 * k + len(value)] = value
-        # The dynamic shared memory, between two guard zones (poisoned by the runtime per block).
-        shared = np.empty(shared_mem + 2 * GUARD, np.uint8)
-        shared[:GUARD], shared[-GUARD:] = guard_zone(250), guard_zone(251)
+        # The dynamic shared memory, if any, between two guard zones (poisoned by the runtime
+        # at every block).
+        shared = None
+        if shared_mem:
+            shared = np.empty(shared_mem + 2 * GUARD, np.uint8)
+            shared[:GUARD], shared[-GUARD:] = guard_zone(250), guard_zone(251)
         with _lock, _Fenced(arrays, [self.params[k] for k in where], self.name) as pointers:
             for k, address in zip(where, pointers):
                 struct.pack_into("Q", packed, 24 + 8 * k, address)
             self._lib.emu_set_reversed(int(reverse_threads))
-            self._lib.emu_set_dynamic_shared(ctypes.c_void_p(shared.ctypes.data + GUARD),
-                                             ctypes.c_size_t(shared_mem))
+            self._lib.emu_set_dynamic_shared(
+                ctypes.c_void_p(None if shared is None else shared.ctypes.data + GUARD),
+                ctypes.c_size_t(shared_mem))
             if self._run(ctypes.addressof((ctypes.c_char * len(packed)).from_buffer(packed))):
                 raise EmulatorError(f"{self.name}: {self._lib.emu_error().decode()}")
-            if (shared[:GUARD].tobytes() != guard_zone(250).tobytes()
-                    or shared[-GUARD:].tobytes() != guard_zone(251).tobytes()):
+            if shared is not None and (shared[:GUARD].tobytes() != guard_zone(250).tobytes()
+                                       or shared[-GUARD:].tobytes() != guard_zone(251).tobytes()):
                 raise EmulatorError(f"{self.name}: wrote outside its {shared_mem} bytes of dynamic "
                                     "shared memory")
 
