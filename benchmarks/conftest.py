@@ -56,10 +56,10 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def gpu_name():
     """The GPU the cuda benchmarks use, with CuPy's version, or None without one."""
-    from minigrad import backend
-    if not backend.cuda_available():
+    from minigrad import backends
+    if not backends.cuda_available():
         return None
-    cp = backend.cupy()
+    cp = backends.cupy()
     name = cp.cuda.runtime.getDeviceProperties(0)["name"]
     name = name.decode() if isinstance(name, bytes) else name
     return f"{name}, CuPy {cp.__version__}"

@@ -97,8 +97,8 @@ def test_chain(benchmark, smoke, chain, impl):
 def _time_on_gpu(benchmark, smoke, w, impl, impls, workloads_name):
     """Time impls[impl] on workload w on the GPU: skipped, saying why, without one (or
     without PyTorch's CUDA for PyTorch's implementations)."""
-    from minigrad import backend
-    if not backend.cuda_available():
+    from minigrad import backends
+    if not backends.cuda_available():
         pytest.skip(f"needs a usable CUDA GPU (CuPy and a driver): {w.about} "
                     f"(workloads.{workloads_name})")
     _needs(impl)
@@ -126,11 +126,11 @@ def test_recurrent_gpu(benchmark, smoke, w, impl):
 
 def _step_by_step(w, weights, data, device="cpu"):
     """minigrad-seq with the window kernel off: per time step one matmul and one cell kernel."""
-    from minigrad import backend
+    from minigrad import backends
     run = workloads.minigrad_sequence(w, weights, data, device=device)
 
     def stepwise():
-        with backend.using(window="numpy"):
+        with backends.using(window="numpy"):
             return run()
     return stepwise
 

@@ -5,7 +5,7 @@ from . import bptt, nn, optim, viz
 from .backward import backward
 from .gradcheck import GradcheckError, gradcheck
 from .io import load, save
-from .ops import concat, stack, unbroadcast, where
+from .ops import concat, record, stack, unbroadcast, where
 from .tape import Record, Tape, get_tape, is_grad_enabled, no_grad
 from .tensor import (Tensor, arange, ones, ones_like, rand, randn, tensor, zeros,
                      zeros_like)
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "zeros_like", "ones_like", "arange", "randn", "rand",
-    "concat", "stack", "where", "unbroadcast", "backward", "gradcheck", "GradcheckError",
+    "concat", "stack", "where", "unbroadcast", "record", "backward", "gradcheck", "GradcheckError",
     "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64",
     "nn", "optim", "bptt", "viz", "save", "load",
 ]

@@ -1,6 +1,6 @@
 """`python -m minigrad` runs the `minigrad` command."""
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

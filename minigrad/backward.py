@@ -9,7 +9,7 @@ into `.grad`.
 """
 import numpy as np
 
-from .backend import array_module
+from .backends.devices import array_module
 from .tape import TAPE
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import array_module, device_of
+from .backends.devices import array_module, device_of
 from .backward import backward
 from .ops import stack
 from .optim import clip_grad_norm_

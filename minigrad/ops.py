@@ -2,50 +2,93 @@
 
 An op takes Tensors, computes its output array, and defines `backward(g)`: given
 g = dL/d(output), it returns dL/d(input) for each input (the vector-Jacobian
-product). The arrays backward needs are captured in its closure when the forward
-runs, so later changes to a tensor's .data (an optimizer's update) never reach
-them. `_result` wraps the output and records the op on the tape when a gradient
-is wanted. Gradients never mutate arrays in place: one array may be the gradient
-of several tensors at once.
-"""
-import operator
+product), in the inputs' order. The arrays backward needs are captured in its closure
+when the forward runs, so later changes to a tensor's .data (an optimizer's update)
+never reach them. `record` wraps the output as a Tensor and, when a gradient is
+wanted, puts the op on the tape; it is public, so that you can write your own op the
+same way (see its docstring). Gradients never mutate arrays in place: one array may be
+the gradient of several tensors at once.
 
+Names: `g` is the gradient arriving from the output, dL/d(out); `g_x` is the gradient
+of the loss with respect to `x` (so `g_x = g * (1 - y * y)` for y = tanh(x)). The same
+convention runs through nn/ and the optimizers.
+
+Arrays are NumPy arrays on the CPU and GPU arrays on a GPU (see minigrad/backends); `xp`,
+from `array_module`, is the NumPy-like module that owns them.
+The few hot array primitives whose speed on a GPU comes from a fused kernel of ours (a
+2-D matmul, a broadcasting binary op, a reduction) are called by what they compute,
+`primitives.matmul(x, y)`; everything else is plain array maths.
+"""
 import numpy as np
 
-from .backend import CPU, array_module, parse_device, to_device, twin
+from .backends import primitives
+from .backends.devices import CPU, array_module, parse_device, to_device
 from .tape import TAPE
 from .tensor import FLOAT_DTYPES, Tensor, _make
 
 
 # -- plumbing shared by every op ----------------------------------------------
 
-def _result(op, out, inputs, backward):
-    """Wrap `out` (an array, or a tuple of arrays for several outputs) as Tensor(s),
-    and record the op on the tape if any input requires grad while recording."""
+def record(op, out, inputs, backward):
+    """The output of an op as Tensor(s), recorded on the tape when a gradient is wanted.
+
+    This is how every op in minigrad ends, and how you write your own:
+
+        def cube(a):                          # a: a Tensor
+            x = a.data
+            def backward(g):                  # g = dL/dy, of y's shape
+                return (g * 3 * x * x,)       # one gradient per input: dL/dx
+            return minigrad.record("cube", x ** 3, (a,), backward)
+
+    op:       the op's name, shown on the tape and in errors
+    out:      the forward's result, an array (a GPU array on a GPU), or a tuple of
+              arrays for an op with several outputs (then a tuple of Tensors comes back)
+    inputs:   a tuple of the input Tensors (constants included), in the order in which
+              backward returns their gradients; outputs live on inputs[0]'s device
+    backward: g -> a tuple with one gradient per input (an array of that input's shape,
+              or None where there is none); for several outputs g is a tuple with one
+              array per output (zeros for outputs nothing used). It must not modify g.
+
+    The op is recorded only while recording is on (not under no_grad()) and when some
+    input requires grad; otherwise the output is a plain constant.
+    """
+    if type(inputs) is not tuple or not inputs:
+        raise TypeError(f"{op}: record() takes the inputs as a non-empty tuple of Tensors, "
+                        f"got {type(inputs).__name__}")
     if type(out) is tuple:
-        return _results(op, out, inputs, backward)
+        return _record_several(op, out, inputs, backward)
     if isinstance(out, np.generic):  # NumPy's ufuncs turn 0-d arrays into scalars
         out = np.asarray(out)
     t = _make(out, inputs[0].device)
-    if TAPE.enabled:
-        for x in inputs:
-            if x.requires_grad:
-                t._record = TAPE.record(op, inputs, backward, (out.shape,), (out.dtype,))
-                t.requires_grad = True
-                break
+    if TAPE.enabled and _any_requires_grad(op, inputs):
+        if not callable(backward):
+            raise TypeError(f"{op}: record() needs a callable backward, got {type(backward).__name__}")
+        t._record = TAPE.record(op, inputs, backward, (out.shape,), (out.dtype,))
+        t.requires_grad = True
     return t
 
 
-def _results(op, outs, inputs, backward):
-    """_result for an op with several outputs: one record, one Tensor per output."""
+def _record_several(op, outs, inputs, backward):
+    """record() for an op with several outputs: one record, one Tensor per output."""
     outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outs)
     tensors = tuple(_make(o, inputs[0].device) for o in outs)
-    if TAPE.enabled and any(x.requires_grad for x in inputs):
+    if TAPE.enabled and _any_requires_grad(op, inputs):
         rec = TAPE.record(op, inputs, backward,
                           tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
         for slot, t in enumerate(tensors):
             t._record, t._slot, t.requires_grad = rec, slot, True
     return tensors
+
+
+def _any_requires_grad(op, inputs):
+    """Whether some input requires grad; TypeError if one is not a Tensor."""
+    wanted = False
+    for x in inputs:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{op}: every input of record() must be a Tensor, got "
+                            f"{type(x).__name__}")
+        wanted = wanted or x.requires_grad
+    return wanted
 
 
 def _check_same(op, tensors):
@@ -122,72 +165,11 @@ def unbroadcast(grad, shape):
         return grad
     lead = grad.ndim - len(shape)
     if lead:
-        grad = sum_axes(grad, tuple(range(lead)))
+        grad = primitives.sum_axes(grad, tuple(range(lead)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
-        grad = sum_axes(grad, stretched, keepdims=True)
+        grad = primitives.sum_axes(grad, stretched, keepdims=True)
     return grad
-
-
-# -- the hot primitives: NumPy twins of minigrad's CUDA kernels ------------------
-#
-# Each function below is the reference for the CUDA kernel of the same name (kernels/*.cu,
-# launched by minigrad/cuda.py). The ops call these; on a GPU the backend runs the kernel
-# instead (see backend.twin), on the CPU the function itself runs.
-
-@twin("matmul", "mm")
-def mm(x, y):
-    """The product of two matrices (2-D arrays), always through BLAS.
-
-    NumPy's `@` does not call BLAS when an inner size is 1 (a batch of one) and is then
-    several times slower; `dot` always does. Every 2-D product in minigrad goes here.
-    """
-    return array_module(x).dot(x, y)
-
-
-@twin("matmul", "mm_add")
-def mm_add(x, y, out):
-    """out += x @ y, in place, for an `out` the caller owns (a time step's gates); returns out.
-    On a GPU one launch: the product is added as it is written."""
-    out += array_module(x).dot(x, y)
-    return out
-
-
-_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
-
-
-@twin("elementwise", "binary")
-def binary(x, y, op):
-    """x op y for op in add, sub, mul, div, with NumPy broadcasting: a new array."""
-    return _BINARY[op](x, y)
-
-
-@twin("elementwise", "activation")
-def activation(x, name):
-    """tanh, sigmoid, relu or exp of an array: a new array."""
-    if name == "sigmoid":
-        return sigmoid_array(x)
-    xp = array_module(x)
-    return xp.maximum(x, 0) if name == "relu" else getattr(xp, name)(x)
-
-
-@twin("elementwise", "activation_backward")
-def activation_backward(g, saved, name):
-    """dL/dx from g = dL/dy. `saved` is the output y for tanh, sigmoid and exp (their
-    derivatives read off the output), the input x for relu."""
-    if name == "tanh":
-        return g * (1 - saved * saved)
-    if name == "sigmoid":
-        return g * (saved * (1 - saved))
-    if name == "exp":
-        return g * saved
-    return g * (saved > 0)  # relu; NOTE: 0 at x = 0, as PyTorch
-
-
-@twin("reduce", "sum_axes")
-def sum_axes(a, axes, keepdims=False):
-    """a summed over `axes` (a sorted tuple), as a.sum(axis=axes, keepdims=keepdims)."""
-    return a.sum(axis=axes, keepdims=keepdims)
 
 
 def _python_number(value):
@@ -205,62 +187,62 @@ def add(a, b):
     a, b = _operands("add", a, b)
     x, y = a.data, b.data
     try:
-        out = binary(x, y, "add")
+        out = primitives.binary(x, y, "add")
     except ValueError:
         raise _broadcast_error("add", x, y) from None
     x_shape, y_shape = x.shape, y.shape  # all that backward needs
 
     def backward(g):  # d(x + y) = dx + dy
         return unbroadcast(g, x_shape), unbroadcast(g, y_shape)
-    return _result("add", out, (a, b), backward)
+    return record("add", out, (a, b), backward)
 
 
 def sub(a, b):
     a, b = _operands("sub", a, b)
     x, y = a.data, b.data
     try:
-        out = binary(x, y, "sub")
+        out = primitives.binary(x, y, "sub")
     except ValueError:
         raise _broadcast_error("sub", x, y) from None
     x_shape, y_shape = x.shape, y.shape
 
     def backward(g):  # d(x - y) = dx - dy
         return unbroadcast(g, x_shape), unbroadcast(-g, y_shape)
-    return _result("sub", out, (a, b), backward)
+    return record("sub", out, (a, b), backward)
 
 
 def mul(a, b):
     a, b = _operands("mul", a, b)
     x, y = a.data, b.data
     try:
-        out = binary(x, y, "mul")
+        out = primitives.binary(x, y, "mul")
     except ValueError:
         raise _broadcast_error("mul", x, y) from None
 
     def backward(g):  # d(x y) = y dx + x dy
         return unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)
-    return _result("mul", out, (a, b), backward)
+    return record("mul", out, (a, b), backward)
 
 
 def div(a, b):
     a, b = _operands("div", a, b)
     x, y = a.data, b.data
     try:
-        out = binary(x, y, "div")
+        out = primitives.binary(x, y, "div")
     except ValueError:
         raise _broadcast_error("div", x, y) from None
     x_shape = x.shape
 
     def backward(g):  # d(x / y) = dx / y - (x / y) dy / y
-        gx = g / y
-        return unbroadcast(gx, x_shape), unbroadcast(-gx * out, y.shape)
-    return _result("div", out, (a, b), backward)
+        g_x = g / y
+        return unbroadcast(g_x, x_shape), unbroadcast(-g_x * out, y.shape)
+    return record("div", out, (a, b), backward)
 
 
 def neg(a):
     def backward(g):  # d(-x) = -dx
         return (-g,)
-    return _result("neg", -a.data, (a,), backward)
+    return record("neg", -a.data, (a,), backward)
 
 
 def pow(a, exponent):
@@ -274,7 +256,7 @@ def pow(a, exponent):
     def backward(g):  # d(x^p) = p x^(p-1) dx
         # NOTE: for p < 1 this is infinite at x = 0, as the derivative is.
         return (g * (p * x ** (p - 1)),)
-    return _result("pow", x ** p, (a,), backward)
+    return record("pow", x ** p, (a,), backward)
 
 
 def matmul(a, b):
@@ -290,18 +272,18 @@ def matmul(a, b):
     kx, ky = x.shape[-1], (y.shape[0] if y.ndim == 1 else y.shape[-2])
     if kx != ky:
         raise ValueError(f"matmul: {x.shape} @ {y.shape}: inner dimensions {kx} and {ky} differ")
-    plain = x.ndim == 2 and y.ndim == 2  # two matrices: through `mm`
+    plain = x.ndim == 2 and y.ndim == 2  # two matrices: through primitives.matmul (BLAS)
     try:
-        out = mm(x, y) if plain else x @ y
+        out = primitives.matmul(x, y) if plain else x @ y
     except ValueError:
         raise ValueError(f"matmul: {x.shape} @ {y.shape}: batch dimensions {x.shape[:-2]} "
                          f"and {y.shape[:-2]} do not broadcast") from None
     # Skip the gradient matmul of an operand that needs none (x_t @ W: x_t is data).
     need_x, need_y = a.requires_grad, b.requires_grad
 
-    def backward(g):  # d(X Y) = dX Y + X dY  ->  gX = g Y^T, gY = X^T g
+    def backward(g):  # d(X Y) = dX Y + X dY  ->  g_X = g Y^T, g_Y = X^T g
         if plain:
-            return (mm(g, y.T) if need_x else None), (mm(x.T, g) if need_y else None)
+            return (primitives.matmul(g, y.T) if need_x else None), (primitives.matmul(x.T, g) if need_y else None)
         # Give 1-D operands their implied axis back, so one pair of formulas covers all cases.
         x2 = x[None, :] if x.ndim == 1 else x
         y2 = y[:, None] if y.ndim == 1 else y
@@ -309,10 +291,10 @@ def matmul(a, b):
             g = g[..., None]
         if x.ndim == 1:
             g = g[..., None, :]
-        gx = unbroadcast(g @ y2.swapaxes(-1, -2), x2.shape).reshape(x.shape) if need_x else None
-        gy = unbroadcast(x2.swapaxes(-1, -2) @ g, y2.shape).reshape(y.shape) if need_y else None
-        return gx, gy
-    return _result("matmul", out, (a, b), backward)
+        g_x = unbroadcast(g @ y2.swapaxes(-1, -2), x2.shape).reshape(x.shape) if need_x else None
+        g_y = unbroadcast(x2.swapaxes(-1, -2) @ g, y2.shape).reshape(y.shape) if need_y else None
+        return g_x, g_y
+    return record("matmul", out, (a, b), backward)
 
 
 def compare(op, a, b):
@@ -339,11 +321,11 @@ def compare(op, a, b):
 # -- elementwise functions ----------------------------------------------------
 
 def exp(a):
-    y = activation(a.data, "exp")
+    y = array_module(a.data).exp(a.data)
 
     def backward(g):  # d exp(x) = exp(x) dx, read off the output
-        return (activation_backward(g, y, "exp"),)
-    return _result("exp", y, (a,), backward)
+        return (g * y,)
+    return record("exp", y, (a,), backward)
 
 
 def log(a):
@@ -352,35 +334,23 @@ def log(a):
 
     def backward(g):  # d log(x) = dx / x
         return (g / x,)
-    return _result("log", xp.log(x), (a,), backward)
+    return record("log", xp.log(x), (a,), backward)
 
 
 def tanh(a):
-    y = activation(a.data, "tanh")
+    y = array_module(a.data).tanh(a.data)
 
-    def backward(g):  # d tanh(x) = (1 - tanh(x)^2) dx
-        return (activation_backward(g, y, "tanh"),)
-    return _result("tanh", y, (a,), backward)
-
-
-def sigmoid_array(x):
-    """1 / (1 + exp(-x)) of an array, computed so that it never overflows.
-
-    1 / (1 + exp(-x)) overflows exp for x < -88 in float32. With e = exp(-|x|) <= 1,
-    1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0 never overflow, and keep full
-    relative precision in the far left tail (sigmoid(-40) = 4.2e-18, not 0).
-    """
-    xp = array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1, e) / (1 + e)
+    def backward(g):  # d tanh(x) = (1 - tanh(x)^2) dx, read off the output
+        return (g * (1 - y * y),)
+    return record("tanh", y, (a,), backward)
 
 
 def sigmoid(a):
-    y = activation(a.data, "sigmoid")
+    y = primitives.sigmoid(a.data)  # 1 / (1 + exp(-x)), computed without overflow
 
-    def backward(g):  # d sigmoid(x) = s (1 - s) dx
-        return (activation_backward(g, y, "sigmoid"),)
-    return _result("sigmoid", y, (a,), backward)
+    def backward(g):  # d sigmoid(x) = s (1 - s) dx, read off the output
+        return (g * y * (1 - y),)
+    return record("sigmoid", y, (a,), backward)
 
 
 def relu(a):
@@ -388,8 +358,8 @@ def relu(a):
 
     def backward(g):  # d relu(x) = [x > 0] dx
         # NOTE: relu has no derivative at 0; we use 0 there, as PyTorch does.
-        return (activation_backward(g, x, "relu"),)
-    return _result("relu", activation(x, "relu"), (a,), backward)
+        return (g * (x > 0),)
+    return record("relu", array_module(x).maximum(x, 0), (a,), backward)
 
 
 def sqrt(a):
@@ -399,7 +369,7 @@ def sqrt(a):
     def backward(g):  # d sqrt(x) = dx / (2 sqrt(x))
         # NOTE: infinite at x = 0, as the derivative is.
         return (g / (2 * y),)
-    return _result("sqrt", y, (a,), backward)
+    return record("sqrt", y, (a,), backward)
 
 
 def abs(a):
@@ -409,7 +379,7 @@ def abs(a):
     def backward(g):  # d|x| = sign(x) dx
         # NOTE: |x| has no derivative at 0; sign(0) = 0 gives it 0, as PyTorch does.
         return (g * xp.sign(x),)
-    return _result("abs", xp.abs(x), (a,), backward)
+    return record("abs", xp.abs(x), (a,), backward)
 
 
 def clip(a, min=None, max=None):
@@ -429,7 +399,7 @@ def clip(a, min=None, max=None):
         if max is not None:
             inside &= x <= max
         return (g * inside,)
-    return _result("clip", xp.clip(x, min, max), (a,), backward)
+    return record("clip", xp.clip(x, min, max), (a,), backward)
 
 
 def astype(a, dtype):
@@ -451,7 +421,7 @@ def astype(a, dtype):
 
     def backward(g):  # the identity, cast back
         return (g.astype(source),)
-    return _result("astype", out, (a,), backward)
+    return record("astype", out, (a,), backward)
 
 
 def to(a, device):
@@ -466,7 +436,7 @@ def to(a, device):
 
     def backward(g):  # the identity, moved back
         return (to_device(g, source),)
-    out = _result("to", to_device(a.data, device), (a,), backward)
+    out = record("to", to_device(a.data, device), (a,), backward)
     out.device = device
     return out
 
@@ -505,7 +475,7 @@ def sum(a, axis=None, keepdims=False):
 
     def backward(g):  # every summed entry gets the gradient of its sum
         return (_spread(g, axes, keepdims, shape),)
-    return _result("sum", sum_axes(x, axes, keepdims), (a,), backward)
+    return record("sum", primitives.sum_axes(x, axes, keepdims), (a,), backward)
 
 
 def mean(a, axis=None, keepdims=False):
@@ -518,7 +488,7 @@ def mean(a, axis=None, keepdims=False):
 
     def backward(g):  # every entry gets 1/count of the gradient of its mean
         return (_spread(g / count, axes, keepdims, shape),)
-    return _result("mean", x.mean(axis=axes, keepdims=keepdims), (a,), backward)
+    return record("mean", x.mean(axis=axes, keepdims=keepdims), (a,), backward)
 
 
 def max(a, axis=None, keepdims=False):
@@ -541,7 +511,7 @@ def max(a, axis=None, keepdims=False):
         xp.put_along_axis(mask, winner, True, axis=-1)
         mask = mask.reshape(moved.shape).transpose(tuple(int(i) for i in np.argsort(order)))
         return (_spread(g, axes, keepdims, x.shape) * mask,)
-    return _result("max", x.max(axis=axes, keepdims=keepdims), (a,), backward)
+    return record("max", x.max(axis=axes, keepdims=keepdims), (a,), backward)
 
 
 # -- shapes and indexing ------------------------------------------------------
@@ -558,7 +528,7 @@ def reshape(a, *shape):
 
     def backward(g):  # the same entries, in the old shape
         return (g.reshape(old_shape),)
-    return _result("reshape", out, (a,), backward)
+    return record("reshape", out, (a,), backward)
 
 
 def transpose(a, *axes):
@@ -574,7 +544,7 @@ def transpose(a, *axes):
 
     def backward(g):  # the inverse permutation
         return (g.transpose(inverse),)
-    return _result("transpose", x.transpose(axes), (a,), backward)
+    return record("transpose", x.transpose(axes), (a,), backward)
 
 
 def _is_basic(index):
@@ -607,14 +577,14 @@ def getitem(a, index):
 
     def backward(g):  # each selected entry gets its gradient back, at its place
         xp = array_module(g)
-        gx = xp.zeros(shape, dtype=g.dtype)
+        g_x = xp.zeros(shape, dtype=g.dtype)
         if basic:
-            gx[index] = g
+            g_x[index] = g
         else:
             # An index may repeat (x[[0, 0]]): add.at accumulates where += would not.
-            xp.add.at(gx, index, g)
-        return (gx,)
-    return _result("getitem", out, (a,), backward)
+            xp.add.at(g_x, index, g)
+        return (g_x,)
+    return record("getitem", out, (a,), backward)
 
 
 def concat(tensors, axis=0):
@@ -634,7 +604,7 @@ def concat(tensors, axis=0):
         starts = np.concatenate([[0], ends[:-1]])
         lead = (slice(None),) * ax
         return tuple(g[lead + (slice(s, e),)] for s, e in zip(starts, ends))
-    return _result("concat", out, tuple(tensors), backward)
+    return record("concat", out, tuple(tensors), backward)
 
 
 def stack(tensors, axis=0):
@@ -654,7 +624,7 @@ def stack(tensors, axis=0):
     def backward(g):  # each input gets its own slice of the gradient
         lead = (slice(None),) * ax
         return tuple(g[lead + (i,)] for i in range(len(arrays)))
-    return _result("stack", out, tuple(tensors), backward)
+    return record("stack", out, tuple(tensors), backward)
 
 
 def where(mask, a, b):
@@ -678,4 +648,4 @@ def where(mask, a, b):
         zero = xp.zeros((), dtype=g.dtype)
         return (unbroadcast(xp.where(mask, g, zero), x_shape),
                 unbroadcast(xp.where(mask, zero, g), y_shape))
-    return _result("where", out, (a, b), backward)
+    return record("where", out, (a, b), backward)

@@ -6,15 +6,17 @@ that reaches back across an update still back-propagates through the values its
 forward pass used.
 
 Each optimizer updates a whole parameter group in one call of its step function
-(sgd_step, adam_step, adagrad_step below): a loop over the parameters in NumPy, the
-twin of one fused CUDA kernel that updates every parameter in one launch on a GPU.
+(backends/primitives.py's sgd_step, adam_step, adagrad_step, where each formula is
+written out): a loop over the parameters in NumPy, one fused CUDA kernel that updates
+every parameter in one launch on a GPU.
 Optimizers follow their parameters: the state lives on each parameter's device.
 """
 import math
 
 import numpy as np
 
-from .backend import array_module, device_of, to_device, to_numpy, twin
+from .backends.devices import array_module, device_of, to_device, to_numpy
+from .backends.primitives import adagrad_step, adam_step, sgd_step
 from .tensor import Tensor
 
 
@@ -217,54 +219,6 @@ class Adagrad(Optimizer):
         for k, (p, s) in enumerate(zip(params, states)):
             p.data = ws[k]
             s["sum"] = sums[k]
-
-
-# -- the updates of a whole group: NumPy twins of the fused kernels in kernels/optim.cu ------
-# Pure functions: new arrays out, inputs untouched (the CUDA versions may update the
-# optimizer's own state arrays in place, never the weights).
-
-@twin("optim", "sgd_step")
-def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
-    """SGD on lists of weights ws and gradients gs; bufs: momentum buffers, or None without
-    momentum. Returns (new weights, new buffers or None)."""
-    new_ws, new_bufs = [], []
-    for k, (w, g) in enumerate(zip(ws, gs)):
-        if weight_decay:
-            g = g + weight_decay * w
-        if momentum:
-            b = momentum * bufs[k] + g
-            new_bufs.append(b)
-            g = g + momentum * b if nesterov else b
-        new_ws.append(w - lr * g)
-    return new_ws, (new_bufs if momentum else None)
-
-
-@twin("optim", "adam_step")
-def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay):
-    """Adam's step t (from 1) on lists of weights, gradients and averages m, v.
-    Returns (new weights, new m, new v)."""
-    new_ws, new_ms, new_vs = [], [], []
-    for w, g, m, v in zip(ws, gs, ms, vs):
-        if weight_decay:
-            g = g + weight_decay * w
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * (g * g)
-        denom = (v / (1 - beta2 ** t)) ** 0.5 + eps
-        new_ws.append(w - lr * (m / (1 - beta1 ** t)) / denom)
-        new_ms.append(m)
-        new_vs.append(v)
-    return new_ws, new_ms, new_vs
-
-
-@twin("optim", "adagrad_step")
-def adagrad_step(ws, gs, ss, lr, eps):
-    """Adagrad on lists of weights, gradients and sums of squares. Returns (new weights, new sums)."""
-    new_ws, new_ss = [], []
-    for w, g, s in zip(ws, gs, ss):
-        s = s + g * g
-        new_ws.append(w - lr * g / (s ** 0.5 + eps))
-        new_ss.append(s)
-    return new_ws, new_ss
 
 
 def _grads(params):

@@ -1,7 +1,7 @@
 """The Tensor: an array, the gradient that flows into it, and the record that made it."""
 import numpy as np
 
-from . import backend
+from .backends import devices
 from .backward import backward as _backward
 
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -29,9 +29,9 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         if device is None:  # where the data is: a CuPy array stays on its GPU
-            device = data.device if isinstance(data, Tensor) else backend.device_of(_unwrap(data))
-        device = backend.parse_device(device)
-        self.data = backend.to_device(_to_array(data, dtype), device)
+            device = data.device if isinstance(data, Tensor) else devices.device_of(_unwrap(data))
+        device = devices.parse_device(device)
+        self.data = devices.to_device(_to_array(data, dtype), device)
         if requires_grad and self.data.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"tensor: only float32 and float64 tensors can require grad, got {self.data.dtype}"
@@ -74,11 +74,11 @@ class Tensor:
         return bool(self.data)
 
     def __repr__(self):
-        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
+        body = np.array2string(devices.to_numpy(self.data), separator=", ", prefix="tensor(")
         extra = ""
         if self.data.dtype != DEFAULT_DTYPE:
             extra += f", dtype={self.data.dtype}"
-        if self.device != backend.CPU:
+        if self.device != devices.CPU:
             extra += f", device={self.device!r}"
         if self._record is not None:
             extra += f", op={self._record.op}"
@@ -90,7 +90,7 @@ class Tensor:
 
     def numpy(self):
         """The data as a numpy.ndarray (the array itself on the CPU: no copy; a copy from a GPU)."""
-        return backend.to_numpy(self.data)
+        return devices.to_numpy(self.data)
 
     def to(self, device):
         """This tensor on `device` ("cpu", "cuda", "cuda:N"): itself if already there, else a
@@ -98,7 +98,7 @@ class Tensor:
         return ops.to(self, device)
 
     def cpu(self):
-        return ops.to(self, backend.CPU)
+        return ops.to(self, devices.CPU)
 
     def cuda(self, index=0):
         return ops.to(self, f"cuda:{index}")
@@ -172,7 +172,7 @@ class Tensor:
     def astype(self, dtype): return ops.astype(self, dtype)
 
 
-def _make(data, device=backend.CPU, requires_grad=False):
+def _make(data, device=devices.CPU, requires_grad=False):
     """A Tensor around a backend array, without checks: the fast path ops use."""
     t = Tensor.__new__(Tensor)
     t.data = data
@@ -194,7 +194,7 @@ def _to_array(data, dtype=None):
     if isinstance(data, Tensor):
         data = data.data
     if hasattr(data, "__cuda_array_interface__"):  # CuPy: checked and converted on the host,
-        data = backend.to_numpy(data)                # then moved back by the caller
+        data = devices.to_numpy(data)                # then moved back by the caller
     elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
         raise TypeError("tensor: got a list of Tensors; join them with minigrad.stack(...)")
     if dtype is not None:

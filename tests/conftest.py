@@ -16,8 +16,8 @@ def no_cupy(monkeypatch):
     """As on a machine where CuPy is not installed."""
     import sys
 
-    from minigrad import backend
-    monkeypatch.setattr(backend, "_cupy", None)
+    from minigrad import backends
+    monkeypatch.setattr(backends.devices, "_cupy", None)
     monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
 
 
@@ -27,13 +27,13 @@ def no_gpu(monkeypatch):
     import sys
     import types
 
-    from minigrad import backend
+    from minigrad import backends
 
     def device_count():
         raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
     fake = types.ModuleType("cupy")
     fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=device_count))
-    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backends.devices, "_cupy", None)
     monkeypatch.setitem(sys.modules, "cupy", fake)
 
 
@@ -55,10 +55,10 @@ def _round_trip(kernel):
     array argument back (the kernels write into some in place) and returns NumPy results."""
     import numpy as np
 
-    from minigrad import backend
+    from minigrad import backends
 
     def call(*args, **kwargs):
-        cp = backend.cupy()
+        cp = backends.cupy()
         moved = {}
 
         def there(v):
@@ -92,7 +92,7 @@ def emulated_kernels(monkeypatch):
     why, where the emulator cannot build them)."""
     import emulator
 
-    from minigrad import cuda
+    from minigrad.backends import cuda
     if emulator.UNAVAILABLE:
         pytest.skip(emulator.UNAVAILABLE)
     monkeypatch.setattr(cuda, "compiler", emulator.compile)
@@ -104,7 +104,8 @@ def emulated_kernels(monkeypatch):
 @pytest.fixture(params=BACKENDS)
 def on_backend(request, monkeypatch):
     """Run the test on each backend (see above); yields the backend's name."""
-    from minigrad import backend, cuda
+    from minigrad import backends
+    from minigrad.backends import cuda
     name = request.param
     only = request.node.get_closest_marker("numpy_only")
     if only and name != "numpy":
@@ -112,10 +113,10 @@ def on_backend(request, monkeypatch):
     if name == "emulated":
         request.getfixturevalue("emulated_kernels")
     elif name == "cuda":
-        if not backend.cuda_available():
+        if not backends.cuda_available():
             pytest.skip("needs a usable CUDA GPU (CuPy and a driver); this machine has none")
-        for kernel in backend.TWINS:
+        for kernel in backends.PRIMITIVES:
             monkeypatch.setattr(cuda, kernel, _round_trip(getattr(cuda, kernel)))
     if name != "numpy":
-        monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
+        monkeypatch.setattr(backends.dispatch, "KERNELS_ON_NUMPY", True)
     yield name

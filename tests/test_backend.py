@@ -1,11 +1,12 @@
-"""minigrad.backend: devices, the per-family paths, and the dispatch between a kernel and its twin."""
+"""minigrad.backends: devices, the per-family paths, and the dispatch between a kernel and its twin."""
 import inspect
 
 import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import backend, cuda, nn
+from minigrad import backends, nn
+from minigrad.backends import cuda
 from minigrad.nn import functional as F
 from minigrad.optim import SGD
 
@@ -13,30 +14,30 @@ from minigrad.optim import SGD
 # -- paths -------------------------------------------------------------------------
 
 def test_use_sets_a_path_and_returns_the_previous_one():
-    assert backend.path("matmul") == "auto"
-    assert backend.use("matmul", "numpy") == "auto"
+    assert backends.path("matmul") == "auto"
+    assert backends.use("matmul", "numpy") == "auto"
     try:
-        assert backend.path("matmul") == "numpy"
+        assert backends.path("matmul") == "numpy"
     finally:
-        backend.use("matmul", "auto")
+        backends.use("matmul", "auto")
 
 
 def test_using_restores_the_paths_even_after_an_error():
     with pytest.raises(KeyError):
-        with backend.using(cells="numpy", matmul="kernel"):
-            assert (backend.path("cells"), backend.path("matmul")) == ("numpy", "kernel")
+        with backends.using(cells="numpy", matmul="kernel"):
+            assert (backends.path("cells"), backends.path("matmul")) == ("numpy", "kernel")
             raise KeyError
-    assert (backend.path("cells"), backend.path("matmul")) == ("auto", "auto")
+    assert (backends.path("cells"), backends.path("matmul")) == ("auto", "auto")
 
 
 @pytest.mark.parametrize("family, path, message", [
-    ("conv", "numpy", "backend.use: unknown op family 'conv'; expected one of matmul, elementwise"),
+    ("conv", "numpy", "backends.use: unknown op family 'conv'; expected one of matmul, elementwise"),
     ("matmul", "cublas",
-     "backend.use: unknown path 'cublas' for matmul; expected one of auto, kernel, numpy"),
+     "backends.use: unknown path 'cublas' for matmul; expected one of auto, kernel, numpy"),
 ])
 def test_unknown_families_and_paths_raise(family, path, message):
     with pytest.raises(ValueError, match=message):
-        backend.use(family, path)
+        backends.use(family, path)
 
 
 # -- the dispatch between a twin and its kernel -------------------------------------
@@ -49,7 +50,7 @@ def spy(monkeypatch):
     def binary(x, y, op):
         calls.append(op)
         return np.full(np.broadcast_shapes(x.shape, y.shape), 7.0, x.dtype)
-    monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
+    monkeypatch.setattr(backends.dispatch, "KERNELS_ON_NUMPY", True)
     monkeypatch.setattr(cuda, "binary", binary)
     return calls
 
@@ -67,7 +68,7 @@ def test_kernel_path_calls_the_wrapper_of_the_same_name(spy):
 
 def test_a_family_forced_to_numpy_runs_the_twin(spy):
     x = mg.tensor([1.0, 2.0])
-    with backend.using(elementwise="numpy"):
+    with backends.using(elementwise="numpy"):
         np.testing.assert_array_equal((x * x).data, [1.0, 4.0])
     assert spy == []
 
@@ -79,20 +80,20 @@ def test_dtypes_without_kernels_run_the_twin(spy):
 
 
 def test_a_wrapper_returning_notimplemented_hands_over_to_the_twin(monkeypatch):
-    monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
+    monkeypatch.setattr(backends.dispatch, "KERNELS_ON_NUMPY", True)
     monkeypatch.setattr(cuda, "binary", lambda x, y, op: NotImplemented)
     x = mg.tensor([1.0, 2.0])
     np.testing.assert_array_equal((x - x * 2).data, [-1.0, -2.0])
 
 
 def test_every_twin_has_a_cuda_wrapper_with_its_signature():
-    assert set(backend.TWINS) == {
-        "mm", "mm_add", "binary", "activation", "activation_backward", "sum_axes", "softmax_xent",
-        "softmax_xent_backward", "_elman", "_elman_backward", "_lstm", "_lstm_backward", "_gru",
-        "_gru_backward", "_elman_window", "_elman_window_backward", "_lstm_window",
-        "_lstm_window_backward", "sgd_step", "adam_step", "adagrad_step"}
-    for name, (family, twin) in backend.TWINS.items():
-        assert family in backend.FAMILIES
+    assert set(backends.PRIMITIVES) == {
+        "matmul", "matmul_add", "binary", "activation", "activation_backward", "sum_axes",
+        "softmax_xent", "softmax_xent_backward", "lstm_step", "lstm_step_backward", "gru_step",
+        "gru_step_backward", "elman_window", "elman_window_backward", "lstm_window",
+        "lstm_window_backward", "sgd_step", "adam_step", "adagrad_step"}
+    for name, (family, twin) in backends.PRIMITIVES.items():
+        assert family in backends.FAMILIES
         wrapper = getattr(cuda, name, None)
         assert wrapper is not None, f"minigrad.cuda has no wrapper {name}"
         assert inspect.signature(wrapper) == inspect.signature(twin), name
@@ -105,7 +106,7 @@ def test_cpu_is_the_device_of_numpy_data(given):
     t = mg.tensor(np.ones(2), device=given)
     assert t.device == "cpu" and isinstance(t.data, np.ndarray)
     assert t.to("cpu") is t and t.cpu() is t
-    assert backend.device_of(t.data) == "cpu" and backend.to_numpy(t.data) is t.data
+    assert backends.device_of(t.data) == "cpu" and backends.to_numpy(t.data) is t.data
 
 
 # -- the launches of a training step -------------------------------------------------
@@ -120,7 +121,7 @@ WINDOW_KERNELS = {nn.RNN: "elman_window", nn.LSTM: "lstm_window"}
 def _training_step_launches(layer, monkeypatch):
     """The kernels one TBPTT window of `layer` (T = 7) with a linear readout, cross-entropy
     and SGD launches on the kernel path (emulated), by name, in order."""
-    monkeypatch.setattr(backend, "KERNELS_ON_NUMPY", True)
+    monkeypatch.setattr(backends.dispatch, "KERNELS_ON_NUMPY", True)
     names = []
     monkeypatch.setattr(cuda, "on_launch", [names.append])
     T, B, n_in, H, C = 7, 3, 4, 5, 6
@@ -142,7 +143,7 @@ def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kerne
                                                                    layer, fwd, bwd):
     """Step by step (the window kernel off): per time step one matmul and one fused kernel
     each way."""
-    with backend.using(window="numpy"):
+    with backends.using(window="numpy"):
         T, count, names = _training_step_launches(layer, monkeypatch)
     assert count(fwd) == T and count(bwd) == T
     # forward: the window's input projections, T recurrent products, the readout;

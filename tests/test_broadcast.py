@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from minigrad import backend
+from minigrad import backends
 
 # Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
 pytestmark = pytest.mark.usefixtures("on_backend")
@@ -202,7 +202,7 @@ def test_matmul_broadcasts_batch_axes(shapes, dtype, seed):
     assert out.shape == out_shape and out.dtype == dtype
     # NumPy's own product, to the last bit on the NumPy backend; within rounding on the
     # kernels, whose tiled sums round in another order than BLAS.
-    if not backend.KERNELS_ON_NUMPY:
+    if not backends.dispatch.KERNELS_ON_NUMPY:
         np.testing.assert_array_equal(out.data, np.matmul(x, y))
     ref_out, ref_gx, ref_gy = reference_matmul(x.astype(np.float64), y.astype(np.float64), w)
     np.testing.assert_allclose(out.data, ref_out, **TOLERANCES[dtype])

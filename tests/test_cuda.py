@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import backend, nn
+from minigrad import backends, nn
 from minigrad.optim import SGD
 from helpers import train_layer
 
-pytestmark = pytest.mark.skipif(not backend.cuda_available(),
+pytestmark = pytest.mark.skipif(not backends.cuda_available(),
                                 reason="needs a usable CUDA GPU (CuPy and a driver); this machine has none")
 
 
@@ -42,8 +42,8 @@ def test_creation_on_cuda_gives_the_cpu_numbers():
     assert mg.tensor(mg.zeros(2, device="cuda").data).device == "cuda:0"  # CuPy data stays put
 
 
-@pytest.mark.parametrize("paths", [{}, {f: "kernel" for f in backend.FAMILIES},
-                                   {f: "numpy" for f in backend.FAMILIES}],
+@pytest.mark.parametrize("paths", [{}, {f: "kernel" for f in backends.FAMILIES},
+                                   {f: "numpy" for f in backends.FAMILIES}],
                          ids=["auto", "kernels", "cupy-library"])
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_training_on_cuda_gives_the_cpu_losses_and_weights(kind, paths):
@@ -53,7 +53,7 @@ def test_training_on_cuda_gives_the_cpu_losses_and_weights(kind, paths):
     ys = rng.integers(0, 5, (12, 4))
     results = []
     for device in ("cpu", "cuda"):
-        with backend.using(**paths):
+        with backends.using(**paths):
             losses, params = train_layer(kind, device, xs, ys, hidden=8)
         results.append((losses, [p.numpy() for p in params]))
     (cpu_losses, cpu_weights), (gpu_losses, gpu_weights) = results
@@ -71,9 +71,9 @@ def test_an_optimizer_follows_its_parameters_to_another_device():
         optimizer.zero_grad()
         net(x.to(device)).sum().backward()
         optimizer.step()
-        assert all(p.device == backend.parse_device(device) for p in net.parameters())
+        assert all(p.device == backends.parse_device(device) for p in net.parameters())
         for state in optimizer.state.values():
-            assert backend.device_of(state["momentum_buffer"]) == backend.parse_device(device)
+            assert backends.device_of(state["momentum_buffer"]) == backends.parse_device(device)
 
 
 def test_minigrad_train_runs_on_cuda():

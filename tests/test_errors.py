@@ -375,7 +375,7 @@ def exploding(t):
     """An op whose backward fails (a bug in a hand-written gradient)."""
     def backward(g):
         raise FloatingPointError("exploding: backward failed")
-    return ops._result("exploding", t.data * 1, (t,), backward)
+    return ops.record("exploding", t.data * 1, (t,), backward)
 
 
 def test_a_backward_that_raises_leaves_grads_alone():
@@ -389,7 +389,7 @@ def test_a_backward_that_raises_leaves_grads_alone():
 
 def badly_shaped_gradient(a, b):
     """An op whose backward gives b a gradient of the wrong shape."""
-    return ops._result("badly_shaped", a.data + b.data, (a, b), lambda g: (g, g[:1]))
+    return ops.record("badly_shaped", a.data + b.data, (a, b), lambda g: (g, g[:1]))
 
 
 def test_a_wrongly_shaped_op_gradient_raises_and_leaves_every_grad_alone():
@@ -405,13 +405,13 @@ def test_a_wrongly_shaped_op_gradient_raises_and_leaves_every_grad_alone():
 def wrong_square(a):
     """x * x with the derivative 3x instead of 2x."""
     x = a.data
-    return ops._result("wrong_square", x * x, (a,), lambda g: (g * 3 * x,))
+    return ops.record("wrong_square", x * x, (a,), lambda g: (g * 3 * x,))
 
 
 def wrong_mul(a, b):
     """a * b whose gradient for b is twice too large."""
     x, y = a.data, b.data
-    return ops._result("wrong_mul", x * y, (a, b), lambda g: (g * y, 2 * g * x))
+    return ops.record("wrong_mul", x * y, (a, b), lambda g: (g * y, 2 * g * x))
 
 
 def test_gradcheck_refuses_float32():

@@ -1,7 +1,7 @@
 """Tensors living on "cuda", run on the CPU through a strict fake CuPy: the device paths on any machine.
 
 tests/test_cuda.py runs these paths on a real GPU and skips without one. Here `fake_gpu`
-puts `FakeCupy` where backend.cupy() finds it, so that Tensor(device="cuda"), .to, Module.to,
+puts `FakeCupy` where backends.cupy() finds it, so that Tensor(device="cuda"), .to, Module.to,
 the optimizers, train_sequence, `minigrad train --device cuda`, checkpoints and sampling run
 with "device arrays" that are not NumPy arrays, and the tests compare what they give with
 the CPU's numbers in float64.
@@ -24,8 +24,9 @@ import pytest
 
 import emulator
 import minigrad as mg
-from minigrad import backend, cuda, nn
-from minigrad.cli import main
+from minigrad import backends, nn
+from minigrad.backends import cuda
+from minigrad.app.cli import main
 from minigrad.nn import functional as F
 from minigrad.optim import SGD, Adagrad, Adam
 from helpers import train_layer
@@ -116,7 +117,7 @@ class FakeCudaArray:
     A wrapper, not an ndarray subclass: a subclass would pass every isinstance(x, np.ndarray)
     test and be taken in silently by np.asarray, np.savez, ctypes, which is exactly what
     a real GPU array is not. As with CuPy:
-      - `__cuda_array_interface__` and `.device.id` (0): backend.device_of says "cuda:0";
+      - `__cuda_array_interface__` and `.device.id` (0): backends.device_of says "cuda:0";
       - np.asarray(a) / np.array(a) raise TypeError (`__array__`); only cupy.asnumpy and
         a.get() copy to the host;
       - an operand that is a NumPy array raises TypeError (fake + ndarray, ndarray + fake,
@@ -370,7 +371,7 @@ VARIANTS = ["cupy-library", "kernels"]
 @pytest.fixture(params=VARIANTS)
 def fake_gpu(request, monkeypatch):
     """Device "cuda" works, on the fake (see the module's docstring); yields the variant's name."""
-    monkeypatch.setattr(backend, "_cupy", fake_cupy)
+    monkeypatch.setattr(backends.devices, "_cupy", fake_cupy)
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)  # nothing imports the real one
     if request.param == "kernels":
         if emulator.UNAVAILABLE:
@@ -379,7 +380,7 @@ def fake_gpu(request, monkeypatch):
                             lambda source, file: _OnFakeMemory(emulator.compile(source, file)))
         paths = contextlib.nullcontext()
     else:
-        paths = backend.using(**{f: "numpy" for f in backend.FAMILIES})
+        paths = backends.using(**{f: "numpy" for f in backends.FAMILIES})
     cuda.clear_cache()
     request.addfinalizer(cuda.clear_cache)
     with paths:
@@ -394,7 +395,7 @@ def on_fake(x):
 
 def test_the_fake_refuses_what_cupy_refuses(fake_gpu):
     a = fake_cupy.arange(6.0).reshape(2, 3)
-    assert backend.device_of(a) == "cuda:0" and backend.array_module(a) is fake_cupy
+    assert backends.device_of(a) == "cuda:0" and backends.array_module(a) is fake_cupy
     for convert in (np.asarray, np.array, lambda x: np.stack([np.ones(3), x[0]])):
         with pytest.raises(TypeError):
             convert(a)
@@ -404,7 +405,7 @@ def test_the_fake_refuses_what_cupy_refuses(fake_gpu):
             mixed()
     assert on_fake(a.sum()) and a.sum().ndim == 0  # a 0-d device array, not a host scalar
     assert on_fake(np.tanh(a)) and on_fake(np.concatenate([a, a]))  # NumPy's names dispatch
-    np.testing.assert_array_equal(backend.to_numpy(a * 2.0 + np.float64(1)),
+    np.testing.assert_array_equal(backends.to_numpy(a * 2.0 + np.float64(1)),
                                   np.arange(6.0).reshape(2, 3) * 2 + 1)
 
 
@@ -455,7 +456,7 @@ def test_ops_on_cuda_give_the_cpu_values_and_gradients(fake_gpu, rng):
         h = mg.concat([h, h[1:3]], axis=0).sum(axis=1) + mg.stack([a[0], b]).max(axis=1).sum()
         loss = (h * h).mean() + F.softmax(a, axis=1).sum() + F.log_softmax(a, axis=1)[[0, 2], [1, 3]].sum()
         loss.backward()
-        results.append([backend.to_numpy(v) for v in (loss.data, a.grad, b.grad)])
+        results.append([backends.to_numpy(v) for v in (loss.data, a.grad, b.grad)])
     for got, want in zip(results[1], results[0]):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
@@ -468,12 +469,12 @@ def test_embedding_and_cross_entropy_with_device_targets(fake_gpu, rng):
     for device in ("cpu", "cuda"):
         emb = nn.Embedding(7, 6, dtype="float64", rng=0).to(device)
         head = nn.Linear(6, 5, dtype="float64", rng=1).to(device)
-        where = backend.parse_device(device)
-        i, t = backend.to_device(idx, where), backend.to_device(targets, where)
+        where = backends.parse_device(device)
+        i, t = backends.to_device(idx, where), backends.to_device(targets, where)
         losses = [F.cross_entropy(head(emb(i)), t, reduction=r) for r in ("mean", "sum", "none")]
         losses[0].backward()
         (losses[1] + losses[2].sum()).backward()
-        results.append([backend.to_numpy(v) for v in
+        results.append([backends.to_numpy(v) for v in
                         (losses[0].data, losses[2].data, emb.weight.grad, head.weight.grad)])
     for got, want in zip(results[1], results[0]):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -488,7 +489,7 @@ def test_training_on_cuda_gives_the_cpu_losses_and_weights(fake_gpu, kind):
     results, launched = [], cuda.launches
     for device in ("cpu", "cuda"):
         losses, params = train_layer(kind, device, xs, ys, hidden=5, clip_grad_norm=1.0)
-        assert all(p.device == backend.parse_device(device) for p in params)
+        assert all(p.device == backends.parse_device(device) for p in params)
         results.append((losses, [p.numpy() for p in params]))
     assert (cuda.launches > launched) == (fake_gpu == "kernels")  # our kernels ran, or CuPy's library
     (cpu_losses, cpu_weights), (gpu_losses, gpu_weights) = results
@@ -510,11 +511,11 @@ def test_an_optimizer_follows_its_parameters_to_another_device(fake_gpu, make):
             optimizer.zero_grad()
             (net(x.to(device)) ** 2).sum().backward()
             optimizer.step()
-            assert all(p.device == backend.parse_device(device) for p in net.parameters())
+            assert all(p.device == backends.parse_device(device) for p in net.parameters())
             for state in optimizer.state.values():
                 for value in state.values():
                     if hasattr(value, "shape"):
-                        assert backend.device_of(value) == backend.parse_device(device)
+                        assert backends.device_of(value) == backends.parse_device(device)
         state = optimizer.state_dict()  # saved from the CPU after a visit to the GPU
         weights.append([p.numpy() for p in net.parameters()])
     for got, want in zip(*weights):

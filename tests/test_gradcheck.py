@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.ops import _result
+from minigrad.ops import record
 
 
 def f64(values, requires_grad=True):
@@ -17,7 +17,7 @@ def square_with_gradient(factor):
 
         def backward(g):
             return (g * factor * x,)
-        return _result("square", x * x, (t,), backward)
+        return record("square", x * x, (t,), backward)
     return op
 
 

@@ -1,4 +1,4 @@
-"""Every CUDA kernel wrapper in minigrad.cuda against its NumPy twin (backend.TWINS).
+"""Every CUDA kernel wrapper in minigrad.cuda against its NumPy twin (backends.PRIMITIVES).
 
 Each test runs on two devices through one fixture:
   - "emulated": the kernels' C source compiled for the CPU by tests/emulator.py, run on
@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 
 import emulator
-import minigrad  # noqa: F401  (registers every twin in backend.TWINS)
-from minigrad import backend, cuda
+import minigrad  # noqa: F401  (registers every twin in backends.PRIMITIVES)
+from minigrad import backends
+from minigrad.backends import cuda
 
 F32, F64 = np.float32, np.float64
 DTYPES = [F32, F64]
-TESTED = set()  # the wrappers this file tests, checked against backend.TWINS
+TESTED = set()  # the wrappers this file tests, checked against backends.PRIMITIVES
 
 
 def covers(*names):
@@ -43,7 +44,7 @@ def close(actual, expected, dtype, scale=1.0):
 
 def twin(name):
     """The NumPy function of the kernel `name`."""
-    return backend.TWINS[name][1]
+    return backends.PRIMITIVES[name][1]
 
 
 # -- the devices --------------------------------------------------------------------------
@@ -124,7 +125,7 @@ class Device:
         return out
 
     def get(self, a):
-        return backend.to_numpy(a)
+        return backends.to_numpy(a)
 
 
 def _device(request, monkeypatch):
@@ -168,8 +169,8 @@ def run(name, *args, **kwargs):
 
 
 def test_every_twin_has_a_wrapper_and_a_test():
-    assert backend.TWINS, "backend.TWINS is empty: no twin registered"
-    for name, (family, _) in backend.TWINS.items():
+    assert backends.PRIMITIVES, "backends.PRIMITIVES is empty: no twin registered"
+    for name, (family, _) in backends.PRIMITIVES.items():
         assert callable(getattr(cuda, name, None)), f"twin {name} ({family}) has no wrapper cuda.{name}"
         assert name in TESTED, f"twin {name} ({family}) has no test in {__name__}"
 
@@ -268,7 +269,7 @@ def test_sum_axes(device_sync, rng, shape, axes, dtype, keepdims):
 
 # -- matmul.cu -------------------------------------------------------------------------------
 
-@covers("mm")
+@covers("matmul")
 @pytest.mark.parametrize("layout", ["x y", "x.T y", "x y.T", "x.T y.T", "x sliced"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 17, 5), (33, 67, 17), (67, 33, 65), (1, 40, 3)])
@@ -283,12 +284,12 @@ def test_mm(device_sync, rng, M, K, N, dtype, layout):
         wide = np.repeat(x, 2, axis=1)
         wide[:, 1::2] = np.nan
         dx = device_sync.put(wide)[:, ::2]
-    with backend.using(matmul="kernel"):  # on a GPU, "auto" may pick cuBLAS for the shape
-        out = run("mm", dx, dy)
-    close(device_sync.get(out), twin("mm")(x, y), dtype, scale=(np.abs(x) @ np.abs(y)).max())
+    with backends.using(matmul="kernel"):  # on a GPU, "auto" may pick cuBLAS for the shape
+        out = run("matmul", dx, dy)
+    close(device_sync.get(out), twin("matmul")(x, y), dtype, scale=(np.abs(x) @ np.abs(y)).max())
 
 
-@covers("mm_add")
+@covers("matmul_add")
 @pytest.mark.parametrize("layout", ["x y", "x y.T"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 17, 5), (33, 67, 17)])
@@ -300,11 +301,11 @@ def test_mm_add(device_sync, rng, M, K, N, dtype, layout):
     before = rng.standard_normal((M, N)).astype(dtype)
     dy = device_sync.put(y.T.copy()).T if "y.T" in layout else device_sync.put(y)
     buffer, view = in_buffer(device_sync, before)
-    with backend.using(matmul="kernel"):  # on a GPU, "auto" may pick cuBLAS for the shape
-        out = run("mm_add", device_sync.put(x), dy, view)
+    with backends.using(matmul="kernel"):  # on a GPU, "auto" may pick cuBLAS for the shape
+        out = run("matmul_add", device_sync.put(x), dy, view)
     assert _same(out, view), "not written into out="
     assert_only_step_written(device_sync, buffer)
-    close(device_sync.get(out), twin("mm_add")(x, y, before.copy()), dtype,
+    close(device_sync.get(out), twin("matmul_add")(x, y, before.copy()), dtype,
           scale=(np.abs(x) @ np.abs(y)).max() + np.abs(before).max())
 
 
@@ -363,49 +364,53 @@ def assert_only_step_written(device, buffer):
     assert (others.view(np.uint8) == 0xFF).all(), "a kernel wrote outside the step's view of its buffer"
 
 
-@covers("_elman")
+# The Elman cell's pointwise part is activation (tanh or relu) into out=: a new array, a
+# view of a (T, B, H) buffer (rnn's Hs[t + 1]), or the pre-activation itself (rnn_cell's).
+
+@covers("activation")
 @pytest.mark.parametrize("out", ["new", "view", "in place"])
-@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("kind", ["tanh", "relu"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
-def test_elman(device, rng, B, H, dtype, relu, out):
+def test_elman_activation_into_out(device, rng, B, H, dtype, kind, out):
     a = inputs(rng, (B, H), dtype)
-    expected = twin("_elman")(a.copy(), relu)
+    expected = twin("activation")(a.copy(), kind)
     if out == "new":
-        h_new = run("_elman", device.put(a), relu)
+        h_new = run("activation", device.put(a), kind)
     elif out == "view":
         buffer = device.empty((3, B, H), dtype)
-        h_new = run("_elman", device.put(a), relu, out=buffer[STEP])
+        h_new = run("activation", device.put(a), kind, out=buffer[STEP])
         assert _same(h_new, buffer[STEP]), "not written into out="
         assert_only_step_written(device, buffer)
     else:  # rnn_cell's: the pre-activation overwritten
         da = device.put(a)
-        h_new = run("_elman", da, relu, out=da)
+        h_new = run("activation", da, kind, out=da)
         close(device.get(da), expected, dtype)
     close(device.get(h_new), expected, dtype)
 
 
-@covers("_elman_backward")
+@covers("activation_backward")
 @pytest.mark.parametrize("out", ["new", "view"])
-@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("kind", ["tanh", "relu"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
-def test_elman_backward(device, rng, B, H, dtype, relu, out):
+def test_elman_activation_backward_into_out(device, rng, B, H, dtype, kind, out):
     a = inputs(rng, (B, H), dtype)
-    h_new = twin("_elman")(a.copy(), relu)
+    h_new = twin("activation")(a.copy(), kind)
+    saved = a if kind == "relu" else h_new  # relu' reads the input, tanh' the output
     g = rng.standard_normal((B, H)).astype(dtype)
-    args = [device.put(v) for v in (g, h_new, a)]
+    args = [device.put(v) for v in (g, saved)]
     if out == "new":
-        da = run("_elman_backward", *args, relu)
+        da = run("activation_backward", *args, kind)
     else:  # rnn's: D[t]
         D = device.empty((3, B, H), dtype)
-        da = run("_elman_backward", *args, relu, out=D[STEP])
+        da = run("activation_backward", *args, kind, out=D[STEP])
         assert _same(da, D[STEP]), "not written into out="
         assert_only_step_written(device, D)
-    close(device.get(da), twin("_elman_backward")(g, h_new, a, relu), dtype)
+    close(device.get(da), twin("activation_backward")(g, saved, kind), dtype)
 
 
-@covers("_lstm")
+@covers("lstm_step")
 @pytest.mark.parametrize("layout", ["new", "views"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
@@ -413,15 +418,15 @@ def test_lstm(device, rng, B, H, dtype, layout):
     act = inputs(rng, (B, 4 * H), dtype, scale=2.0)
     c = rng.standard_normal((B, H)).astype(dtype)
     expected_act = act.copy()  # the twin activates its act in place, as the kernel does
-    expected = twin("_lstm")(expected_act, c.copy())
+    expected = twin("lstm_step")(expected_act, c.copy())
     if layout == "new":
         d_act = device.put(act)
-        got = run("_lstm", d_act, device.put(c))
+        got = run("lstm_step", d_act, device.put(c))
     else:  # lstm's: act = A[t], c = Cs[t], out = (Hs[t + 1], Cs[t + 1], TC[t])
         A, d_act = in_buffer(device, act)
         Cs, d_c = in_buffer(device, c, T=4)
         Hs, TC = device.empty((4, B, H), dtype), device.empty((3, B, H), dtype)
-        got = run("_lstm", d_act, d_c, out=(Hs[STEP + 1], Cs[STEP + 1], TC[STEP]))
+        got = run("lstm_step", d_act, d_c, out=(Hs[STEP + 1], Cs[STEP + 1], TC[STEP]))
         for view, array in zip(got, (Hs[STEP + 1], Cs[STEP + 1], TC[STEP])):
             assert device.get(view).shape == (B, H) and _same(view, array), "not written into out="
         assert_only_step_written(device, A)
@@ -443,7 +448,7 @@ def _same(a, b):
     return a.data.ptr == b.data.ptr and a.shape == b.shape
 
 
-@covers("_lstm_backward")
+@covers("lstm_step_backward")
 @pytest.mark.parametrize("gc", ["array", "None", "0"])
 @pytest.mark.parametrize("d", ["new", "view"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -451,23 +456,23 @@ def _same(a, b):
 def test_lstm_backward(device, rng, B, H, dtype, d, gc):
     act = inputs(rng, (B, 4 * H), dtype, scale=2.0)
     c = rng.standard_normal((B, H)).astype(dtype)
-    _, _, tc = twin("_lstm")(act, c)  # act is now activated, as the backward reads it
+    _, _, tc = twin("lstm_step")(act, c)  # act is now activated, as the backward reads it
     gh = rng.standard_normal((B, H)).astype(dtype)
     g_c = {"array": rng.standard_normal((B, H)).astype(dtype), "None": None, "0": 0}[gc]
-    expected_d, expected_gc = twin("_lstm_backward")(gh, 0 if g_c is None else g_c, act, c, tc)
+    expected_d, expected_gc = twin("lstm_step_backward")(gh, 0 if g_c is None else g_c, act, c, tc)
     args = [device.put(gh), g_c if gc != "array" else device.put(g_c), *map(device.put, (act, c, tc))]
     if d == "new":
-        got_d, got_gc = run("_lstm_backward", *args)
+        got_d, got_gc = run("lstm_step_backward", *args)
     else:  # lstm's: d = D[t]
         D = device.empty((3, B, 4 * H), dtype)
-        got_d, got_gc = run("_lstm_backward", *args, d=D[STEP])
+        got_d, got_gc = run("lstm_step_backward", *args, d=D[STEP])
         assert _same(got_d, D[STEP]), "not written into d="
         assert_only_step_written(device, D)
     close(device.get(got_d), expected_d, dtype)
     close(device.get(got_gc), expected_gc, dtype)
 
 
-@covers("_gru")
+@covers("gru_step")
 @pytest.mark.parametrize("layout", ["new", "views", "views and out="])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
@@ -475,16 +480,16 @@ def test_gru(device, rng, B, H, dtype, layout):
     a_ih = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     a_hh = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     h = rng.standard_normal((B, H)).astype(dtype)
-    expected = twin("_gru")(a_ih.copy(), a_hh.copy(), h.copy())
+    expected = twin("gru_step")(a_ih.copy(), a_hh.copy(), h.copy())
     if layout == "new":
-        got = run("_gru", *map(device.put, (a_ih, a_hh, h)))
+        got = run("gru_step", *map(device.put, (a_ih, a_hh, h)))
     else:  # gru's: a_ih = A_ih[t], a_hh = A_hh[t], h = Hs[t]; out = (Hs[t + 1], RZ[t], N[t])
         views = [in_buffer(device, a)[1] for a in (a_ih, a_hh, h)]
         if layout == "views":
-            got = run("_gru", *views)
+            got = run("gru_step", *views)
         else:
             buffers = [device.empty((3, B, n), dtype) for n in (H, 2 * H, H)]
-            got = run("_gru", *views, out=tuple(b[STEP] for b in buffers))
+            got = run("gru_step", *views, out=tuple(b[STEP] for b in buffers))
             for buffer, g in zip(buffers, got):
                 assert _same(g, buffer[STEP]), "not written into out="
                 assert_only_step_written(device, buffer)
@@ -492,7 +497,7 @@ def test_gru(device, rng, B, H, dtype, layout):
         close(device.get(a), b, dtype)
 
 
-@covers("_gru_backward")
+@covers("gru_step_backward")
 @pytest.mark.parametrize("d", ["new", "views", "views, gh added into"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
@@ -500,12 +505,12 @@ def test_gru_backward(device, rng, B, H, dtype, d):
     a_ih = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     a_hh = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     h = rng.standard_normal((B, H)).astype(dtype)
-    _, rz, cand = twin("_gru")(a_ih, a_hh, h)
+    _, rz, cand = twin("gru_step")(a_ih, a_hh, h)
     g = rng.standard_normal((B, H)).astype(dtype)
-    expected = twin("_gru_backward")(g, a_hh, rz, cand, h)
+    expected = twin("gru_step_backward")(g, a_hh, rz, cand, h)
     args = [device.put(a) for a in (g, a_hh, rz, cand, h)]
     if d == "new":
-        got = run("_gru_backward", *args)
+        got = run("gru_step_backward", *args)
     else:  # gru's: d_ih = D_ih[t], d_hh = D_hh[t], and the direct gradient added into G[t - 1]
         D_ih, D_hh = device.empty((3, B, 3 * H), dtype), device.empty((3, B, 3 * H), dtype)
         gh = None
@@ -513,7 +518,7 @@ def test_gru_backward(device, rng, B, H, dtype, d):
             before = rng.standard_normal((B, H)).astype(dtype)
             G, gh = in_buffer(device, before)
             expected = expected[:2] + (expected[2] + before,)
-        got = run("_gru_backward", *args, d_ih=D_ih[STEP], d_hh=D_hh[STEP], gh=gh)
+        got = run("gru_step_backward", *args, d_ih=D_ih[STEP], d_hh=D_hh[STEP], gh=gh)
         assert _same(got[0], D_ih[STEP]) and _same(got[1], D_hh[STEP]), "not written into d_ih=, d_hh="
         assert_only_step_written(device, D_ih)
         assert_only_step_written(device, D_hh)
@@ -532,7 +537,7 @@ def test_gru_backward(device, rng, B, H, dtype, d):
 # Hs[0] (h0), Cs[0] (c0) and G must come out as they went in.
 
 WINDOWS = [(1, 1, 1), (4, 3, 17), (3, 2, 67)]
-WIDE = {"_elman_window": (2, 2, 130), "_lstm_window": (2, 2, 70)}
+WIDE = {"elman_window": (2, 2, 130), "lstm_window": (2, 2, 70)}
 
 
 def window_inputs(rng, T, B, H, gates, dtype):
@@ -557,35 +562,35 @@ def elman_window_case(rng, T, B, H, dtype, relu):
     Hs = np.empty((T + 1, B, H), dtype)
     Hs[0] = h0
     A_done = A.copy()
-    twin("_elman_window")(A_done, Hs, W, relu)
+    twin("elman_window")(A_done, Hs, W, relu)
     return (A, h0, W), (A_done, Hs)
 
 
-@covers("_elman_window")
+@covers("elman_window")
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_elman_window"]])
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["elman_window"]])
 def test_elman_window(device_sync, rng, T, B, H, dtype, relu):
     (A, h0, W), (A_done, Hs_expected) = elman_window_case(rng, T, B, H, dtype, relu)
     dA, dHs = device_sync.put(A), states(device_sync, h0, T, dtype)
-    got = run("_elman_window", dA, dHs, device_sync.put(W), relu)
+    got = run("elman_window", dA, dHs, device_sync.put(W), relu)
     assert _same(got, dHs), "Hs is not filled in place"
     close(device_sync.get(dA), A_done, dtype, scale=H)         # the completed pre-activations
     close(device_sync.get(dHs), Hs_expected, dtype, scale=H)   # Hs[0] = h0 unchanged, h_1..h_T
 
 
-@covers("_elman_window_backward")
+@covers("elman_window_backward")
 @pytest.mark.parametrize("need_h0", [True, False])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_elman_window"]])
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["elman_window"]])
 def test_elman_window_backward(device_sync, rng, T, B, H, dtype, relu, need_h0):
     (_, _, W), (A, Hs) = elman_window_case(rng, T, B, H, dtype, relu)
     G = rng.standard_normal((T, B, H)).astype(dtype)
     D = np.empty((T, B, H), dtype)
-    gh0 = twin("_elman_window_backward")(G.copy(), Hs, A, W, relu, D, need_h0)
+    gh0 = twin("elman_window_backward")(G.copy(), Hs, A, W, relu, D, need_h0)
     dG, dD = device_sync.put(G), device_sync.empty((T, B, H), dtype)
-    got = run("_elman_window_backward", dG, *map(device_sync.put, (Hs, A, W)), relu, dD, need_h0)
+    got = run("elman_window_backward", dG, *map(device_sync.put, (Hs, A, W)), relu, dD, need_h0)
     close(device_sync.get(dD), D, dtype, scale=H)
     assert (got is None) == (not need_h0)
     if need_h0:
@@ -599,35 +604,35 @@ def lstm_window_case(rng, T, B, H, dtype):
     Hs, Cs, TC = np.empty((T + 1, B, H), dtype), np.empty((T + 1, B, H), dtype), np.empty((T, B, H), dtype)
     Hs[0], Cs[0] = h0, c0
     A_done = A.copy()
-    twin("_lstm_window")(A_done, Hs, Cs, TC, W)
+    twin("lstm_window")(A_done, Hs, Cs, TC, W)
     return (A, h0, c0, W), (A_done, Hs, Cs, TC)
 
 
-@covers("_lstm_window")
+@covers("lstm_window")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_lstm_window"]])
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["lstm_window"]])
 def test_lstm_window(device_sync, rng, T, B, H, dtype):
     (A, h0, c0, W), expected = lstm_window_case(rng, T, B, H, dtype)
     dA, dHs, dCs = device_sync.put(A), states(device_sync, h0, T, dtype), states(device_sync, c0, T, dtype)
     dTC = device_sync.empty((T, B, H), dtype)
-    got = run("_lstm_window", dA, dHs, dCs, dTC, device_sync.put(W))
+    got = run("lstm_window", dA, dHs, dCs, dTC, device_sync.put(W))
     assert _same(got, dHs), "Hs is not filled in place"
     for mine, theirs in zip((dA, dHs, dCs, dTC), expected):  # gates activated, h, c, tanh(c)
         close(device_sync.get(mine), theirs, dtype, scale=H)
 
 
-@covers("_lstm_window_backward")
+@covers("lstm_window_backward")
 @pytest.mark.parametrize("need_h0", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["_lstm_window"]])
+@pytest.mark.parametrize("T, B, H", WINDOWS + [WIDE["lstm_window"]])
 def test_lstm_window_backward(device_sync, rng, T, B, H, dtype, need_h0):
     (_, _, _, W), (A, _, Cs, TC) = lstm_window_case(rng, T, B, H, dtype)
     G = rng.standard_normal((T, B, H)).astype(dtype)
     gc = rng.standard_normal((B, H)).astype(dtype)
     D = np.empty((T, B, 4 * H), dtype)
-    gh0, gc0 = twin("_lstm_window_backward")(G.copy(), gc, A, Cs, TC, W, D, need_h0)
+    gh0, gc0 = twin("lstm_window_backward")(G.copy(), gc, A, Cs, TC, W, D, need_h0)
     dG, dD = device_sync.put(G), device_sync.empty((T, B, 4 * H), dtype)
-    got_h0, got_c0 = run("_lstm_window_backward", dG, *map(device_sync.put, (gc, A, Cs, TC, W)),
+    got_h0, got_c0 = run("lstm_window_backward", dG, *map(device_sync.put, (gc, A, Cs, TC, W)),
                          dD, need_h0)
     close(device_sync.get(dD), D, dtype, scale=4 * H)
     close(device_sync.get(got_c0), gc0, dtype, scale=4 * H)
@@ -637,12 +642,12 @@ def test_lstm_window_backward(device_sync, rng, T, B, H, dtype, need_h0):
     np.testing.assert_array_equal(device_sync.get(dG), G, err_msg="G was written")
 
 
-@pytest.mark.parametrize("name, gates, limit", [("_elman_window", 1, {np.float32: 240, np.float64: 169}),
-                                                ("_lstm_window", 4, {np.float32: 119, np.float64: 84})])
+@pytest.mark.parametrize("name, gates, limit", [("elman_window", 1, {np.float32: 240, np.float64: 169}),
+                                                ("lstm_window", 4, {np.float32: 119, np.float64: 84})])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_window_whose_weights_do_not_fit_goes_to_the_step_loop(emulated, rng, name, gates, limit, dtype):
     """Past the shared memory of a block (an H100's 227 KiB on the emulator) the wrappers
-    return NotImplemented before launching anything, and backend.twin runs the step loop;
+    return NotImplemented before launching anything, and backends.twin runs the step loop;
     up to it, they launch. So does forcing the cells onto NumPy."""
     def call(H):
         T, B = 2, 1
@@ -658,7 +663,7 @@ def test_a_window_whose_weights_do_not_fit_goes_to_the_step_loop(emulated, rng, 
     results, launched = call(limit[dtype])
     assert all(r is not NotImplemented for r in results) and launched == 2
     for H, paths in ((limit[dtype] + 1, {}), (3, {"cells": "numpy"})):
-        with backend.using(**paths):
+        with backends.using(**paths):
             results, launched = call(H)
         assert all(r is NotImplemented for r in results) and launched == 0, (H, paths)
 

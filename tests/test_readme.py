@@ -86,17 +86,17 @@ def test_the_gpu_examples_run_on_the_cpu_with_cpu_for_cuda():
     on any machine (on a GPU the next test runs it as written)."""
     move, switch = _gpu_examples()
     exec(compile(move.replace('"cuda"', '"cpu"'), str(README), "exec"), {})
-    from minigrad import backend
+    from minigrad import backends
     try:
         exec(compile(switch, str(README), "exec"), {})
     finally:
-        for family in backend.FAMILIES:
-            backend.use(family, "auto")
+        for family in backends.FAMILIES:
+            backends.use(family, "auto")
 
 
 def test_the_gpu_example_runs_on_a_gpu():
-    from minigrad import backend
-    if not backend.cuda_available():
+    from minigrad import backends
+    if not backends.cuda_available():
         pytest.skip("needs a usable CUDA GPU (CuPy and a driver); this machine has none")
     move, _ = _gpu_examples()
     namespace = {}

@@ -6,7 +6,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.backward import backward
-from minigrad.ops import _result
+from minigrad.ops import record
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +175,7 @@ def test_a_shared_gradient_array_is_never_added_into():
 
 def test_a_gradient_of_the_wrong_shape_is_caught_before_any_grad_changes():
     x, w = leaf([1.0, 2.0]), leaf([3.0])
-    bad = _result("bad", x.data * 2, (x, w), lambda g: (2 * g, g))  # w's gradient: shape (2,)
+    bad = record("bad", x.data * 2, (x, w), lambda g: (2 * g, g))  # w's gradient: shape (2,)
     expected = r"bad returned a gradient of shape \(2,\) for an input of shape \(1,\)"
     with pytest.raises(RuntimeError, match=expected):
         bad.sum().backward()
@@ -277,7 +277,7 @@ def split_halves(t):
     def backward(g):
         g1, g2 = g
         return (np.concatenate([2 * g1, 3 * g2]),)
-    return _result("split_halves", (2 * x[:n], 3 * x[n:]), (t,), backward)
+    return record("split_halves", (2 * x[:n], 3 * x[n:]), (t,), backward)
 
 
 def test_an_op_with_two_outputs_is_one_record_and_both_outputs_flow_back():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.tasks import AddingTask, DelayTask, OneHot, TextTask, make_task
+from minigrad.app.tasks import AddingTask, DelayTask, OneHot, TextTask, make_task
 
 
 def neg_log_softmax(row, k):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import backend
-from minigrad.cli import main
+from minigrad import backends
+from minigrad.app.cli import main
 
 
 def run(*args, **kwargs):
@@ -224,7 +224,7 @@ def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
         (["--resume", str(tmp_path / "none.npz")], 1, "No such file or directory"),
         (["--k1", "x"], 2, "invalid int value: 'x'"),
     ]
-    if not backend.cuda_available():  # here --device cuda must fail in one line saying why
+    if not backends.cuda_available():  # here --device cuda must fail in one line saying why
         cases.append((["--device", "cuda"], 1, "device 'cuda': CuPy is "))
     for args, code, message in cases:
         line = one_line_error(run(*args, "--quiet"), code)

@@ -7,7 +7,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import viz
-from minigrad.ops import _result
+from minigrad.ops import record
 
 
 def small_graph():
@@ -45,7 +45,7 @@ def test_to_dot_marks_time_steps_freed_records_and_output_slots():
 
     def backward(g):
         return (np.concatenate(g),)
-    first, second = _result("halves", (b.data[:2], b.data[2:]), (b,), backward)
+    first, second = record("halves", (b.data[:2], b.data[2:]), (b,), backward)
     tape.free(before_step=2)
     dot = viz.to_dot(second)
     assert "step 2" in dot

@@ -3,9 +3,10 @@ import math
 
 import numpy as np
 
-from .. import backend
+from ..backends import devices
 from ..tensor import Tensor, _dtype, _generator, zeros
 from . import functional as F
+from . import recurrent
 
 
 class Parameter(Tensor):
@@ -59,7 +60,7 @@ class Module:
 
     def state_dict(self):
         """{dotted name: a copy of the parameter's array, as a NumPy array}."""
-        return {name: backend.to_numpy(p.data).copy() for name, p in self.named_parameters()}
+        return {name: devices.to_numpy(p.data).copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state, strict=True):
         """Load arrays (NumPy arrays or anything numpy.asarray takes) into the parameters.
@@ -80,10 +81,10 @@ class Module:
             if name not in own:
                 continue
             p = own[name]
-            array = backend.to_numpy(value)
+            array = devices.to_numpy(value)
             if array.shape != p.shape:
                 raise ValueError(f"load_state_dict: {name}: expected shape {p.shape}, got {array.shape}")
-            new[name] = backend.to_device(array.astype(p.dtype, copy=True), p.device)
+            new[name] = devices.to_device(array.astype(p.dtype, copy=True), p.device)
         for name, array in new.items():
             own[name].data = array  # replaced, not written into: records keep their values
 
@@ -93,11 +94,11 @@ class Module:
         The Parameters stay the same objects, so an optimizer built before the move still
         holds them; it moves its own state at its next step.
         """
-        device = backend.parse_device(device)
+        device = devices.parse_device(device)
         for p in self.parameters():
             if p.device != device:
-                p.data = backend.to_device(p.data, device)
-                p.grad = None if p.grad is None else backend.to_device(p.grad, device)
+                p.data = devices.to_device(p.data, device)
+                p.grad = None if p.grad is None else devices.to_device(p.grad, device)
                 p.device = device
         return self
 
@@ -161,14 +162,14 @@ class Embedding(Module):
         self.weight = Parameter(data, device=device)
 
     def forward(self, indices):
-        idx = indices.data if isinstance(indices, Tensor) else backend.as_array(indices)
+        idx = indices.data if isinstance(indices, Tensor) else devices.as_array(indices)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"Embedding: indices must be integers, got dtype {idx.dtype}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
             bad = idx[(idx < 0) | (idx >= self.num_embeddings)].flat[0]
             raise ValueError(f"Embedding: index {bad} is out of range for {self.num_embeddings} embeddings")
         # getitem's backward adds repeated rows up
-        return self.weight[backend.to_device(idx, self.weight.device)]
+        return self.weight[devices.to_device(idx, self.weight.device)]
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -215,7 +216,7 @@ class _Elman(_Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
                  dtype=None, device=None, rng=None):
-        F._check_nonlinearity(type(self).__name__, nonlinearity)
+        recurrent._check_nonlinearity(type(self).__name__, nonlinearity)
         super().__init__(input_size, hidden_size, bias, dtype, device, rng)
         self.nonlinearity = nonlinearity
 

@@ -8,14 +8,14 @@ before launching anything, and the twin runs instead.
 
 Wrappers allocate with the array module of their inputs, so that they also run on NumPy
 arrays: the tests replace `compiler` by tests/emulator.py's, which builds the same
-kernel sources for the CPU. CuPy is imported through backend.cupy(), never here.
+kernel sources for the CPU. CuPy is imported through devices.cupy(), never here.
 """
 import hashlib
 import importlib.resources
 
 import numpy as np
 
-from . import backend
+from . import devices, dispatch
 
 KERNELS_DIR = importlib.resources.files("minigrad.kernels")
 EMULATED = "emulated"  # the device key of NumPy arrays: kernels run by the tests' CPU emulator
@@ -44,7 +44,7 @@ def compiler(source, file):
 
     The tests replace this function by the CPU emulator's and call clear_cache().
     """
-    cupy = backend.cupy()
+    cupy = devices.cupy()
     # CuPy caches compiled modules on disk by their source text, which does not contain
     # common.cuh: a comment with the header's hash makes an edit of the header recompile.
     # `#line` keeps the line numbers of compiler errors those of the file.
@@ -83,7 +83,7 @@ def _function(file, entry, device_key):
         if device_key == EMULATED:
             fn = _module(file, device_key).get_function(entry)
         else:  # CuPy compiles and loads a RawModule on the current device, at its first kernel
-            with backend.cupy().cuda.Device(device_key):
+            with devices.cupy().cuda.Device(device_key):
                 fn = _module(file, device_key).get_function(entry)
         _functions[(device_key, file, entry)] = fn
     return fn
@@ -108,7 +108,7 @@ def shared_memory_limit(device_key):
         if device_key == EMULATED:
             limit = EMULATED_SHARED_LIMIT
         else:
-            runtime = backend.cupy().cuda.runtime
+            runtime = devices.cupy().cuda.runtime
             limit = runtime.deviceGetAttribute(runtime.cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                                device_key)
         _shared_limits[device_key] = limit
@@ -134,10 +134,10 @@ def launch(file, name, like, grid, block, args, *, shared_mem=0, count=True):
         launches += 1
         for hook in on_launch:
             hook(entry)
-    if device_key == EMULATED or device_key == backend.cupy().cuda.runtime.getDevice():
+    if device_key == EMULATED or device_key == devices.cupy().cuda.runtime.getDevice():
         _run(fn, (device_key, file, entry), grid, block, args, shared_mem)
     else:  # a kernel runs on the current device: make it the arrays' for the launch
-        with backend.cupy().cuda.Device(device_key):
+        with devices.cupy().cuda.Device(device_key):
             _run(fn, (device_key, file, entry), grid, block, args, shared_mem)
 
 
@@ -163,7 +163,7 @@ def _launch_1d(file, name, like, n, args):
 def _dense(a, shape=None):
     """a as the kernels read it: C-contiguous (a copy only if it is not), broadcast to `shape`."""
     if shape is not None and a.shape != tuple(shape):
-        a = backend.array_module(a).broadcast_to(a, shape)  # raises ValueError as the twin would
+        a = devices.array_module(a).broadcast_to(a, shape)  # raises ValueError as the twin would
     return a if a.flags.c_contiguous else a.copy()
 
 
@@ -183,7 +183,7 @@ def _writable(out, shape, like):
 def _outputs(like, outs, shapes):
     """The arrays a kernel writes: each given `out` (checked writable) or a new array.
     None if one of them cannot be written in place."""
-    xp = backend.array_module(like)
+    xp = devices.array_module(like)
     result = []
     for out, shape in zip(outs, shapes):
         if out is None:
@@ -208,24 +208,30 @@ ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "exp": 3}  # common.cuh's enu
 BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}          # elementwise.cu's enum
 
 
-def activation(x, name):
-    """tanh, sigmoid, relu or exp of x: a new array of x's shape. Twin: ops.activation."""
+def activation(x, name, out=None):
+    """tanh, sigmoid, relu or exp of x, into `out` if given (out may be x itself: the kernel
+    reads each element before writing it), else a new array. Primitive: activation."""
     if name not in ACTIVATIONS:
         return NotImplemented
-    x = _dense(x)
-    y = backend.array_module(x).empty(x.shape, x.dtype)
-    _launch_1d("elementwise.cu", "activation", x, x.size, (x, y, np.int64(x.size), ACTIVATIONS[name]))
+    outs = _outputs(x, (out,), (x.shape,))
+    if outs is None:
+        return NotImplemented
+    (y,) = outs
+    _launch_1d("elementwise.cu", "activation", x, x.size, (_dense(x), y, np.int64(x.size), ACTIVATIONS[name]))
     return y
 
 
-def activation_backward(g, saved, name):
-    """dL/dx from g = dL/dy; saved is y (tanh, sigmoid, exp) or x (relu). A new array.
-    Twin: ops.activation_backward."""
+def activation_backward(g, saved, name, out=None):
+    """dL/dx from g = dL/dy; saved is y (tanh, sigmoid, exp) or x (relu). Into `out` if given,
+    else a new array. Primitive: activation_backward."""
     if name not in ACTIVATIONS or not _alike(g, saved):
         return NotImplemented
     shape = np.broadcast_shapes(g.shape, saved.shape)
     g, saved = _dense(g, shape), _dense(saved, shape)
-    dx = backend.array_module(g).empty(shape, g.dtype)
+    outs = _outputs(g, (out,), [shape])
+    if outs is None:
+        return NotImplemented
+    (dx,) = outs
     _launch_1d("elementwise.cu", "activation_backward", g, dx.size,
                (g, saved, dx, np.int64(dx.size), ACTIVATIONS[name]))
     return dx
@@ -270,7 +276,7 @@ def binary(x, y, op):
     if op not in BINARY_OPS or not _alike(x, y):
         return NotImplemented
     shape = np.broadcast_shapes(x.shape, y.shape)  # ValueError if they do not broadcast, as the twin
-    out = backend.array_module(x).empty(shape, x.dtype)
+    out = devices.array_module(x).empty(shape, x.dtype)
     if out.size == 0:
         return out
     strides = [_element_strides(x, shape), _element_strides(y, shape)]
@@ -325,7 +331,7 @@ def _tiled(x, y):
     once per shapes, dtype, layout and device; NumPy arrays, the emulator's, always take
     the kernel). x, y: non-empty matrices that pass _matrices."""
     (M, K), N = x.shape, y.shape[1]
-    path = backend.path("matmul")
+    path = dispatch.path("matmul")
     if -(-M // TILE) > 65535 or path == "numpy":
         return None
     xa, trans_x = _operand(x)
@@ -339,12 +345,12 @@ def _tiled(x, y):
     return xa, trans_x, ya, trans_y
 
 
-def mm(x, y):
+def matmul(x, y):
     """x @ y for 2-D x (M, K) and y (K, N): a new (M, N) array. Twin: ops.mm.
-    backend.path("matmul") == "auto": the faster of our kernel and cuBLAS (see _tiled)."""
+    dispatch.path("matmul") == "auto": the faster of our kernel and cuBLAS (see _tiled)."""
     if not _matrices(x, y):
         return NotImplemented
-    xp = backend.array_module(x)
+    xp = devices.array_module(x)
     (M, K), N = x.shape, y.shape[1]
     if M == 0 or N == 0 or K == 0:
         return xp.zeros((M, N), x.dtype)  # a sum of no products is 0
@@ -357,7 +363,7 @@ def mm(x, y):
     return out
 
 
-def mm_add(x, y, out):
+def matmul_add(x, y, out):
     """out += x @ y in one launch (the product added as it is written); returns out.
     Twin: ops.mm_add. out: (M, N), C-contiguous, of x's dtype and device.
 
@@ -379,7 +385,7 @@ def mm_add(x, y, out):
 def _faster_mm(x, y, xa, ya, trans_x, trans_y, repeats=5):
     """"kernel" or "cublas": which computes x @ y faster here, by the median of `repeats`
     timings with CUDA events, after one warm-up run of each (compiling, cuBLAS's setup)."""
-    cp = backend.cupy()
+    cp = devices.cupy()
     out = cp.empty((x.shape[0], y.shape[1]), x.dtype)
     runs = {"kernel": lambda: _mm_launch(xa, ya, out, trans_x, trans_y, count=False),
             "cublas": lambda: cp.dot(x, y, out=out)}
@@ -421,7 +427,7 @@ def sum_axes(a, axes, keepdims=False):
     """
     if not a.flags.c_contiguous:
         return NotImplemented
-    xp = backend.array_module(a)
+    xp = devices.array_module(a)
     axes = tuple(axes)
     if keepdims:
         out_shape = tuple(1 if k in axes else n for k, n in enumerate(a.shape))
@@ -456,7 +462,7 @@ def softmax_xent(x, t):
     """
     if x.ndim != 2 or x.shape[1] == 0:
         return NotImplemented  # the twin raises: a maximum over no classes
-    xp = backend.array_module(x)
+    xp = devices.array_module(x)
     K, C = x.shape
     x, t = _dense(x), _dense(xp.asarray(t, dtype=np.int64))
     if t.shape != (K,):
@@ -473,7 +479,7 @@ def softmax_xent_backward(x, t, lse, scale):
     Twin: functional.softmax_xent_backward."""
     if x.ndim != 2 or not _alike(x, lse, scale):
         return NotImplemented
-    xp = backend.array_module(x)
+    xp = devices.array_module(x)
     K, C = x.shape
     x, t = _dense(x), _dense(xp.asarray(t, dtype=np.int64), (K,))
     lse, scale = _dense(lse, (K,)), _dense(scale, (K,))
@@ -490,35 +496,7 @@ def softmax_xent_backward(x, t, lse, scale):
 # The Elman cell's pointwise part is its activation alone: elementwise.cu's kernels, which
 # read each element before writing it, so `out` may be the input.
 
-def _elman(a, relu, out=None):
-    """h' = tanh(a) or relu(a), into `out` if given (out may be a itself). Twin: functional._elman."""
-    outs = _outputs(a, (out,), (a.shape,))
-    if outs is None:
-        return NotImplemented
-    (h_new,) = outs
-    kind = ACTIVATIONS["relu" if relu else "tanh"]
-    _launch_1d("elementwise.cu", "activation", a, a.size, (_dense(a), h_new, np.int64(a.size), kind))
-    return h_new
-
-
-def _elman_backward(g, h_new, a, relu, out=None):
-    """dL/da from g = dL/dh': g (1 - h'^2) (tanh) or g [a > 0] (relu), into `out` if given,
-    else a new array. Twin: functional._elman_backward."""
-    saved = a if relu else h_new  # what the derivative reads: the input for relu, else the output
-    if not _alike(g, saved):
-        return NotImplemented
-    shape = np.broadcast_shapes(g.shape, saved.shape)
-    g, saved = _dense(g, shape), _dense(saved, shape)
-    outs = _outputs(g, (out,), [shape])
-    if outs is None:
-        return NotImplemented
-    da = outs[0]
-    kind = ACTIVATIONS["relu" if relu else "tanh"]
-    _launch_1d("elementwise.cu", "activation_backward", g, da.size, (g, saved, da, np.int64(da.size), kind))
-    return da
-
-
-def _lstm(act, c, out=(None, None, None)):
+def lstm_step(act, c, out=(None, None, None)):
     """The LSTM's pointwise part: activates act (B, 4H) = (i, f, g, o) IN PLACE, then
     c' = f c + i g, h' = o tanh(c'). Returns (h', c', tanh(c')), each (B, H), into `out`'s
     arrays where given. Twin: functional._lstm."""
@@ -533,7 +511,7 @@ def _lstm(act, c, out=(None, None, None)):
     return h_new, c_new, tc
 
 
-def _lstm_backward(gh, gc, act, c, tc, d=None):
+def lstm_step_backward(gh, gc, act, c, tc, d=None):
     """(dL/d(gates before activation) (B, 4H), into `d` if given; dL/dc (B, H)) from
     gh = dL/dh' and gc = the gradient c' gets directly, with act, c, tc as _lstm left them.
     Twin: functional._lstm_backward.
@@ -543,7 +521,7 @@ def _lstm_backward(gh, gc, act, c, tc, d=None):
     """
     if act.ndim != 2 or act.shape[1] % 4 or not _alike(act, gh, c, tc):
         return NotImplemented
-    xp = backend.array_module(act)
+    xp = devices.array_module(act)
     B, H = act.shape[0], act.shape[1] // 4
     has_gc = not (gc is None or (np.isscalar(gc) and gc == 0))
     if has_gc:
@@ -562,7 +540,7 @@ def _lstm_backward(gh, gc, act, c, tc, d=None):
     return d, gc_prev
 
 
-def _gru(a_ih, a_hh, h, out=(None, None, None)):
+def gru_step(a_ih, a_hh, h, out=(None, None, None)):
     """The GRU's pointwise part from a_ih, a_hh (B, 3H) and h (B, H): (h', (r, z) side by
     side (B, 2H), the candidate n (B, H)), into `out` if given, else new arrays.
     Twin: functional._gru."""
@@ -578,7 +556,7 @@ def _gru(a_ih, a_hh, h, out=(None, None, None)):
     return h_new, rz, cand
 
 
-def _gru_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
+def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
     """(dL/d a_ih, dL/d a_hh, both (B, 3H) and into d_ih, d_hh if given; the gradient h gets
     directly through z (B, H), added into gh if given) from g = dL/dh'.
     Twin: functional._gru_backward."""
@@ -620,13 +598,13 @@ def _window_plan(like, W_hh, gates, threads_per_unit, *arrays):
     B, H = like.shape[1], W_hh.shape[1]
     gate_values = gates * H if gates > 1 else 0  # the Elman cell's one gate is its state
     shared = (gates * H * H + 2 * H + gate_values) * like.itemsize
-    if (backend.path("cells") == "numpy" or gates * H > 1024 or B == 0
+    if (dispatch.path("cells") == "numpy" or gates * H > 1024 or B == 0
             or shared > shared_memory_limit(_device_key(like))):
         return None
     return B, H, -(-threads_per_unit * H // 32) * 32, shared  # whole warps
 
 
-def _elman_window(A, Hs, W_hh, relu):
+def elman_window(A, Hs, W_hh, relu):
     """for t = 0 .. T-1: A[t] += Hs[t] W_hh^T; Hs[t + 1] = act(A[t]), in one launch.
     A: (T, B, H), Hs: (T + 1, B, H), W_hh: (H, H). Twin: functional._elman_window."""
     plan = _window_plan(A, W_hh, 1, 1, Hs)
@@ -639,14 +617,14 @@ def _elman_window(A, Hs, W_hh, relu):
     return Hs
 
 
-def _elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
+def elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
     """D[t] = (G[t] + D[t+1] W_hh) act'(.) for t = T-1 .. 0 in one launch; returns dL/dh0
     (B, H), or None without need_h0. G is not written. Twin: functional._elman_window_backward."""
     plan = _window_plan(G, W_hh, 1, 1, Hs, D)
     if plan is None:
         return NotImplemented
     B, H, block, shared = plan
-    gh0 = backend.array_module(G).empty((B, H), G.dtype) if need_h0 else None
+    gh0 = devices.array_module(G).empty((B, H), G.dtype) if need_h0 else None
     kind = ACTIVATIONS["relu" if relu else "tanh"]  # relu' is read off h: h > 0 where a > 0
     launch("window.cu", "elman_window_bwd", G, (B,), (block,),
            (G, Hs, _dense(W_hh), D, D if gh0 is None else gh0,  # without need_h0 nothing is written there
@@ -654,7 +632,7 @@ def _elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
     return gh0
 
 
-def _lstm_window(A, Hs, Cs, TC, W_hh):
+def lstm_window(A, Hs, Cs, TC, W_hh):
     """T LSTM steps in one launch: A (T, B, 4H) completed and activated in place; Hs, Cs
     (T + 1, B, H) and TC (T, B, H) filled in. Twin: functional._lstm_window."""
     plan = _window_plan(A, W_hh, 4, 4, Hs, Cs, TC)
@@ -666,7 +644,7 @@ def _lstm_window(A, Hs, Cs, TC, W_hh):
     return Hs
 
 
-def _lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
+def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
     """Back through T LSTM steps in one launch: D (T, B, 4H) written; returns (dL/dh0 or
     None without need_h0, dL/dc0), each (B, H). G is not written.
     Twin: functional._lstm_window_backward."""
@@ -674,7 +652,7 @@ def _lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
     if plan is None or not _alike(G, gc):
         return NotImplemented
     B, H, block, shared = plan
-    xp = backend.array_module(G)
+    xp = devices.array_module(G)
     gh0 = xp.empty((B, H), G.dtype) if need_h0 else None
     gc0 = xp.empty((B, H), G.dtype)
     launch("window.cu", "lstm_window_bwd", G, (B,), (block,),
@@ -695,7 +673,7 @@ def _update_group(name, ws, gs, states, scalars):
     per role the P addresses, then the P + 1 offsets of the parameters laid end to end.
     """
     like = ws[0]
-    xp = backend.array_module(like)
+    xp = devices.array_module(like)
     if len(gs) != len(ws) or not _alike(like, *ws, *gs):
         return NotImplemented  # one launch has one precision: mixed groups go to the twin
     for k, w in enumerate(ws):

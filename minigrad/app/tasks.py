@@ -16,9 +16,9 @@ import hashlib
 
 import numpy as np
 
-from .backend import array_module
-from .nn import functional as F
-from .tensor import Tensor
+from ..backends.devices import array_module
+from ..nn import functional as F
+from ..tensor import Tensor
 
 
 class OneHot:

@@ -15,12 +15,13 @@ import warnings
 
 import numpy as np
 
-from . import backend, io, optim
-from .bptt import BPTT, TBPTT, train_sequence
-from .nn import GRUCell, Linear, LSTMCell, Module, RNNCell
-from .tape import no_grad
+from .. import io, optim
+from ..backends import devices
+from ..bptt import BPTT, TBPTT, train_sequence
+from ..nn import GRUCell, Linear, LSTMCell, Module, RNNCell
+from ..tape import no_grad
 from .tasks import make_task
-from .tensor import Tensor, _make
+from ..tensor import Tensor, _make
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adagrad": optim.Adagrad}
@@ -75,9 +76,9 @@ def pick_device(requested):
     if requested == "cpu":
         return "cpu", "asked for"
     if requested == "cuda":
-        return backend.parse_device("cuda"), "asked for"
+        return devices.parse_device("cuda"), "asked for"
     try:
-        return backend.parse_device("cuda"), "auto: a usable GPU"
+        return devices.parse_device("cuda"), "auto: a usable GPU"
     except (RuntimeError, ValueError) as e:
         reason = str(e).split(": ", 1)[-1].split(";")[0]
         return "cpu", f"auto; no usable GPU: {reason}"
@@ -128,7 +129,7 @@ def run(args, out=None):
     try:
         for unit in range(position["unit"], total_units):
             x, y, fresh = task.unit(unit, rng)
-            if device != backend.CPU:  # the unit's data goes to the GPU once, not step by step
+            if device != devices.CPU:  # the unit's data goes to the GPU once, not step by step
                 # dtype: x may be a lazy OneHot, which tensor() would read as Python floats (float32)
                 x, y = Tensor(x, dtype=args.dtype, device=device), Tensor(y, device=device)
             if fresh:
@@ -208,8 +209,8 @@ def evaluate(task, model):
     state, outputs = None, []
     with no_grad():
         for t in range(len(x)):
-            state, output = model.step(state, _make(backend.to_device(np.asarray(x[t]), device), device))
-            outputs.append(backend.to_numpy(output.data))
+            state, output = model.step(state, _make(devices.to_device(np.asarray(x[t]), device), device))
+            outputs.append(devices.to_numpy(output.data))
     return task.score(np.stack(outputs), y)
 
 
@@ -239,8 +240,8 @@ def sample(task, model, count, temperature, rng):
     device = model.head.weight.device
     with no_grad():
         for _ in range(count - 1):
-            state, logits = model.step(state, _make(backend.to_device(eye[char][None], device), device))
-            z = backend.to_numpy(logits.data)[0].astype(np.float64) / temperature
+            state, logits = model.step(state, _make(devices.to_device(eye[char][None], device), device))
+            z = devices.to_numpy(logits.data)[0].astype(np.float64) / temperature
             p = np.exp(z - z.max())
             char = int(rng.choice(task.classes, p=p / p.sum()))
             chars.append(task.vocab[char])

@@ -1,0 +1,103 @@
+"""The one place that decides, call by call, whether a CUDA kernel or its NumPy reference runs.
+
+Every array-level primitive that a kernel of ours implements (kernels/*.cu) is written
+once in NumPy, in primitives.py, under the name of its kernel, and marked there with
+`@primitive(family)`. The mark makes the function decide where it runs:
+
+    NumPy array                                   -> the NumPy reference
+    CuPy array, float32/64, family's path "auto"  -> our kernel (matmul: the faster of
+                                                     ours and cuBLAS, measured per shape)
+    CuPy array, path "kernel"                     -> our kernel
+    CuPy array, path "numpy"                      -> the reference, run by CuPy's NumPy-like
+                                                     functions (cuBLAS for matmul)
+
+The kernel's launch wrapper is `minigrad.backends.cuda.<same name>`, with the same
+signature and results. `use(family, path)` and `with using(family=path): ...` force a
+path per family of primitives, for the tests and for comparisons.
+"""
+import contextlib
+import functools
+
+import numpy as np
+
+# Families whose path can be forced. "numpy" runs the reference on any array; "kernel" runs
+# our CUDA kernel on GPU arrays; "auto" is our kernel, except that matmul measures.
+# "window" is the recurrence of a whole window of an Elman or LSTM layer (kernels/window.cu,
+# where the weights fit on chip); its reference is the step loop, whose matmuls and pointwise
+# parts follow "matmul" and "cells". Forcing "cells" to "numpy" turns the window kernel off too.
+FAMILIES = ("matmul", "elementwise", "reduce", "loss", "cells", "optim", "window")
+PATHS = ("auto", "kernel", "numpy")
+_paths = dict.fromkeys(FAMILIES, "auto")
+
+# Every primitive, by name: name -> (family, the NumPy reference). The kernel tests check
+# that each has a launch wrapper of the same name in minigrad.backends.cuda.
+PRIMITIVES = {}
+
+# Tests only: send NumPy arrays down the kernel path too (tests/conftest.py's `on_backend`:
+# through a CPU emulator of the kernels' C source, or copied to a GPU and back).
+KERNELS_ON_NUMPY = False
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# -- which implementation runs ------------------------------------------------------
+
+def use(family, path):
+    """Force `family`'s ops onto `path` ("auto", "kernel" or "numpy"); returns the previous path."""
+    if family not in _paths:
+        raise ValueError(f"backends.use: unknown op family {family!r}; expected one of {', '.join(FAMILIES)}")
+    if path not in PATHS:
+        raise ValueError(f"backends.use: unknown path {path!r} for {family}; "
+                         f"expected one of {', '.join(PATHS)}")
+    previous, _paths[family] = _paths[family], path
+    return previous
+
+
+@contextlib.contextmanager
+def using(**paths):
+    """with using(matmul="numpy", cells="kernel"): ... forces paths inside the block only."""
+    previous = {family: use(family, path) for family, path in paths.items()}
+    try:
+        yield
+    finally:
+        for family, path in previous.items():
+            _paths[family] = path
+
+
+def path(family):
+    """The path `family` is set to ("auto", "kernel" or "numpy")."""
+    return _paths[family]
+
+
+def primitive(family):
+    """Mark a NumPy function as the reference of the CUDA kernel wrapper of the same name
+    (`minigrad.backends.cuda.<name>`), in op family `family`.
+
+    The decorated function runs the reference on NumPy arrays, and our kernel on GPU arrays
+    of float32 or float64 (unless the family is forced to "numpy"). The first argument
+    decides (for a list of arrays, its first array). A wrapper that cannot handle a case
+    (too many broadcast axes, say) returns NotImplemented, and the reference runs instead.
+    """
+    if family not in _paths:
+        raise ValueError(f"primitive: unknown op family {family!r}")
+
+    def decorate(numpy_fn):
+        name = numpy_fn.__name__
+
+        @functools.wraps(numpy_fn)
+        def dispatch(*args, **kwargs):
+            a = args[0]
+            if type(a) is list:
+                a = a[0]
+            if type(a) is np.ndarray and not KERNELS_ON_NUMPY:  # the CPU: the common case, decided first
+                return numpy_fn(*args, **kwargs)
+            if isinstance(a, np.generic) or a.dtype not in _KERNEL_DTYPES or _paths[family] == "numpy":
+                return numpy_fn(*args, **kwargs)
+            from . import cuda
+            out = getattr(cuda, name)(*args, **kwargs)
+            return numpy_fn(*args, **kwargs) if out is NotImplemented else out
+        dispatch.numpy = numpy_fn
+        dispatch.family = family
+        PRIMITIVES[name] = (family, numpy_fn)
+        return dispatch
+    return decorate

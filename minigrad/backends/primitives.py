@@ -1,0 +1,334 @@
+"""The NumPy reference of every array-level primitive that a CUDA kernel of ours implements.
+
+Each function here computes on arrays (NumPy, or CuPy through the same calls) and is the
+reference for the kernel of the same name in kernels/*.cu, launched by
+`minigrad.backends.cuda.<name>`; `@primitive(family)` (dispatch.py) runs the kernel on
+GPU arrays and this function everywhere else. The tests compare each kernel with the
+function here (tests/test_kernels.py).
+
+The ops of the core (ops.py) and of nn call these by what they compute
+(`primitives.matmul(x, W.T)`); nothing here records on the tape.
+"""
+import operator
+
+import numpy as np
+
+from .devices import array_module
+from .dispatch import primitive
+
+
+# -- matmul.cu, elementwise.cu, reduce.cu ---------------------------------------------------
+
+@primitive("matmul")
+def matmul(x, y):
+    """The product of two matrices (2-D arrays), always through BLAS.
+
+    NumPy's `@` does not call BLAS when an inner size is 1 (a batch of one) and is then
+    several times slower; `dot` always does. Every 2-D product in minigrad goes here.
+    """
+    return array_module(x).dot(x, y)
+
+
+@primitive("matmul")
+def matmul_add(x, y, out):
+    """out += x @ y, in place, for an `out` the caller owns (a time step's gates); returns out.
+    On a GPU one launch: the product is added as it is written."""
+    out += array_module(x).dot(x, y)
+    return out
+
+
+_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
+
+
+@primitive("elementwise")
+def binary(x, y, op):
+    """x op y for op in add, sub, mul, div, with NumPy broadcasting: a new array."""
+    return _BINARY[op](x, y)
+
+
+@primitive("elementwise")
+def activation(x, name, out=None):
+    """tanh, sigmoid, relu or exp of an array, into `out` if given (out may be x itself),
+    else a new array. The Elman cell's pointwise part: h' = activation(a, "tanh")."""
+    xp = array_module(x)
+    if name == "sigmoid":
+        y = sigmoid(x)
+        if out is None:
+            return y
+        out[...] = y
+        return out
+    if name == "relu":
+        return xp.maximum(x, 0, out=out)
+    return getattr(xp, name)(x, out=out)
+
+
+@primitive("elementwise")
+def activation_backward(g, saved, name, out=None):
+    """dL/dx from g = dL/dy, into `out` if given. `saved` is the output y for tanh, sigmoid
+    and exp (their derivatives read off the output), the input x for relu."""
+    xp = array_module(g)
+    if name == "tanh":
+        d = xp.multiply(saved, saved, out=out)   # g (1 - y^2), without a temporary
+        xp.subtract(1, d, out=d)
+        d *= g
+        return d
+    if name == "sigmoid":
+        return xp.multiply(g, saved * (1 - saved), out=out)
+    if name == "exp":
+        return xp.multiply(g, saved, out=out)
+    return xp.multiply(g, saved > 0, out=out)  # relu; NOTE: relu'(0) = 0, as PyTorch
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) of an array, computed so that it never overflows.
+
+    1 / (1 + exp(-x)) overflows exp for x < -88 in float32. With e = exp(-|x|) <= 1,
+    1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0 never overflow, and keep full
+    relative precision in the far left tail (sigmoid(-40) = 4.2e-18, not 0).
+    """
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1, e) / (1 + e)
+
+
+@primitive("reduce")
+def sum_axes(a, axes, keepdims=False):
+    """a summed over `axes` (a sorted tuple), as a.sum(axis=axes, keepdims=keepdims)."""
+    return a.sum(axis=axes, keepdims=keepdims)
+
+
+@primitive("loss")
+def softmax_xent(x, t):
+    """Cross-entropy of the rows of x (K, C) against their classes t (K,): (losses, lse), both (K,),
+
+        lse_k = log sum_c exp(x_kc)   (the row maximum subtracted first: exp never overflows)
+        loss_k = lse_k - x_k,t_k
+    """
+    xp = array_module(x)
+    m = x.max(axis=1, keepdims=True)
+    z = x - m
+    log_total = xp.log(xp.exp(z).sum(axis=1))
+    losses = log_total - z[xp.arange(t.size), t]
+    return losses, log_total + m[:, 0]
+
+
+@primitive("loss")
+def softmax_xent_backward(x, t, lse, scale):
+    """d loss / d x for softmax_xent, each row k scaled by scale_k (K,): (K, C),
+
+        (softmax(x_k) - onehot(t_k)) scale_k,   softmax(x_k) = exp(x_k - lse_k)
+    """
+    xp = array_module(x)
+    grad = xp.exp(x - lse[:, None])
+    grad[xp.arange(t.size), t] -= 1
+    grad *= scale[:, None]
+    return grad
+
+
+def gate_sigmoid_(a):
+    """sigmoid(a) = (1 + tanh(a / 2)) / 2, computed in place in `a` (a gate's pre-activation).
+
+    NOTE: gates need the sigmoid to absolute precision only (it multiplies a state or a
+    candidate), which this form gives with no overflow, in four passes and no temporary.
+    The public sigmoid op keeps `ops.sigmoid_array`, which is slower (a where and a
+    division) but also keeps relative precision in the far left tail.
+    """
+    xp = array_module(a)
+    a *= 0.5
+    xp.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+    return a
+
+
+@primitive("cells")
+def lstm_step(act, c, out=(None, None, None)):
+    """The LSTM's pointwise part. Activates the gates act = (i, f, g, o), (B, 4H), in place:
+    i, f, o = sigmoid(.), g = tanh(.); then c' = f c + i g and h' = o tanh(c').
+    Returns (h', c', tanh(c')), into `out` if given."""
+    xp = array_module(act)
+    n = act.shape[1] // 4
+    gate_sigmoid_(act[:, :2 * n])
+    xp.tanh(act[:, 2 * n:3 * n], out=act[:, 2 * n:3 * n])
+    gate_sigmoid_(act[:, 3 * n:])
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    h_out, c_out, tc_out = out
+    c_new = xp.multiply(f, c, out=c_out)
+    c_new += i * g
+    tc = xp.tanh(c_new, out=tc_out)
+    return xp.multiply(o, tc, out=h_out), c_new, tc
+
+
+@primitive("cells")
+def lstm_step_backward(gh, gc, act, c, tc, d=None):
+    """(dL/d(gates before activation), dL/dc) from gh = dL/dh' and gc = the gradient that
+    c' gets directly; act, c, tc as _lstm saw and left them. d: where to write the first."""
+    xp = array_module(act)
+    n = act.shape[1] // 4
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    gc = gc + gh * o * (1 - tc * tc)          # h' = o tanh(c') passes gh on to c'
+    d = xp.empty_like(act) if d is None else d
+    d[:, :n] = gc * g * i * (1 - i)           # c' = ... + i g
+    d[:, n:2 * n] = gc * c * f * (1 - f)      # c' = f c + ...
+    d[:, 2 * n:3 * n] = gc * i * (1 - g * g)
+    d[:, 3 * n:] = gh * tc * o * (1 - o)
+    return d, gc * f                          # c reaches c' through f only
+
+
+@primitive("cells")
+def gru_step(a_ih, a_hh, h, out=(None, None, None)):
+    """The GRU's pointwise part, from a_ih = x W_ih^T + b_ih and a_hh = h W_hh^T + b_hh
+    (B, 3H each, gates r, z, n): r, z = sigmoid(a_ih + a_hh); n = tanh(a_ih,n + r a_hh,n);
+    h' = (1 - z) n + z h. Returns (h', (r, z) side by side, n), into `out` if given."""
+    xp = array_module(a_ih)
+    n = a_hh.shape[1] // 3
+    h_out, rz_out, cand_out = out
+    rz = gate_sigmoid_(xp.add(a_ih[:, :2 * n], a_hh[:, :2 * n], out=rz_out))
+    r, z = rz[:, :n], rz[:, n:]
+    cand = xp.multiply(r, a_hh[:, 2 * n:], out=cand_out)
+    cand += a_ih[:, 2 * n:]
+    xp.tanh(cand, out=cand)
+    h_new = xp.subtract(h, cand, out=h_out)      # (1 - z) n + z h = n + z (h - n)
+    h_new *= z
+    h_new += cand
+    return h_new, rz, cand
+
+
+@primitive("cells")
+def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
+    """(dL/d a_ih, dL/d a_hh, the gradient h gets directly through z) from g = dL/dh'.
+    d_ih, d_hh: where to write the first two; gh: where to ADD the third (the sequence op
+    gathers the previous state's gradient there)."""
+    xp = array_module(g)
+    n = a_hh.shape[1] // 3
+    r, z, hn = rz[:, :n], rz[:, n:], a_hh[:, 2 * n:]
+    d_ih = xp.empty_like(a_hh) if d_ih is None else d_ih
+    d_hh = xp.empty_like(a_hh) if d_hh is None else d_hh
+    dn = g * (1 - z) * (1 - cand * cand)         # through n = tanh(a_ih,n + r a_hh,n)
+    d_ih[:, 2 * n:] = dn
+    d_hh[:, 2 * n:] = dn * r
+    d_ih[:, :n] = dn * hn * r * (1 - r)          # r scales a_hh,n
+    d_ih[:, n:2 * n] = g * (h - cand) * z * (1 - z)  # h' = n + z (h - n)
+    d_hh[:, :2 * n] = d_ih[:, :2 * n]            # r and z see a_ih + a_hh: the same gradient
+    if gh is None:
+        return d_ih, d_hh, g * z
+    gh += g * z
+    return d_ih, d_hh, gh
+
+
+def _pass_back(d, W_hh, G, t, need_h0):
+    """Send d = dL/d(step t's gates) back to the state that entered step t, h_t-1 = h W_hh^T's
+    input: into G[t - 1] (one matmul that adds as it writes); at t = 0 it is h0's gradient
+    (returned, or None when h0 needs none)."""
+    if t:
+        matmul_add(d, W_hh, G[t - 1])
+        return None
+    return matmul(d, W_hh) if need_h0 else None
+
+
+@primitive("window")
+def elman_window(A, Hs, W_hh, relu):
+    """for t = 0 .. T-1:  A[t] += Hs[t] W_hh^T;  Hs[t + 1] = act(A[t])   (act = tanh or relu)
+
+    A: (T, B, H), the input projections, completed to the pre-activations in place.
+    Hs: (T + 1, B, H) with Hs[0] = h0, filled in. W_hh: (H, H). Returns Hs.
+    """
+    kind = "relu" if relu else "tanh"
+    W_hhT = W_hh.T  # a view, made once: the loop is the hot part
+    for t in range(len(A)):  # A[t] is a view: the recurrent product is added into A itself
+        activation(matmul_add(Hs[t], W_hhT, A[t]), kind, out=Hs[t + 1])
+    return Hs
+
+
+@primitive("window")
+def elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
+    """Back through elman_window: for t = T-1 .. 0,
+
+        D[t] = dL/d(pre-activation t) = (G[t] + D[t+1] W_hh) act'(.)
+
+    G: (T, B, H), G[t] = dL/dh_{t+1} from outside the recurrence; used as scratch (each
+    step's D[t] W_hh is added into G[t - 1]). Hs as the forward left it; A its
+    pre-activations (read for relu only; may be None for tanh). D: (T, B, H), written.
+    Returns dL/dh0 = D[0] W_hh, (B, H), or None when need_h0 is false.
+    """
+    carry = None
+    for t in range(len(G) - 1, -1, -1):
+        saved = A[t] if relu else Hs[t + 1]  # relu' reads the input, tanh' the output
+        activation_backward(G[t], saved, "relu" if relu else "tanh", out=D[t])
+        carry = _pass_back(D[t], W_hh, G, t, need_h0)
+    return carry
+
+
+@primitive("window")
+def lstm_window(A, Hs, Cs, TC, W_hh):
+    """for t = 0 .. T-1:  A[t] += Hs[t] W_hh^T, then lstm_cell's pointwise part (_lstm):
+    A[t] activated in place, Cs[t + 1] = c_t+1, TC[t] = tanh(c_t+1), Hs[t + 1] = h_t+1.
+
+    A: (T, B, 4H)   Hs, Cs: (T + 1, B, H) with Hs[0] = h0, Cs[0] = c0   TC: (T, B, H)
+    W_hh: (4H, H). Returns Hs.
+    """
+    W_hhT = W_hh.T
+    for t in range(len(A)):
+        lstm_step(matmul_add(Hs[t], W_hhT, A[t]), Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
+    return Hs
+
+
+@primitive("window")
+def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
+    """Back through lstm_window: for t = T-1 .. 0, _lstm_backward's step, then the gates'
+    gradient D[t] sent back to h_t through W_hh.
+
+    G: (T, B, H) as in elman_window_backward (scratch too); gc: (B, H), the gradient
+    reaching c_T. A, Cs, TC as the forward left them. D: (T, B, 4H), written.
+    Returns (dL/dh0 or None when need_h0 is false, dL/dc0), each (B, H).
+    """
+    carry = None
+    for t in range(len(G) - 1, -1, -1):
+        _, gc = lstm_step_backward(G[t], gc, A[t], Cs[t], TC[t], d=D[t])
+        carry = _pass_back(D[t], W_hh, G, t, need_h0)
+    return carry, gc
+
+
+@primitive("optim")
+def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
+    """SGD on lists of weights ws and gradients gs; bufs: momentum buffers, or None without
+    momentum. Returns (new weights, new buffers or None)."""
+    new_ws, new_bufs = [], []
+    for k, (w, g) in enumerate(zip(ws, gs)):
+        if weight_decay:
+            g = g + weight_decay * w
+        if momentum:
+            b = momentum * bufs[k] + g
+            new_bufs.append(b)
+            g = g + momentum * b if nesterov else b
+        new_ws.append(w - lr * g)
+    return new_ws, (new_bufs if momentum else None)
+
+
+@primitive("optim")
+def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay):
+    """Adam's step t (from 1) on lists of weights, gradients and averages m, v.
+    Returns (new weights, new m, new v)."""
+    new_ws, new_ms, new_vs = [], [], []
+    for w, g, m, v in zip(ws, gs, ms, vs):
+        if weight_decay:
+            g = g + weight_decay * w
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * (g * g)
+        denom = (v / (1 - beta2 ** t)) ** 0.5 + eps
+        new_ws.append(w - lr * (m / (1 - beta1 ** t)) / denom)
+        new_ms.append(m)
+        new_vs.append(v)
+    return new_ws, new_ms, new_vs
+
+
+@primitive("optim")
+def adagrad_step(ws, gs, ss, lr, eps):
+    """Adagrad on lists of weights, gradients and sums of squares. Returns (new weights, new sums)."""
+    new_ws, new_ss = [], []
+    for w, g, s in zip(ws, gs, ss):
+        s = s + g * g
+        new_ws.append(w - lr * g / (s ** 0.5 + eps))
+        new_ss.append(s)
+    return new_ws, new_ss
+
