@@ -52,9 +52,11 @@ def record(op, out, inputs, backward):
     The op is recorded only while recording is on (not under no_grad()) and when some
     input requires grad; otherwise the output is a plain constant.
     """
-    if type(inputs) is not tuple or not inputs:
-        raise TypeError(f"{op}: record() takes the inputs as a non-empty tuple of Tensors, "
+    if type(inputs) is not tuple:
+        raise TypeError(f"{op}: record() takes the inputs as a tuple of Tensors, "
                         f"got {type(inputs).__name__}")
+    if not inputs:
+        raise ValueError(f"{op}: record() needs at least one input Tensor")
     if type(out) is tuple:
         return _record_several(op, out, inputs, backward)
     if isinstance(out, np.generic):  # NumPy's ufuncs turn 0-d arrays into scalars

@@ -97,6 +97,8 @@ def sum_axes(a, axes, keepdims=False):
     return a.sum(axis=axes, keepdims=keepdims)
 
 
+# -- loss.cu ---------------------------------------------------------------------------------
+
 @primitive("loss")
 def softmax_xent(x, t):
     """Cross-entropy of the rows of x (K, C) against their classes t (K,): (losses, lse), both (K,),
@@ -125,13 +127,19 @@ def softmax_xent_backward(x, t, lse, scale):
     return grad
 
 
+# -- lstm.cu, gru.cu: the cells' pointwise parts ----------------------------------------------
+#
+# The gates of a batch are (B, G*H): gate k of unit j in column k H + j. `out=` arguments let
+# the sequence ops write straight into their (T, B, ...) buffers. (The Elman cell's pointwise
+# part is `activation` above.)
+
 def gate_sigmoid_(a):
     """sigmoid(a) = (1 + tanh(a / 2)) / 2, computed in place in `a` (a gate's pre-activation).
 
     NOTE: gates need the sigmoid to absolute precision only (it multiplies a state or a
     candidate), which this form gives with no overflow, in four passes and no temporary.
-    The public sigmoid op keeps `ops.sigmoid_array`, which is slower (a where and a
-    division) but also keeps relative precision in the far left tail.
+    The public sigmoid op keeps `sigmoid` above, which is slower (a where and a division)
+    but also keeps relative precision in the far left tail.
     """
     xp = array_module(a)
     a *= 0.5
@@ -143,9 +151,14 @@ def gate_sigmoid_(a):
 
 @primitive("cells")
 def lstm_step(act, c, out=(None, None, None)):
-    """The LSTM's pointwise part. Activates the gates act = (i, f, g, o), (B, 4H), in place:
-    i, f, o = sigmoid(.), g = tanh(.); then c' = f c + i g and h' = o tanh(c').
-    Returns (h', c', tanh(c')), into `out` if given."""
+    """The LSTM's pointwise part, from the pre-activations act = (a_i, a_f, a_g, a_o), (B, 4H),
+    and the cell state c (B, H):
+
+        i, f, o = sigmoid(a_i, a_f, a_o)    g = tanh(a_g)      (act is activated IN PLACE:
+        c' = f c + i g                                          the backward reads the gates)
+        h' = o tanh(c')
+
+    Returns (h', c', tanh(c')), each (B, H), into `out`'s arrays where given."""
     xp = array_module(act)
     n = act.shape[1] // 4
     gate_sigmoid_(act[:, :2 * n])
@@ -161,8 +174,14 @@ def lstm_step(act, c, out=(None, None, None)):
 
 @primitive("cells")
 def lstm_step_backward(gh, gc, act, c, tc, d=None):
-    """(dL/d(gates before activation), dL/dc) from gh = dL/dh' and gc = the gradient that
-    c' gets directly; act, c, tc as _lstm saw and left them. d: where to write the first."""
+    """Back through lstm_step: (g_a (B, 4H), the gradient of the pre-activations, into `d`
+    if given; g_c (B, H), the gradient of c) from gh = dL/dh' and gc = the gradient c' gets
+    directly, with act, c, tc as lstm_step saw and left them:
+
+        g_c' = gc + gh o (1 - tanh(c')^2)           (h' = o tanh(c') passes gh on to c')
+        g_a = (g_c' g i (1 - i), g_c' c f (1 - f), g_c' i (1 - g^2), gh tanh(c') o (1 - o))
+        g_c = g_c' f                                (c reaches c' through f only)
+    """
     xp = array_module(act)
     n = act.shape[1] // 4
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
@@ -216,6 +235,12 @@ def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
     return d_ih, d_hh, gh
 
 
+# -- window.cu: a whole window's recurrence --------------------------------------------------
+#
+# The references are the step loops: each step one matmul (the recurrent product added into
+# the step's gates) and the cell's pointwise part. The kernel runs a whole window in one
+# launch where the weights fit in a block's shared memory.
+
 def _pass_back(d, W_hh, G, t, need_h0):
     """Send d = dL/d(step t's gates) back to the state that entered step t, h_t-1 = h W_hh^T's
     input: into G[t - 1] (one matmul that adds as it writes); at t = 0 it is h0's gradient
@@ -261,7 +286,7 @@ def elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
 
 @primitive("window")
 def lstm_window(A, Hs, Cs, TC, W_hh):
-    """for t = 0 .. T-1:  A[t] += Hs[t] W_hh^T, then lstm_cell's pointwise part (_lstm):
+    """for t = 0 .. T-1:  A[t] += Hs[t] W_hh^T, then the LSTM's pointwise part (lstm_step):
     A[t] activated in place, Cs[t + 1] = c_t+1, TC[t] = tanh(c_t+1), Hs[t + 1] = h_t+1.
 
     A: (T, B, 4H)   Hs, Cs: (T + 1, B, H) with Hs[0] = h0, Cs[0] = c0   TC: (T, B, H)
@@ -275,7 +300,7 @@ def lstm_window(A, Hs, Cs, TC, W_hh):
 
 @primitive("window")
 def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
-    """Back through lstm_window: for t = T-1 .. 0, _lstm_backward's step, then the gates'
+    """Back through lstm_window: for t = T-1 .. 0, lstm_step_backward, then the gates'
     gradient D[t] sent back to h_t through W_hh.
 
     G: (T, B, H) as in elman_window_backward (scratch too); gc: (B, H), the gradient
@@ -288,6 +313,11 @@ def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
         carry = _pass_back(D[t], W_hh, G, t, need_h0)
     return carry, gc
 
+
+# -- optim.cu: an optimizer's update of a whole parameter group ------------------------------
+#
+# Pure functions: new arrays out, inputs untouched (the kernels may update the optimizer's
+# own state arrays in place, never the weights).
 
 @primitive("optim")
 def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
