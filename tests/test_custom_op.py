@@ -128,3 +128,15 @@ def test_a_gradient_of_the_wrong_shape_for_a_leaf_is_an_error_naming_the_op():
     with pytest.raises(RuntimeError, match=r"bad_shape returned a gradient of shape \(1,\) "
                                            r"for an input of shape \(2,\)"):
         y.sum().backward()
+
+
+def test_the_readme_example_op_runs_and_its_gradient_is_right():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"- Your own op.*?```python\n(.*?)```", text, re.S).group(1)
+    namespace = {"mg": mg}
+    exec(compile("\n".join(line[2:] for line in code.splitlines()), "README.md", "exec"), namespace)
+    cube = namespace["cube"]
+    x = f64([0.5, -2.0])
+    np.testing.assert_array_equal(cube(x).data, [0.125, -8.0])
+    assert mg.gradcheck(lambda x: cube(x).sum(), [x])
