@@ -43,7 +43,7 @@ __device__ __forceinline__ T* dynamic_shared() {
 //
 // One name per function, overloaded for float and double, so that a kernel body written
 // once as a template calls expf for float and exp for double. (exp(float) alone may mean
-// the double function on some compilers: slower, and not what the NumPy twin computes.)
+// the double function on some compilers: slower, and not what the NumPy reference computes.)
 
 static __device__ __forceinline__ float exp_t(float x) { return expf(x); }
 static __device__ __forceinline__ double exp_t(double x) { return exp(x); }
@@ -76,7 +76,7 @@ __device__ __forceinline__ T nan_t() { return sqrt_t(T(-1)); }
 
 // sigmoid(x) = 1 / (1 + e^-x), stably: with e = exp(-|x|) <= 1, 1 / (1 + e) for x >= 0
 // and e / (1 + e) for x < 0. Never overflows, and keeps relative precision far in the
-// left tail (sigmoid(-40) = 4.2e-18, not 0). The twin is ops.sigmoid_array.
+// left tail (sigmoid(-40) = 4.2e-18, not 0). The NumPy reference is primitives.sigmoid.
 template <typename T>
 __device__ __forceinline__ T sigmoid_t(T x) {
     T e = exp_t(-abs_t(x));
@@ -85,7 +85,7 @@ __device__ __forceinline__ T sigmoid_t(T x) {
 
 // The gates' sigmoid, (1 + tanh(x / 2)) / 2: the same function, precise in absolute
 // terms only (enough for a gate, which multiplies a state), one tanh and no division.
-// The twin is functional._sigmoid_, which the cells' twins use.
+// The NumPy reference is primitives.gate_sigmoid_, which the cells' references use.
 template <typename T>
 __device__ __forceinline__ T gate_sigmoid(T x) {
     return T(0.5) * tanh_t(T(0.5) * x) + T(0.5);
@@ -95,7 +95,7 @@ __device__ __forceinline__ T gate_sigmoid(T x) {
 //
 // Used by elementwise.cu's activation kernels, which are also the Elman cell's pointwise part.
 
-// Which activation: the numbers minigrad/cuda.py passes (its ACTIVATIONS).
+// Which activation: the numbers minigrad/backends/cuda.py passes (its ACTIVATIONS).
 enum { TANH = 0, SIGMOID = 1, RELU = 2, EXP = 3 };
 
 // f(x) for f = tanh, sigmoid, relu, exp.
@@ -114,7 +114,7 @@ __device__ __forceinline__ T activate(T x, int kind) {
 //     tanh: 1 - y^2    sigmoid: y (1 - y)    exp: y    relu: [x > 0]
 // saved = y, except for relu, whose output does not tell x > 0 from x = 0: saved = x.
 // NOTE: relu'(0) = 0, as PyTorch; 1 or 0 (multiplied, not selected, by the caller) so that a
-// NaN in the incoming gradient stays NaN, as in the twins' g * (x > 0).
+// NaN in the incoming gradient stays NaN, as in the reference's g * (x > 0).
 template <typename T>
 __device__ __forceinline__ T activation_slope(T saved, int kind) {
     switch (kind) {

@@ -2,12 +2,12 @@
 
 // elementwise.cu: activations, their derivatives, and the four broadcasting arithmetic ops.
 //
-// Twins: ops.activation, ops.activation_backward, ops.binary. One thread per element in a
+// Primitives: activation, activation_backward, binary. One thread per element in a
 // grid-stride loop, so any grid covers any size; element counts are long long.
 
 // Which arithmetic op: cuda.py's BINARY_OPS. (The activations' numbers, activate() and
 // activation_slope() are in common.cuh.) The activation kernels are also the Elman cell's
-// pointwise part (cuda._elman): y may be x itself, since each thread reads its element
+// pointwise part (h' = activation(a)): y may be x itself, since each thread reads its element
 // before writing it.
 enum { ADD = 0, SUB = 1, MUL = 2, DIV = 3 };
 

@@ -2,7 +2,7 @@
 
 // gru.cu: the GRU cell's pointwise part, forward and backward, one kernel each.
 //
-// Twins: functional._gru and functional._gru_backward. From a_ih = x W_ih^T + b_ih and
+// Primitives: gru_step and gru_step_backward. From a_ih = x W_ih^T + b_ih and
 // a_hh = h W_hh^T + b_hh, (B, 3H) each, gates in the order r, z, n:
 //     r = sigmoid(a_ih,r + a_hh,r)      z = sigmoid(a_ih,z + a_hh,z)
 //     n = tanh(a_ih,n + r a_hh,n)       (the reset gate acts after the recurrent matmul)
@@ -12,8 +12,8 @@
 // a_ih, a_hh: (B, 3H)   h: (B, H)   ->   h_new: (B, H), rz: (B, 2H) = (r, z) side by
 // side, cand: (B, H) = n. rz and n are what the backward needs.
 template <typename T>
-__device__ void gru_fwd(const T* a_ih, const T* a_hh, const T* h, T* h_new, T* rz, T* cand,
-                        int B, int H) {
+__device__ void gru_step(const T* a_ih, const T* a_hh, const T* h, T* h_new, T* rz, T* cand,
+                         int B, int H) {
     long long count = (long long)B * H;  // (b, j) pairs
     for (long long idx = global_index(); idx < count; idx += grid_stride()) {
         long long b = idx / H, j = idx % H;
@@ -39,8 +39,9 @@ __device__ void gru_fwd(const T* a_ih, const T* a_hh, const T* h, T* h_new, T* r
 // d_ih, d_hh: (B, 3H), layout of a_hh.   gh: (B, H); accumulate = 1: g z is added to what gh
 // holds (the gradient of the state before, which the sequence op gathers there).
 template <typename T>
-__device__ void gru_bwd(const T* g, const T* a_hh, const T* rz, const T* cand, const T* h,
-                        T* d_ih, T* d_hh, T* gh, int B, int H, int accumulate) {
+__device__ void gru_step_backward(const T* g, const T* a_hh, const T* rz, const T* cand,
+                                  const T* h, T* d_ih, T* d_hh, T* gh, int B, int H,
+                                  int accumulate) {
     long long count = (long long)B * H;  // (b, j) pairs
     for (long long idx = global_index(); idx < count; idx += grid_stride()) {
         long long b = idx / H, j = idx % H;
@@ -62,22 +63,24 @@ __device__ void gru_bwd(const T* g, const T* a_hh, const T* rz, const T* cand, c
 
 // -- entry points: one per dtype ---------------------------------------------------------
 
-extern "C" __global__ void gru_fwd_f32(const float* a_ih, const float* a_hh, const float* h,
-                                       float* h_new, float* rz, float* cand, int B, int H) {
-    gru_fwd<float>(a_ih, a_hh, h, h_new, rz, cand, B, H);
+extern "C" __global__ void gru_step_f32(const float* a_ih, const float* a_hh, const float* h,
+                                        float* h_new, float* rz, float* cand, int B, int H) {
+    gru_step<float>(a_ih, a_hh, h, h_new, rz, cand, B, H);
 }
-extern "C" __global__ void gru_fwd_f64(const double* a_ih, const double* a_hh, const double* h,
-                                       double* h_new, double* rz, double* cand, int B, int H) {
-    gru_fwd<double>(a_ih, a_hh, h, h_new, rz, cand, B, H);
+extern "C" __global__ void gru_step_f64(const double* a_ih, const double* a_hh, const double* h,
+                                        double* h_new, double* rz, double* cand, int B, int H) {
+    gru_step<double>(a_ih, a_hh, h, h_new, rz, cand, B, H);
 }
 
-extern "C" __global__ void gru_bwd_f32(const float* g, const float* a_hh, const float* rz,
-                                       const float* cand, const float* h, float* d_ih, float* d_hh,
-                                       float* gh, int B, int H, int accumulate) {
-    gru_bwd<float>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate);
+extern "C" __global__ void gru_step_backward_f32(const float* g, const float* a_hh, const float* rz,
+                                                 const float* cand, const float* h, float* d_ih,
+                                                 float* d_hh, float* gh, int B, int H,
+                                                 int accumulate) {
+    gru_step_backward<float>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate);
 }
-extern "C" __global__ void gru_bwd_f64(const double* g, const double* a_hh, const double* rz,
-                                       const double* cand, const double* h, double* d_ih, double* d_hh,
-                                       double* gh, int B, int H, int accumulate) {
-    gru_bwd<double>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate);
+extern "C" __global__ void gru_step_backward_f64(const double* g, const double* a_hh,
+                                                 const double* rz, const double* cand,
+                                                 const double* h, double* d_ih, double* d_hh,
+                                                 double* gh, int B, int H, int accumulate) {
+    gru_step_backward<double>(g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate);
 }

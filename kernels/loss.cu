@@ -2,7 +2,7 @@
 
 // loss.cu: softmax cross-entropy, fused, forward and backward.
 //
-// Twins: functional.softmax_xent and functional.softmax_xent_backward. For K rows of C
+// Primitives: softmax_xent and softmax_xent_backward. For K rows of C
 // logits x and K target classes t:
 //     lse_k  = log sum_c exp(x_kc)  =  m_k + log sum_c exp(x_kc - m_k),  m_k = max_c x_kc
 //     loss_k = lse_k - x_k,t_k

@@ -2,7 +2,7 @@
 
 // matmul.cu: the 2-D product out = x @ y, or out += x @ y, tiled through shared memory.
 //
-// Twins: ops.mm (x.dot(y)) and, with accumulate = 1, ops.mm_add (out += x.dot(y): the
+// Primitives: matmul (x.dot(y)) and, with accumulate = 1, matmul_add (out += x.dot(y): the
 // recurrent product of a time step added to its gates as it is written, one launch where
 // a product and an addition would take two). x is (M, K), y is (K, N), out is (M, N),
 // all logically; an operand may be stored transposed (trans = 1: x as its C-contiguous
@@ -22,8 +22,8 @@ constexpr int ROWS = 8;
 constexpr int PER_THREAD = TILE / ROWS;
 
 template <typename T>
-__device__ void mm(const T* x, const T* y, T* out, int M, int N, int K, int trans_x, int trans_y,
-                   int accumulate) {
+__device__ void matmul(const T* x, const T* y, T* out, int M, int N, int K, int trans_x,
+                       int trans_y, int accumulate) {
     // +1 column: a transposed load writes a column of the tile, and with rows of 33 words
     // the 32 threads of a warp then write to 32 different shared-memory banks.
     __shared__ T x_tile[TILE][TILE + 1];  // x_tile[r][k] = x[row0 + r, k0 + k]
@@ -70,11 +70,11 @@ __device__ void mm(const T* x, const T* y, T* out, int M, int N, int K, int tran
 
 // -- entry points: one per dtype ---------------------------------------------------------
 
-extern "C" __global__ void mm_f32(const float* x, const float* y, float* out,
-                                  int M, int N, int K, int trans_x, int trans_y, int accumulate) {
-    mm<float>(x, y, out, M, N, K, trans_x, trans_y, accumulate);
+extern "C" __global__ void matmul_f32(const float* x, const float* y, float* out, int M, int N,
+                                      int K, int trans_x, int trans_y, int accumulate) {
+    matmul<float>(x, y, out, M, N, K, trans_x, trans_y, accumulate);
 }
-extern "C" __global__ void mm_f64(const double* x, const double* y, double* out,
-                                  int M, int N, int K, int trans_x, int trans_y, int accumulate) {
-    mm<double>(x, y, out, M, N, K, trans_x, trans_y, accumulate);
+extern "C" __global__ void matmul_f64(const double* x, const double* y, double* out, int M, int N,
+                                      int K, int trans_x, int trans_y, int accumulate) {
+    matmul<double>(x, y, out, M, N, K, trans_x, trans_y, accumulate);
 }

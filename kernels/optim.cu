@@ -2,7 +2,7 @@
 
 // optim.cu: SGD, Adam and Adagrad updates of every parameter of a group in one launch.
 //
-// Twins: optim.sgd_step, optim.adam_step, optim.adagrad_step (PyTorch's formulas).
+// Primitives: sgd_step, adam_step, adagrad_step (PyTorch's formulas).
 // A group has P parameters of different shapes in separate arrays. Instead of one
 // launch per parameter, the wrapper hands the kernel a table (one array of 64-bit
 // words, copied to the GPU at once):

@@ -1,11 +1,12 @@
 #include "common.cuh"
+#include "lstm.cuh"
 
 // window.cu: a whole window of an Elman or LSTM layer in one launch, each way: the
 // persistent-RNN idea at small hidden sizes.
 //
-// Twins: functional._elman_window, _elman_window_backward, _lstm_window,
-// _lstm_window_backward: the step loops of functional.rnn and functional.lstm, which run
-// one matmul and one pointwise kernel per time step. Here one block owns one batch row for
+// Primitives: elman_window, elman_window_backward, lstm_window, lstm_window_backward,
+// whose NumPy references are the step loops that nn.RNN and nn.LSTM otherwise run, one
+// matmul and one pointwise kernel per time step. Here one block owns one batch row for
 // all T steps: it loads the recurrent weights W_hh (G*H, H) into shared memory once, keeps
 // the row's state on chip, and walks the steps with two barriers each; the rows are
 // independent, so the blocks never wait for each other. What stays per step is a
@@ -18,16 +19,16 @@
 //
 // Shared memory: the weights (G H^2 values, and H of padding) and a vector or two, as
 // dynamic shared memory (cuda.launch's shared_mem=): up to 227 KiB on an H100, so H <= 240
-// for the Elman cell and H <= 119 for the LSTM in float32 (169 and 84 in float64). cuda.py
-// runs the step loop instead when a layer does not fit.
+// for the Elman cell and H <= 119 for the LSTM in float32 (169 and 84 in float64).
+// minigrad/backends/cuda.py runs the step loop instead when a layer does not fit.
 //
 // Layouts (all C-contiguous): A, D: (T, B, G*H); Hs, Cs: (T + 1, B, H), Hs[0] = h0;
 // TC, G: (T, B, H); W: (G*H, H) as PyTorch stores weight_hh. Block b, thread k.
 
 // Forward: for t = 0 .. T-1,  A[t] += Hs[t] W^T  and  Hs[t+1] = act(A[t]),  act = tanh or relu.
-// A holds the completed pre-activations afterwards (relu's backward in the twin reads them).
+// A holds the completed pre-activations afterwards (relu's backward in the reference reads them).
 template <typename T>
-__device__ void elman_window_fwd(T* A, T* Hs, const T* W, int steps, int B, int H, int kind) {
+__device__ void elman_window(T* A, T* Hs, const T* W, int steps, int B, int H, int kind) {
     // W^T, so that threads k read along a row: wt[j (H + 1) + k] = W[k, j]. The extra column
     // puts the transposing writes below (stride H + 1) in different banks.
     T* wt = dynamic_shared<T>();
@@ -60,8 +61,8 @@ __device__ void elman_window_fwd(T* A, T* Hs, const T* W, int steps, int B, int 
 // and the last carry is dL/dh0, written to gh0 (B, H) when need_h0. act' is read off the
 // output: 1 - h^2 for tanh, [h > 0] for relu (h > 0 exactly where the pre-activation is).
 template <typename T>
-__device__ void elman_window_bwd(const T* G, const T* Hs, const T* W, T* D, T* gh0, int steps,
-                                 int B, int H, int kind, int need_h0) {
+__device__ void elman_window_backward(const T* G, const T* Hs, const T* W, T* D, T* gh0,
+                                      int steps, int B, int H, int kind, int need_h0) {
     T* w = dynamic_shared<T>();  // W as it is, w[k H + j]: thread j reads down column j
     T* d = w + H * H;            // this step's D[t] of the row, read by every thread
     int b = blockIdx.x, j = threadIdx.x;
@@ -85,12 +86,13 @@ __device__ void elman_window_bwd(const T* G, const T* Hs, const T* W, T* D, T* g
     if (j < H && need_h0) gh0[(long long)b * H + j] = carry;
 }
 
-// Forward, LSTM (gates i, f, g, o as lstm.cu): for t = 0 .. T-1,
+// Forward, LSTM (lstm.cuh's equations, gates i, f, g, o): for t = 0 .. T-1,
 //     A[t] += Hs[t] W^T, activated in place: i, f, o = sigmoid(.), g = tanh(.)
 //     Cs[t+1] = f Cs[t] + i g      TC[t] = tanh(Cs[t+1])      Hs[t+1] = o TC[t]
-// Threads k < 4H make the gates; threads j < H then own unit j's cell (c in a register).
+// Threads k < 4H make the gates (k / H is which); threads j < H then own unit j's cell (c
+// in a register).
 template <typename T>
-__device__ void lstm_window_fwd(T* A, T* Hs, T* Cs, T* TC, const T* W, int steps, int B, int H) {
+__device__ void lstm_window(T* A, T* Hs, T* Cs, T* TC, const T* W, int steps, int B, int H) {
     int G = 4 * H;
     T* wt = dynamic_shared<T>();  // W^T with an extra column, as above: wt[j (4H + 1) + k] = W[k, j]
     T* h = wt + (G + 1) * H;      // h_t
@@ -108,36 +110,34 @@ __device__ void lstm_window_fwd(T* A, T* Hs, T* Cs, T* TC, const T* W, int steps
             long long at = ((long long)t * B + b) * G + k;
             T s = T(0);
             for (int j = 0; j < H; ++j) s = fma_t(h[j], wt[j * (G + 1) + k], s);
-            T a = A[at] + s;
-            a = (k >= 2 * H && k < 3 * H) ? tanh_t(a) : gate_sigmoid(a);
+            T a = lstm_activate(A[at] + s, k / H);
             A[at] = a;
             gates[k] = a;
         }
         __syncthreads();  // the gates are whole, and every thread has read h_t
         if (k < H) {
-            T i = gates[k], f = gates[H + k], g = gates[2 * H + k], o = gates[3 * H + k];
             long long at = ((long long)t * B + b) * H + k, next = at + (long long)B * H;
-            c = f * c + i * g;
-            T tc = tanh_t(c), hn = o * tc;
-            h[k] = hn;
-            Cs[next] = c;
-            TC[at] = tc;
-            Hs[next] = hn;
+            LstmCell<T> cell = lstm_cell(lstm_load(gates + k, H), c);
+            c = cell.c;
+            h[k] = cell.h;
+            Cs[next] = cell.c;
+            TC[at] = cell.tc;
+            Hs[next] = cell.h;
         }
         __syncthreads();  // h_{t+1} is whole, and every thread has read the gates
     }
 }
 
 // Backward, LSTM: G[t] = dL/dh_{t+1} from the outputs, gc (B, H) the gradient reaching the
-// last cell state; A, Cs, TC as the forward left them. Walking back, as lstm.cu's lstm_bwd:
-//     gh = G[t] + carry_h      gc~ = gc + gh o (1 - tanh(c')^2)
-//     D[t] = (gc~ g i (1 - i), gc~ c f (1 - f), gc~ i (1 - g^2), gh tanh(c') o (1 - o))
-//     gc = gc~ f               carry_h = D[t] W
+// last cell state; A, Cs, TC as the forward left them. Walking back, each step is
+// lstm.cuh's lstm_cell_backward, as in lstm.cu's lstm_step_backward:
+//     gh = G[t] + carry_h      (D[t], gc) = lstm_cell_backward(gates, c, tanh(c'), gh, gc)
+//     carry_h = D[t] W
 // At the end gh0 = carry_h (when need_h0) and gc0 = gc, each (B, H).
 template <typename T>
-__device__ void lstm_window_bwd(const T* G, const T* gc_in, const T* A, const T* Cs, const T* TC,
-                                const T* W, T* D, T* gh0, T* gc0, int steps, int B, int H,
-                                int need_h0) {
+__device__ void lstm_window_backward(const T* G, const T* gc_in, const T* A, const T* Cs,
+                                     const T* TC, const T* W, T* D, T* gh0, T* gc0, int steps,
+                                     int B, int H, int need_h0) {
     int GH = 4 * H;
     T* w = dynamic_shared<T>();  // W as it is, w[k H + j]
     T* d = w + GH * H;           // this step's D[t] of the row
@@ -147,21 +147,13 @@ __device__ void lstm_window_bwd(const T* G, const T* gc_in, const T* A, const T*
     if (j < H) gc = gc_in[(long long)b * H + j];
     for (int t = steps - 1; t >= 0; --t) {
         if (j < H) {
-            long long at = ((long long)t * B + b) * H + j, row = ((long long)t * B + b) * GH;
-            T i = A[row + j], f = A[row + H + j], g = A[row + 2 * H + j], o = A[row + 3 * H + j];
-            T tc = TC[at], gh = G[at] + carry;
-            T dc = gc + gh * o * (T(1) - tc * tc);
-            T di = dc * g * i * (T(1) - i), df = dc * Cs[at] * f * (T(1) - f);
-            T dg = dc * i * (T(1) - g * g), dout = gh * tc * o * (T(1) - o);
-            D[row + j] = di;
-            D[row + H + j] = df;
-            D[row + 2 * H + j] = dg;
-            D[row + 3 * H + j] = dout;
-            d[j] = di;
-            d[H + j] = df;
-            d[2 * H + j] = dg;
-            d[3 * H + j] = dout;
-            gc = dc * f;
+            long long at = ((long long)t * B + b) * H + j;
+            long long unit = ((long long)t * B + b) * GH + j;  // gate i of unit j in A and D
+            LstmGates<T> dgates;
+            gc = lstm_cell_backward(lstm_load(A + unit, H), Cs[at], TC[at], G[at] + carry, gc,
+                                    dgates);
+            lstm_store(D + unit, H, dgates);
+            lstm_store(d + j, H, dgates);
         }
         __syncthreads();  // d (and, at the first step, w) is whole
         if (j < H) {
@@ -179,44 +171,48 @@ __device__ void lstm_window_bwd(const T* G, const T* gc_in, const T* A, const T*
 
 // -- entry points: one per dtype ---------------------------------------------------------
 
-extern "C" __global__ void elman_window_fwd_f32(float* A, float* Hs, const float* W, int steps,
-                                                int B, int H, int kind) {
-    elman_window_fwd<float>(A, Hs, W, steps, B, H, kind);
+extern "C" __global__ void elman_window_f32(float* A, float* Hs, const float* W, int steps, int B,
+                                            int H, int kind) {
+    elman_window<float>(A, Hs, W, steps, B, H, kind);
 }
-extern "C" __global__ void elman_window_fwd_f64(double* A, double* Hs, const double* W, int steps,
-                                                int B, int H, int kind) {
-    elman_window_fwd<double>(A, Hs, W, steps, B, H, kind);
-}
-
-extern "C" __global__ void elman_window_bwd_f32(const float* G, const float* Hs, const float* W,
-                                                float* D, float* gh0, int steps, int B, int H,
-                                                int kind, int need_h0) {
-    elman_window_bwd<float>(G, Hs, W, D, gh0, steps, B, H, kind, need_h0);
-}
-extern "C" __global__ void elman_window_bwd_f64(const double* G, const double* Hs, const double* W,
-                                                double* D, double* gh0, int steps, int B, int H,
-                                                int kind, int need_h0) {
-    elman_window_bwd<double>(G, Hs, W, D, gh0, steps, B, H, kind, need_h0);
+extern "C" __global__ void elman_window_f64(double* A, double* Hs, const double* W, int steps,
+                                            int B, int H, int kind) {
+    elman_window<double>(A, Hs, W, steps, B, H, kind);
 }
 
-extern "C" __global__ void lstm_window_fwd_f32(float* A, float* Hs, float* Cs, float* TC,
-                                               const float* W, int steps, int B, int H) {
-    lstm_window_fwd<float>(A, Hs, Cs, TC, W, steps, B, H);
+extern "C" __global__ void elman_window_backward_f32(const float* G, const float* Hs,
+                                                     const float* W, float* D, float* gh0,
+                                                     int steps, int B, int H, int kind,
+                                                     int need_h0) {
+    elman_window_backward<float>(G, Hs, W, D, gh0, steps, B, H, kind, need_h0);
 }
-extern "C" __global__ void lstm_window_fwd_f64(double* A, double* Hs, double* Cs, double* TC,
-                                               const double* W, int steps, int B, int H) {
-    lstm_window_fwd<double>(A, Hs, Cs, TC, W, steps, B, H);
+extern "C" __global__ void elman_window_backward_f64(const double* G, const double* Hs,
+                                                     const double* W, double* D, double* gh0,
+                                                     int steps, int B, int H, int kind,
+                                                     int need_h0) {
+    elman_window_backward<double>(G, Hs, W, D, gh0, steps, B, H, kind, need_h0);
 }
 
-extern "C" __global__ void lstm_window_bwd_f32(const float* G, const float* gc, const float* A,
-                                               const float* Cs, const float* TC, const float* W,
-                                               float* D, float* gh0, float* gc0, int steps, int B,
-                                               int H, int need_h0) {
-    lstm_window_bwd<float>(G, gc, A, Cs, TC, W, D, gh0, gc0, steps, B, H, need_h0);
+extern "C" __global__ void lstm_window_f32(float* A, float* Hs, float* Cs, float* TC,
+                                           const float* W, int steps, int B, int H) {
+    lstm_window<float>(A, Hs, Cs, TC, W, steps, B, H);
 }
-extern "C" __global__ void lstm_window_bwd_f64(const double* G, const double* gc, const double* A,
-                                               const double* Cs, const double* TC, const double* W,
-                                               double* D, double* gh0, double* gc0, int steps,
-                                               int B, int H, int need_h0) {
-    lstm_window_bwd<double>(G, gc, A, Cs, TC, W, D, gh0, gc0, steps, B, H, need_h0);
+extern "C" __global__ void lstm_window_f64(double* A, double* Hs, double* Cs, double* TC,
+                                           const double* W, int steps, int B, int H) {
+    lstm_window<double>(A, Hs, Cs, TC, W, steps, B, H);
+}
+
+extern "C" __global__ void lstm_window_backward_f32(const float* G, const float* gc, const float* A,
+                                                    const float* Cs, const float* TC,
+                                                    const float* W, float* D, float* gh0,
+                                                    float* gc0, int steps, int B, int H,
+                                                    int need_h0) {
+    lstm_window_backward<float>(G, gc, A, Cs, TC, W, D, gh0, gc0, steps, B, H, need_h0);
+}
+extern "C" __global__ void lstm_window_backward_f64(const double* G, const double* gc,
+                                                    const double* A, const double* Cs,
+                                                    const double* TC, const double* W, double* D,
+                                                    double* gh0, double* gc0, int steps, int B,
+                                                    int H, int need_h0) {
+    lstm_window_backward<double>(G, gc, A, Cs, TC, W, D, gh0, gc0, steps, B, H, need_h0);
 }

@@ -1,8 +1,8 @@
-"""Runs minigrad's CUDA C kernels on the CPU, so that each can be tested against its NumPy twin
+"""Runs minigrad's CUDA C kernels on the CPU, so that each can be tested against its NumPy reference
 on a machine without a GPU.
 
     module = compile(source, "kernels/lstm.cu")        # as cupy.RawModule(code=source)
-    fn = module.get_function("lstm_fwd_f32")           # as RawModule.get_function
+    fn = module.get_function("lstm_step_f32")          # as RawModule.get_function
     fn((blocks,), (threads,), (x, h, np.int32(n)))     # as RawKernel.__call__, on NumPy arrays
 
 How: tests/emulate.h, force-included before the source, turns CUDA C into C++ and runs the

@@ -112,8 +112,8 @@ def test_cpu_is_the_device_of_numpy_data(given):
 # -- the launches of a training step -------------------------------------------------
 
 # The fused step kernels, forward and backward; the Elman cell's is its activation (elementwise.cu).
-STEP_KERNELS = [(nn.RNN, "activation", "activation_backward"), (nn.LSTM, "lstm_fwd", "lstm_bwd"),
-                (nn.GRU, "gru_fwd", "gru_bwd")]
+STEP_KERNELS = [(nn.RNN, "activation", "activation_backward"), (nn.LSTM, "lstm_step", "lstm_step_backward"),
+                (nn.GRU, "gru_step", "gru_step_backward")]
 # The whole-window kernels (window.cu) of the layers that have one.
 WINDOW_KERNELS = {nn.RNN: "elman_window", nn.LSTM: "lstm_window"}
 
@@ -148,7 +148,7 @@ def test_a_training_step_of_a_sequence_layer_launches_few_kernels(emulated_kerne
     assert count(fwd) == T and count(bwd) == T
     # forward: the window's input projections, T recurrent products, the readout;
     # backward: T recurrent products, dx, dW_ih, dW_hh, and the readout's two.
-    assert count("mm") <= 2 * T + 6
+    assert count("matmul") <= 2 * T + 6
     assert count("sgd_step") == 1  # every parameter in one launch
     assert len(names) <= 4 * T + 16, sorted(set(names))
 
@@ -160,9 +160,9 @@ def test_the_window_kernel_makes_a_training_step_a_few_launches_whatever_its_len
     recurrence each way, and no per-step kernel at all."""
     T, count, names = _training_step_launches(layer, monkeypatch)
     window = WINDOW_KERNELS[layer]
-    assert count(window + "_fwd") == 1 and count(window + "_bwd") == 1
+    assert count(window) == 1 and count(window + "_backward") == 1
     fwd, bwd = {nn.RNN: STEP_KERNELS[0], nn.LSTM: STEP_KERNELS[1]}[layer][1:]
     assert count(fwd) == count(bwd) == 0
     # forward: the input projections, the readout; backward: dx, dW_ih, dW_hh, the readout's two
-    assert count("mm") <= 6
+    assert count("matmul") <= 6
     assert len(names) <= 16, names

@@ -409,6 +409,26 @@ def test_the_fake_refuses_what_cupy_refuses(fake_gpu):
                                   np.arange(6.0).reshape(2, 3) * 2 + 1)
 
 
+# -- the kernel loader ------------------------------------------------------------------------
+
+def test_the_compiler_stamps_every_header_so_that_cupys_disk_cache_sees_an_edit(monkeypatch, tmp_path):
+    """CuPy caches a compiled module on disk by its source text, which an #include'd header
+    is not part of: cuda.compiler puts a hash of every kernels/*.cuh in front of the source."""
+    built = []
+    monkeypatch.setattr(backends.devices, "_cupy", fake_cupy)
+    monkeypatch.setattr(fake_cupy, "RawModule", lambda code, options: built.append((code, options)))
+    monkeypatch.setattr(cuda, "KERNELS_DIR", tmp_path)
+    (tmp_path / "common.cuh").write_text("// common\n")
+    (tmp_path / "lstm.cuh").write_text("// lstm, first\n")
+    source = '#include "common.cuh"\n#include "lstm.cuh"\n'
+    for edit in ("// lstm, first\n", "// lstm, edited\n"):
+        (tmp_path / "lstm.cuh").write_text(edit)
+        cuda.compiler(source, "lstm.cu")
+    (first, options), (edited, _) = built
+    assert first != edited and first.endswith(source) and edited.endswith(source)
+    assert '#line 1 "lstm.cu"' in first and options == ("-std=c++17", f"-I{tmp_path}")
+
+
 # -- tensors on "cuda" --------------------------------------------------------------------------
 
 def test_tensors_move_and_gradients_travel_back(fake_gpu):

@@ -23,7 +23,7 @@ THREADS = 256          # threads per block of the one-dimensional kernels
 MAX_BLOCKS = 65535     # at most this many blocks; grid-stride loops cover any size with them
 
 launches = 0   # how many kernels `launch` has started: the tests bound a training step's count
-on_launch = []  # functions called with each launched kernel's name (e.g. "lstm_fwd_f32")
+on_launch = []  # functions called with each launched kernel's name (e.g. "lstm_step_f32")
 
 _modules = {}    # (device key, file) -> compiled module: each source compiled once per device
 _functions = {}  # (device key, file, entry point) -> kernel function
@@ -45,11 +45,14 @@ def compiler(source, file):
     The tests replace this function by the CPU emulator's and call clear_cache().
     """
     cupy = devices.cupy()
-    # CuPy caches compiled modules on disk by their source text, which does not contain
-    # common.cuh: a comment with the header's hash makes an edit of the header recompile.
+    # CuPy caches compiled modules on disk by their source text, which does not contain the
+    # headers (common.cuh, lstm.cuh): a comment with their hash makes an edit of one recompile.
     # `#line` keeps the line numbers of compiler errors those of the file.
-    header = (KERNELS_DIR / "common.cuh").read_bytes()
-    stamp = f"// common.cuh {hashlib.sha256(header).hexdigest()[:16]}\n#line 1 \"{file}\"\n"
+    headers = hashlib.sha256()
+    for header in sorted(KERNELS_DIR.iterdir(), key=lambda path: path.name):
+        if header.name.endswith(".cuh"):
+            headers.update(header.name.encode() + b"\0" + header.read_bytes())
+    stamp = f"// headers {headers.hexdigest()[:16]}\n#line 1 \"{file}\"\n"
     return cupy.RawModule(code=stamp + source, options=("-std=c++17", f"-I{KERNELS_DIR}"))
 
 
@@ -314,7 +317,7 @@ def _mm_launch(xa, ya, out, trans_x, trans_y, count=True, accumulate=0):
     M, N = out.shape
     K = xa.shape[0] if trans_x else xa.shape[1]
     grid = (-(-N // TILE), -(-M // TILE))
-    launch("matmul.cu", "mm", out, grid, (TILE, 8),
+    launch("matmul.cu", "matmul", out, grid, (TILE, 8),
            (xa, ya, out, M, N, K, trans_x, trans_y, accumulate), count=count)
 
 
@@ -443,9 +446,9 @@ def sum_axes(a, axes, keepdims=False):
                    for part in (shape[:start], shape[start:stop], shape[stop:]))
         out = xp.empty(A * C, a.dtype)
         if C == 1 and R >= 32:  # a sum along the last axes: one block per output
-            launch("reduce.cu", "sum_rows", a, (A,), (THREADS,), (a, out, np.int64(A), np.int64(R)))
+            launch("reduce.cu", "sum_axes_rows", a, (A,), (THREADS,), (a, out, np.int64(A), np.int64(R)))
         else:                   # 32 outputs per block, 8 threads per output
-            launch("reduce.cu", "sum_cols", a, (-(-(A * C) // 32),), (32, 8),
+            launch("reduce.cu", "sum_axes_cols", a, (-(-(A * C) // 32),), (32, 8),
                    (a, out, np.int64(A), np.int64(R), np.int64(C)))
         a, shape = out, shape[:start] + shape[stop:]
     return a.reshape(out_shape)
@@ -507,7 +510,7 @@ def lstm_step(act, c, out=(None, None, None)):
     if outs is None:
         return NotImplemented
     h_new, c_new, tc = outs
-    _launch_1d("lstm.cu", "lstm_fwd", act, B * H, (act, _dense(c, (B, H)), h_new, c_new, tc, B, H))
+    _launch_1d("lstm.cu", "lstm_step", act, B * H, (act, _dense(c, (B, H)), h_new, c_new, tc, B, H))
     return h_new, c_new, tc
 
 
@@ -534,7 +537,7 @@ def lstm_step_backward(gh, gc, act, c, tc, d=None):
         return NotImplemented
     d, gc_prev = outs
     gh = _dense(gh, (B, H))
-    _launch_1d("lstm.cu", "lstm_bwd", act, B * H,
+    _launch_1d("lstm.cu", "lstm_step_backward", act, B * H,
                (gh, gc if has_gc else gh,  # without gc the kernel reads nothing there: any array
                 _dense(act), _dense(c, (B, H)), _dense(tc, (B, H)), d, gc_prev, B, H, int(has_gc)))
     return d, gc_prev
@@ -551,7 +554,7 @@ def gru_step(a_ih, a_hh, h, out=(None, None, None)):
     if outs is None:
         return NotImplemented
     h_new, rz, cand = outs
-    _launch_1d("gru.cu", "gru_fwd", a_hh, B * H,
+    _launch_1d("gru.cu", "gru_step", a_hh, B * H,
                (_dense(a_ih, a_hh.shape), _dense(a_hh), _dense(h, (B, H)), h_new, rz, cand, B, H))
     return h_new, rz, cand
 
@@ -568,7 +571,7 @@ def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
     if outs is None:
         return NotImplemented
     d_ih, d_hh, gh = outs
-    _launch_1d("gru.cu", "gru_bwd", a_hh, B * H,
+    _launch_1d("gru.cu", "gru_step_backward", a_hh, B * H,
                (_dense(g, (B, H)), _dense(a_hh), _dense(rz, (B, 2 * H)), _dense(cand, (B, H)),
                 _dense(h, (B, H)), d_ih, d_hh, gh, B, H, accumulate))
     return d_ih, d_hh, gh
@@ -612,7 +615,7 @@ def elman_window(A, Hs, W_hh, relu):
         return NotImplemented
     B, H, block, shared = plan
     kind = ACTIVATIONS["relu" if relu else "tanh"]
-    launch("window.cu", "elman_window_fwd", A, (B,), (block,),
+    launch("window.cu", "elman_window", A, (B,), (block,),
            (A, Hs, _dense(W_hh), len(A), B, H, kind), shared_mem=shared)
     return Hs
 
@@ -626,7 +629,7 @@ def elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
     B, H, block, shared = plan
     gh0 = devices.array_module(G).empty((B, H), G.dtype) if need_h0 else None
     kind = ACTIVATIONS["relu" if relu else "tanh"]  # relu' is read off h: h > 0 where a > 0
-    launch("window.cu", "elman_window_bwd", G, (B,), (block,),
+    launch("window.cu", "elman_window_backward", G, (B,), (block,),
            (G, Hs, _dense(W_hh), D, D if gh0 is None else gh0,  # without need_h0 nothing is written there
             len(G), B, H, kind, int(need_h0)), shared_mem=shared)
     return gh0
@@ -639,7 +642,7 @@ def lstm_window(A, Hs, Cs, TC, W_hh):
     if plan is None:
         return NotImplemented
     B, H, block, shared = plan
-    launch("window.cu", "lstm_window_fwd", A, (B,), (block,),
+    launch("window.cu", "lstm_window", A, (B,), (block,),
            (A, Hs, Cs, TC, _dense(W_hh), len(A), B, H), shared_mem=shared)
     return Hs
 
@@ -655,7 +658,7 @@ def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
     xp = devices.array_module(G)
     gh0 = xp.empty((B, H), G.dtype) if need_h0 else None
     gc0 = xp.empty((B, H), G.dtype)
-    launch("window.cu", "lstm_window_bwd", G, (B,), (block,),
+    launch("window.cu", "lstm_window_backward", G, (B,), (block,),
            (G, _dense(gc, (B, H)), A, Cs, TC, _dense(W_hh), D, gc0 if gh0 is None else gh0, gc0,
             len(G), B, H, int(need_h0)), shared_mem=shared)
     return gh0, gc0
