@@ -11,12 +11,14 @@ reverse walk, so backward never sorts the graph, and a graph nobody can reach
 any more (an evaluation pass run without `no_grad()`, say) disappears by itself
 instead of piling up on the tape.
 
-Time. Truncated backpropagation through time needs three things from the tape,
-and each is one attribute or one loop here:
-  - `tape.step` labels every record made while it is set with that time step;
+Time. Truncated backpropagation through time needs four things from the tape,
+and each is one attribute, one loop or one block here:
+  - `tape.at_step(s)` labels every record made inside it with the time step s;
   - `backward(..., since_step=s)` treats records of steps before s as constants;
-  - `tape.free(before_step=s)` drops the records of steps before s.
+  - `tape.free(before_step=s)` drops the records of steps before s;
+  - `tape.steps(n)` hands out n labels no one else uses, and frees their records at its end.
 """
+import contextlib
 import functools
 import weakref
 
@@ -80,7 +82,7 @@ class Tape:
     str(tape) is the Wengert list, one line per record.
     """
 
-    __slots__ = ("enabled", "step", "_refs", "_count", "_compact_at")
+    __slots__ = ("enabled", "step", "_refs", "_count", "_compact_at", "_labels")
 
     def __init__(self):
         self.enabled = True     # False inside no_grad()
@@ -88,6 +90,7 @@ class Tape:
         self._refs = []         # weak references to records, oldest first
         self._count = 0         # records ever made: the next record's index
         self._compact_at = 1024  # when to sweep dead references out of _refs
+        self._labels = 0        # step labels handed out by steps(): 1 .. _labels
 
     # -- recording ----------------------------------------------------------
 
@@ -119,6 +122,23 @@ class Tape:
         """
         return _AtStep(self, step, record)
 
+    @contextlib.contextmanager
+    def steps(self, n):
+        """A block that owns n fresh step labels, base+1 .. base+n: `with tape.steps(n) as base:`.
+
+        No other block gets the same labels, so `since_step` and `free` within one block never
+        touch the records of another (an earlier block, or one nested inside). Leaving the block,
+        even by an exception, frees every record still labelled base+1 .. base+n.
+        train_sequence runs each call inside one: its step s is labelled base + s.
+        Labels given by hand to at_step() are not reserved: keep them out of the blocks' way.
+        """
+        base = self._labels
+        self._labels += n
+        try:
+            yield base
+        finally:
+            self.free(before_step=base + n + 1, from_step=base + 1)
+
     # -- freeing ------------------------------------------------------------
 
     def free(self, before_step, from_step=None):
@@ -140,6 +160,17 @@ class Tape:
 
     def __iter__(self):
         for ref in self._refs:
+            rec = ref()
+            if rec is not None and rec.backward is not None:
+                yield rec
+
+    def newest_first(self):
+        """The live records, newest first: the order of the reverse walk (backward.py).
+
+        A record comes after every record that used one of its outputs, because an op runs
+        after the ops that made its inputs. Records freed or made while it runs are left out.
+        """
+        for ref in reversed(self._refs):
             rec = ref()
             if rec is not None and rec.backward is not None:
                 yield rec

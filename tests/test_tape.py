@@ -227,6 +227,20 @@ def test_a_graph_nobody_holds_leaves_the_tape_by_itself():
     assert len(mg.get_tape()) == 0
 
 
+def test_newest_first_lists_the_live_records_in_reverse():
+    tape = mg.get_tape()
+    x = leaf([1.0, 2.0])
+    y = (x * 2).exp()
+    z = (x + 1).sum()
+    assert [r.op for r in tape.newest_first()] == ["sum", "add", "exp", "mul"]
+    assert list(tape.newest_first()) == list(tape)[::-1]
+    z.backward()                      # frees sum and add: they are no longer listed
+    assert [r.op for r in tape.newest_first()] == ["exp", "mul"]
+    del y
+    gc.collect()                      # nobody holds exp's output: its records die
+    assert list(tape.newest_first()) == []
+
+
 def test_the_tape_stays_small_over_many_training_steps():
     tape = mg.get_tape()
     w = leaf(np.ones(3))
@@ -390,6 +404,37 @@ def test_retained_windows_can_be_walked_again_with_a_later_cut():
     h1 = 0.2 * 0.9
     np.testing.assert_allclose(grads, [0.9, 2 * 0.2 * 0.9, 2 * 0.2 * h1])
     assert [r.step for r in tape] == [2, 3]
+
+
+def test_steps_hands_out_fresh_labels_and_frees_them_at_the_end():
+    tape = mg.get_tape()
+    w = leaf([0.2])
+    with tape.steps(3) as base:
+        with tape.steps(2) as inner:          # a block inside another gets labels of its own
+            assert inner == base + 3
+        h = mg.tensor([0.9], dtype="float64")
+        for s in range(1, 4):
+            with tape.at_step(base + s):
+                h = w * h
+        assert [r.step for r in tape] == [base + 1, base + 2, base + 3]
+    assert len(tape) == 0 and h._record.freed  # leaving the block frees its steps' records
+    with tape.steps(1) as after:
+        assert after == base + 5
+
+
+def test_steps_frees_only_its_own_labels_even_after_an_error():
+    tape = mg.get_tape()
+    w = leaf([0.2])
+    outside = w * 2                           # unlabelled: not the block's
+    with pytest.raises(KeyError):
+        with tape.steps(2) as base:
+            with tape.at_step(base + 1):
+                inside = w * 3
+            with tape.at_step(base + 3):      # a label the block does not own
+                beyond = w * 4
+            raise KeyError("inside")
+    assert inside._record.freed
+    assert not outside._record.freed and not beyond._record.freed
 
 
 def test_repr_of_record_and_tape():
