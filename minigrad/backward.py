@@ -1,11 +1,14 @@
 """The reverse walk: from a tensor back along the tape, adding gradients into the leaves.
 
-Reverse-mode differentiation in one loop. The tape lists records in the order
-they ran, so walking it backwards visits every record after all the records that
-used its outputs: by the time we reach a record, the gradient of each of its
-outputs is complete. We call its backward (the local vector-Jacobian product)
-and pass the results on to the records that made its inputs, or, for leaves,
-into `.grad`.
+Reverse-mode differentiation is one loop, the chain rule applied record by record. The tape
+lists records in the order they ran, so walking it newest first reaches every record after
+all the records that used its outputs: by then the gradient g of each of its outputs is
+complete. We call its backward (the local vector-Jacobian product, g -> one g_x per input)
+and send each g_x on: to the record that made x, or, if x is a leaf, into x's sum.
+
+Names follow ops.py: `g` is dL/d(output) of the record at hand, `g_x` is dL/dx for its input x.
+The loop is in `backward`; the bookkeeping around it is in `_Path` (which records hold
+gradients, the cut of truncated BPTT, freed records) and `_LeafSums` (the leaves' sums).
 """
 import numpy as np
 
@@ -25,81 +28,133 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
 
     Leaves' .grad change only if the whole walk succeeds.
     """
+    seed = _seed(root, grad)
+    if root._record is None:  # a leaf: the gradient of x with respect to x is the seed itself
+        _add_to_leaf(root, seed)
+        return
+    path = _Path(root, seed, since_step)  # the records that hold output gradients
+    leaves = _LeafSums()
+    try:
+        for rec, g in path.reached(TAPE.newest_first()):  # g: dL/d(rec's outputs), complete
+            in_grads = rec.backward(g)              # the chain rule at one op: g -> (g_x, ...)
+            for x, g_x in zip(rec.inputs, in_grads):
+                if g_x is None or not x.requires_grad:
+                    continue                        # no gradient for this input
+                if x._record is None:
+                    leaves.add(x, g_x, rec)         # into the leaf's sum
+                else:
+                    path.send(x, g_x, rec)          # on to the record that made x
+    except BaseException:
+        path.clear()  # on success the walk took every gradient off the records itself
+        raise
+    leaves.add_into_grads()
+    if not retain_graph:
+        path.free_used()
+
+
+class _Path:
+    """The records on the path from root back to the leaves, and the gradients they hold.
+
+    A record joins the path when the first gradient reaches one of its outputs; the
+    gradients of its outputs are summed on it (`Record.grads`, one entry per output) until
+    the walk reaches it and takes them. Two things stop a gradient on its way:
+      - the cut: a record of a time step before `since_step` made a constant;
+      - a freed record: the gradient cannot go through it, which is an error.
+    """
+
+    __slots__ = ("since_step", "joined", "waiting")
+
+    def __init__(self, root, seed, since_step):
+        self.since_step = since_step
+        self.joined = []    # records that received gradients: used, unless the walk fails
+        self.waiting = 0    # records holding gradients not yet taken: 0 means done
+        if root._record.freed:
+            raise _freed_error(root._record)
+        self.send(root, seed, None)
+
+    def send(self, x, g_x, by):
+        """Add g_x, computed by the record `by`, into the gradient of x, an output of x._record."""
+        rec = x._record
+        if g_x.shape != rec.shapes[x._slot]:
+            raise _shape_error(by, x, g_x)
+        grads = rec.grads
+        if grads is None:   # the first gradient to reach rec: rec joins the path
+            if self.since_step is not None and rec.step is not None and rec.step < self.since_step:
+                return      # made before the cut: x is a constant here
+            if rec.backward is None:  # freed
+                raise _freed_error(rec)
+            grads = rec.grads = [None] * len(rec.shapes)
+            self.joined.append(rec)
+            self.waiting += 1
+        held = grads[x._slot]
+        grads[x._slot] = g_x if held is None else held + g_x
+
+    def reached(self, records):
+        """(record, g) for each of `records` (newest first) that gradients reached, g taken
+        off the record: one array, or for several outputs a tuple with zeros where nothing
+        arrived. Stops when no gradient is left to pass on."""
+        for rec in records:
+            if not self.waiting:
+                return      # no gradient left to pass on: older records are not on the path
+            grads = rec.grads
+            if grads is None:
+                continue    # not on the path
+            rec.grads = None
+            self.waiting -= 1
+            yield rec, (grads[0] if len(grads) == 1 else _fill_missing(grads, rec))
+        if self.waiting:  # a record that joined is live, so on the tape: this cannot happen
+            raise RuntimeError("backward: the walk ended with gradients not passed on: "
+                               "a record on the path is no longer on the tape")
+
+    def clear(self):
+        """Take every gradient off the records (after an error, some are left on)."""
+        for rec in self.joined:
+            rec.grads = None
+
+    def free_used(self):
+        """Free the records the walk went through (after a successful walk, all that joined)."""
+        for rec in self.joined:
+            rec.free()  # the tape sweeps freed records out as it grows
+
+
+class _LeafSums:
+    """Each leaf's gradient summed over its uses, added into its .grad once the walk succeeds.
+
+    Leaf ownership: the first gradient to reach a leaf may be an array someone else holds
+    too (add's backward hands the same g to both inputs), so it is never added into in place;
+    the second makes a fresh array, ours, and the uses after it add into that.
+    """
+
+    __slots__ = ("sums",)
+
+    def __init__(self):
+        self.sums = {}  # id(leaf) -> [leaf, its gradient so far, is that array ours?]
+
+    def add(self, x, g_x, by):
+        """Add g_x, computed by the record `by`, into the sum of the leaf x."""
+        if g_x.shape != x.data.shape:
+            raise _shape_error(by, x, g_x)
+        entry = self.sums.get(id(x))
+        if entry is None:
+            self.sums[id(x)] = [x, g_x, False]    # perhaps shared: never add into it
+        elif entry[2]:
+            entry[1] += g_x                       # our own sum: add in place
+        else:
+            entry[1], entry[2] = entry[1] + g_x, True
+
+    def add_into_grads(self):
+        """Add each sum into its leaf's .grad (the walk succeeded)."""
+        for x, g_x, ours in self.sums.values():
+            _add_to_leaf(x, g_x, ours)
+
+
+def _seed(root, grad):
+    """The starting gradient dL/d(root) as an array of root's shape and dtype."""
     if not root.requires_grad:
         raise RuntimeError(
             "backward: this tensor does not require grad: none of its inputs requires grad, "
             "or it was computed under no_grad()"
         )
-    seed = _seed(root, grad)
-    start = root._record
-    if start is None:  # a leaf: the gradient of x with respect to x is the seed itself
-        _add_to_leaf(root, seed)
-        return
-    if start.backward is None:
-        raise _freed_error(start)
-
-    start.grads = [None] * len(start.shapes)
-    start.grads[root._slot] = seed
-    touched = [start]   # records holding output gradients, to clean up whatever happens
-    used = []           # records whose backward ran, freed at the end unless retained
-    leaves = {}         # id(leaf) -> [leaf, gradient summed over its uses, is that array ours?]
-    waiting = 1         # records holding gradients not yet passed on: 0 means done
-    try:
-        for ref in reversed(TAPE._refs):
-            if not waiting:
-                break  # no gradient left to pass on: older records are not on the path
-            rec = ref()
-            if rec is None or rec.grads is None:
-                continue  # dead, or not on the path to root
-            out_grads, rec.grads = rec.grads, None
-            waiting -= 1
-            if since_step is not None and rec.step is not None and rec.step < since_step:
-                continue  # before the window: its outputs are constants
-            if rec.backward is None:
-                raise _freed_error(rec)
-            in_grads = rec.backward(out_grads[0] if len(out_grads) == 1
-                                    else _fill_missing(out_grads, rec))
-            used.append(rec)
-            for t, g in zip(rec.inputs, in_grads):
-                if g is None or not t.requires_grad:
-                    continue
-                src = t._record
-                if src is None:
-                    if g.shape != t.shape:
-                        raise RuntimeError(f"backward: {rec.op} returned a gradient of shape "
-                                           f"{g.shape} for an input of shape {t.shape}")
-                    entry = leaves.get(id(t))
-                    if entry is None:
-                        leaves[id(t)] = [t, g, False]  # g may be shared: never add into it
-                    elif entry[2]:
-                        entry[1] += g                  # our own sum: add in place
-                    else:
-                        entry[1], entry[2] = entry[1] + g, True
-                elif since_step is None or src.step is None or src.step >= since_step:
-                    if src.grads is None:
-                        src.grads = [None] * len(src.shapes)
-                        touched.append(src)
-                        waiting += 1
-                    held = src.grads[t._slot]
-                    src.grads[t._slot] = g if held is None else held + g
-                # else: t was made before the cut, so it is a constant here
-        # A gradient still waiting means its record is no longer on the tape: it was freed.
-        for rec in touched:
-            if rec.grads is not None:
-                raise _freed_error(rec)
-    finally:
-        for rec in touched:
-            rec.grads = None
-
-    for t, g, ours in leaves.values():
-        _add_to_leaf(t, g, ours)
-    if not retain_graph:
-        for rec in used:
-            rec.free()  # the tape sweeps freed records out as it grows
-
-
-def _seed(root, grad):
-    """The starting gradient dL/d(root) as an array of root's shape and dtype."""
     if grad is None:
         if root.data.size != 1:
             raise RuntimeError(
@@ -125,17 +180,22 @@ def _fill_missing(grads, rec):
                  for g, shape, dtype in zip(grads, rec.shapes, rec.dtypes))
 
 
-def _add_to_leaf(t, g, ours=False):
-    """Add g into t.grad; `ours`: g is a fresh array no one else holds."""
-    if t.grad is None:
-        if ours and g.dtype == t.dtype:
-            t.grad = g
+def _add_to_leaf(x, g_x, ours=False):
+    """Add g_x into x.grad; `ours`: g_x is a fresh array no one else holds."""
+    if x.grad is None:
+        if ours and g_x.dtype == x.dtype:
+            x.grad = g_x
         else:
             # A copy: the same gradient array may be shared by several tensors, and the
             # leaf's .grad is its own (optimizers and clipping may change it in place).
-            t.grad = array_module(g).array(g, dtype=t.dtype, copy=True)
+            x.grad = array_module(g_x).array(g_x, dtype=x.dtype, copy=True)
     else:
-        t.grad += g
+        x.grad += g_x
+
+
+def _shape_error(rec, x, g_x):
+    return RuntimeError(f"backward: {rec.op} returned a gradient of shape {g_x.shape} "
+                        f"for an input of shape {x.shape}")
 
 
 def _freed_error(rec):

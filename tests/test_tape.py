@@ -117,10 +117,10 @@ def test_gradients_of_a_small_graph_by_hand():
     x, w, b = leaf([0.5, -1.0]), leaf([2.0, 3.0]), leaf(0.25)
     f = (x * w + b).tanh().sum()
     f.backward()
-    d = 1 - np.tanh(np.array([0.5 * 2 + 0.25, -3.0 + 0.25])) ** 2
-    np.testing.assert_allclose(x.grad, d * [2.0, 3.0])
-    np.testing.assert_allclose(w.grad, d * [0.5, -1.0])
-    np.testing.assert_allclose(b.grad, d.sum())
+    g_z = 1 - np.tanh(np.array([0.5 * 2 + 0.25, -3.0 + 0.25])) ** 2  # z = x * w + b
+    np.testing.assert_allclose(x.grad, g_z * [2.0, 3.0])
+    np.testing.assert_allclose(w.grad, g_z * [0.5, -1.0])
+    np.testing.assert_allclose(b.grad, g_z.sum())
     assert b.grad.shape == ()
 
 
@@ -180,6 +180,16 @@ def test_a_gradient_of_the_wrong_shape_is_caught_before_any_grad_changes():
     with pytest.raises(RuntimeError, match=expected):
         bad.sum().backward()
     assert x.grad is None and w.grad is None
+
+
+def test_a_wrongly_shaped_gradient_for_an_intermediate_is_caught_too():
+    # A hand-written op (minigrad.record) can get any input's gradient wrong, not just a leaf's.
+    x = leaf([1.0, 2.0])
+    h = x * 3.0                                                  # an intermediate, shape (2,)
+    bad = record("bad", h.data.sum(), (h,), lambda g: (g,))     # h's gradient: shape ()
+    with pytest.raises(RuntimeError, match=r"bad returned a gradient of shape \(\) for an input of shape \(2,\)"):
+        bad.backward()
+    assert x.grad is None
 
 
 def test_leaf_grads_keep_the_leaf_dtype():
