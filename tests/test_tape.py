@@ -38,20 +38,24 @@ def test_each_op_appends_one_record_with_its_inputs_and_output_shape():
     assert len(tape) == 2
 
 
+def saved_arrays(t):
+    """The arrays the record behind t saved for its backward, whatever its closure calls them."""
+    return [v for v in t._record.saved.values() if isinstance(v, np.ndarray)]
+
+
 def test_record_shows_what_backward_saved():
+    # tanh's derivative is 1 - y^2: it saves its output, and only that
     x = leaf([1.0, -2.0])
     y = x.tanh()
-    saved = y._record.saved
-    assert list(saved) == ["y"]
-    np.testing.assert_allclose(saved["y"], np.tanh([1.0, -2.0]))
+    (kept,) = saved_arrays(y)
+    np.testing.assert_allclose(kept, np.tanh([1.0, -2.0]))
 
 
 def test_records_save_only_what_backward_needs():
-    # add's derivative needs the input shapes, not the inputs: their arrays can be freed
+    # add's and sum's derivatives need shapes, not values: no array is kept alive for them
     x, y = leaf(np.ones((2, 3))), leaf(np.ones(3))
-    saved = (x + y)._record.saved
-    assert saved == {"x_shape": (2, 3), "y_shape": (3,)}
-    assert not any(isinstance(v, np.ndarray) for v in (x.sum(axis=0))._record.saved.values())
+    assert saved_arrays(x + y) == []
+    assert saved_arrays(x.sum(axis=0)) == []
 
 
 def test_constants_make_no_records():
