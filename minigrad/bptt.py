@@ -21,7 +21,6 @@ sequence layer's) may span several steps; it carries the label of its first. Seg
 cut at every window's first step (TBPTT.starts), so neither `since_step` nor the freeing
 ever falls inside one, and everything above holds unchanged.
 """
-import itertools
 import warnings
 from dataclasses import dataclass
 
@@ -78,32 +77,51 @@ class TBPTT:
         """(k1, k2) for a sequence of n steps."""
         return self.k1, self.k2
 
-    def windows(self, n):
-        """The updates of a sequence of n steps, in order, as Windows (lazily: O(1) memory)."""
-        k1, k2 = self.sizes(n)
-        prev = 0
-        ends = itertools.chain(range(k1, n + 1, k1), [n] if n % k1 else [])
-        for end in ends:
-            yield Window(prev, max(1, end - k2 + 1), end)
-            prev = end
+    # The schedule. `update` is its one definition; windows, starts and next_start read it.
 
-    def starts(self, n, first, last):
-        """The steps in first+1 .. last where a window begins, in order (a sequence of n steps).
+    def update(self, k, n):
+        """The k-th update (k = 1, 2, ...) of a sequence of n steps as a Window; None past the last.
 
-        Computed, not listed: the window of the update after step e begins at
-        max(1, e - k2 + 1), and updates come after steps k1, 2 k1, ... and n.
+        Update k comes after step end = min(k k1, n), as long as the one before it came before
+        step n; its window is steps max(1, end - k2 + 1) .. end.
         """
         k1, k2 = self.sizes(n)
-        low, high = first + k2 - 1, min(n, last + k2 - 1)  # ends e with first < e - k2 + 1 <= last
-        ends = set(range(k1 * (low // k1 + 1), high + 1, k1))
-        if low < n <= high:
-            ends.add(n)
-        return sorted(e - k2 + 1 for e in ends)
+        prev = (k - 1) * k1  # the previous update came after this step (0: there was none)
+        if prev >= n:
+            return None
+        end = min(k * k1, n)
+        return Window(prev, max(1, end - k2 + 1), end)
+
+    def windows(self, n):
+        """The updates of a sequence of n steps, in order, as Windows (lazily: O(1) memory)."""
+        k = 1
+        while (window := self.update(k, n)) is not None:
+            yield window
+            k += 1
+
+    def starts(self, n, first, last):
+        """The steps in first+1 .. last (first >= 1) where a window begins, in order, for a
+        sequence of n steps.
+
+        Without listing the windows before them: windows begin in order, and update k's window
+        begins at or before k k1 - k2 + 1, so none before update (first + k2 - 1) // k1 + 1
+        begins after `first`.
+        """
+        k1, k2 = self.sizes(n)
+        found = []
+        k = (first + k2 - 1) // k1 + 1
+        while (window := self.update(k, n)) is not None and window.start <= last:
+            if window.start > first:
+                found.append(window.start)
+            k += 1
+        return found
 
     def next_start(self, n, end):
-        """The first step of the window after the update after step `end` (end + 1 if none)."""
-        k1, k2 = self.sizes(n)
-        return end + 1 if end >= n else max(1, min(end + k1, n) - k2 + 1)
+        """The first step of the next window after the update after step `end` (end + 1 if
+        that was the last update)."""
+        k1, _ = self.sizes(n)
+        following = self.update(-(-end // k1) + 1, n)  # the update after step `end` is number ceil(end / k1)
+        return end + 1 if following is None else following.start
 
     def __repr__(self):
         extra = ", recompute=True" if self.recompute else ""

@@ -6,6 +6,7 @@ labels, no since_step, no freeing. If train_sequence's bookkeeping (which steps
 a window covers, which losses it sums, which parameter values a stored step
 used, when the context moves) were wrong anywhere, the numbers would differ.
 """
+import collections
 import gc
 import tracemalloc
 import warnings
@@ -92,10 +93,19 @@ def const(values):
     return tuple(mg.tensor(v) for v in values) if isinstance(values, tuple) else mg.tensor(values)
 
 
-def schedule(n, k1, k2):
-    """The updates, read straight off the semantics: (p, first window step, t)."""
-    ends = list(range(k1, n + 1, k1)) + ([n] if n % k1 else [])
-    return [(p, max(1, t - k2 + 1), t) for p, t in zip([0] + ends, ends)]
+def simulated_updates(n, k1, k2):
+    """The updates found by running steps 1..n one at a time, as TBPTT is described: update
+    once k1 steps have passed since the last update, or at the last step, back through the
+    last k2 steps. As (p, first window step, t): the update after step t, the one before
+    it after step p. A brute force that shares no formula with TBPTT.update."""
+    updates, recent, p, since = [], collections.deque(maxlen=k2), 0, 0
+    for t in range(1, n + 1):
+        recent.append(t)   # the last k2 steps, oldest first
+        since += 1
+        if since == k1 or t == n:
+            updates.append((p, recent[0], t))
+            p, since = t, 0
+    return updates
 
 
 def sgd_update(params, lr, clip=None):
@@ -128,7 +138,7 @@ def reference_stored(model, state0, X, Y, k1, k2, lr, clip=None):
     """recompute=False: one forward pass; each update rebuilds its window from the stored
     states, each step with the parameter values it ran with."""
     n = len(X)
-    updates = {t: (p, lo) for p, lo, t in schedule(n, k1, k2)}
+    updates = {t: (p, lo) for p, lo, t in simulated_updates(n, k1, k2)}
     states, used, losses, grads = [arrays(state0)], [None], [], []
     state = state0
     for s in range(1, n + 1):
@@ -152,7 +162,7 @@ def reference_recompute(model, state0, X, Y, k1, k2, lr, clip=None):
     parameters, then re-run the window with them."""
     context, at = arrays(state0), 0
     losses, grads = [], []
-    for p, lo, t in schedule(len(X), k1, k2):
+    for p, lo, t in simulated_updates(len(X), k1, k2):
         with mg.no_grad():
             while at < lo - 1:
                 at += 1
@@ -185,15 +195,34 @@ def assert_same(a, b):
 # -- the schedule --------------------------------------------------------------
 
 def test_windows_follow_the_semantics():
-    # TBPTT(4, 4), n = 13: updates after 4, 8, 12 and 13, the last through steps 10..13
+    # Derived by hand from the rules in bptt.py's docstring (1: updates after k1, 2 k1, ...
+    # and after n; 2: the window of the update after t is max(1, t - k2 + 1) .. t).
+    # TBPTT(4, 4), n = 13: updates after 4, 8, 12 and, as 4 does not divide 13, after 13;
+    # the last window is 13 - 4 + 1 = 10 .. 13, reaching back across the update after 12.
     assert list(TBPTT(4, 4).windows(13)) == [Window(0, 1, 4), Window(4, 5, 8), Window(8, 9, 12),
                                              Window(12, 10, 13)]
+    # TBPTT(2, 5), n = 6: updates after 2, 4, 6; windows 1..2 and 1..4 (cut at step 1), then 2..6.
     assert list(TBPTT(2, 5).windows(6)) == [Window(0, 1, 2), Window(2, 1, 4), Window(4, 2, 6)]
+    # TBPTT(5, 2), n = 10: updates after 5 and 10, each back over two steps: 4..5, 9..10.
     assert list(TBPTT(5, 2).windows(10)) == [Window(0, 4, 5), Window(5, 9, 10)]
+    assert list(TBPTT(3, 7).windows(10)) == [Window(0, 1, 3), Window(3, 1, 6), Window(6, 3, 9),
+                                             Window(9, 4, 10)]
+    assert list(TBPTT(1, 3).windows(4)) == [Window(0, 1, 1), Window(1, 1, 2), Window(2, 1, 3),
+                                            Window(3, 2, 4)]
     assert list(BPTT().windows(7)) == [Window(0, 1, 7)]
     assert list(TBPTT(20, 20).windows(7)) == [Window(0, 1, 7)]  # k1 > n: one update, at n
+    assert list(TBPTT(3, 3).windows(0)) == [] and list(BPTT().windows(0)) == []
     assert Window(12, 10, 13).first_loss == 13 and Window(0, 4, 5).first_loss == 4
-    assert [tuple(vars(w).values()) for w in TBPTT(3, 7).windows(20)] == schedule(20, 3, 7)
+
+
+def test_windows_are_what_running_the_steps_one_by_one_finds():
+    for n in range(0, 25):
+        for k1 in range(1, 9):
+            for k2 in range(1, 10):
+                found = [(w.prev, w.start, w.end) for w in TBPTT(k1, k2).windows(n)]
+                assert found == simulated_updates(n, k1, k2), (n, k1, k2)
+        found = [(w.prev, w.start, w.end) for w in BPTT().windows(n)]
+        assert found == simulated_updates(n, max(n, 1), max(n, 1))
 
 
 def test_reprs_and_notation():
@@ -231,7 +260,7 @@ def test_policy_matches_the_reference(n, k1, k2, kind, recompute, segments):
     reference = reference_recompute if recompute else reference_stored
     losses, ref_grads, last = reference(ref, state0, X, Y, k1, k2, lr=0.1)
 
-    assert result.updates == len(schedule(n, k1, k2)) == len(grads)
+    assert result.updates == len(simulated_updates(n, k1, k2)) == len(grads)
     assert_same(result.losses, losses)
     for g, rg in zip(grads, ref_grads):
         for a, b in zip(g, rg):
@@ -660,21 +689,36 @@ def test_an_error_inside_step_leaves_nothing_on_the_tape():
 
 # -- segments=True: a step that runs several time steps at once ----------------------------
 
-def test_window_starts_are_computed_as_the_windows_list_them():
-    # starts() and next_start() compute what windows() lists, without listing it (O(1) memory).
+def test_window_starts_by_hand():
+    # TBPTT(4, 6), n = 13: updates after 4, 8, 12, 13 with windows 1..4, 3..8, 7..12, 8..13.
+    policy = TBPTT(4, 6)
+    assert policy.starts(13, 1, 13) == [3, 7, 8]
+    assert policy.starts(13, 3, 7) == [7] and policy.starts(13, 5, 6) == []
+    # after the update after 4 the next window begins at 3, ... after the last, nothing
+    assert [policy.next_start(13, end) for end in (4, 8, 12, 13)] == [3, 7, 8, 14]
+    assert BPTT().starts(9, 1, 9) == [] and BPTT().next_start(9, 9) == 10
+
+
+def test_window_starts_are_what_running_the_steps_one_by_one_finds():
     for n in range(1, 16):
         for k1 in range(1, 8):
             for k2 in range(1, 9):
-                policy = TBPTT(k1, k2)
-                windows = list(policy.windows(n))
-                starts = sorted({w.start for w in windows})
+                policy, updates = TBPTT(k1, k2), simulated_updates(n, k1, k2)
+                starts = sorted({lo for _, lo, _ in updates})
                 for first in range(1, n + 1):
                     for last in range(first, n + 1):
                         want = [s for s in starts if first < s <= last]
                         assert policy.starts(n, first, last) == want, (n, k1, k2, first, last)
-                for w, after in zip(windows, windows[1:] + [None]):
-                    assert policy.next_start(n, w.end) == (after.start if after else w.end + 1)
-    assert BPTT().starts(9, 1, 9) == [] and BPTT().next_start(9, 9) == 10
+                for (_, _, t), after in zip(updates, updates[1:] + [None]):
+                    assert policy.next_start(n, t) == (after[1] if after else t + 1)
+
+
+def test_window_starts_take_no_memory_proportional_to_n():
+    # A trillion steps: listing the windows before step 10^11 would never finish.
+    n = 10 ** 12
+    assert TBPTT(1, 1).starts(n, 10 ** 11, 10 ** 11 + 3) == [10 ** 11 + 1, 10 ** 11 + 2, 10 ** 11 + 3]
+    assert TBPTT(10, 40).next_start(n, 10 ** 11) == 10 ** 11 + 10 - 40 + 1
+    assert TBPTT(10, 40).update(10 ** 10, n) == Window(10 ** 11 - 10, 10 ** 11 - 39, 10 ** 11)
 
 
 def test_segments_are_as_long_as_the_windows_allow():
