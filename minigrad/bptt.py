@@ -8,8 +8,9 @@ BPTT() is TBPTT(n, n) for a sequence of n steps: one update, at the end.
 `train_sequence` runs a sequence under a policy; its docstring states the semantics
 (the README quotes it word for word).
 
-How the tape does it (recompute=False). Every step runs inside `tape.at_step(label)`,
-so its records carry their step. An update calls `backward(loss, since_step=start)`:
+How the tape does it (recompute=False). Each call owns a range of step labels
+(`tape.steps(n)`), and every step runs inside `tape.at_step(label)`, so its records carry
+their step. An update calls `backward(loss, since_step=start)`:
 records of steps before the window are constants, so the gradient stops at the window's
 first step. It keeps the records (retain_graph=True), because the next window may reach
 back into this one, then frees every record older than the next window's first step:
@@ -156,11 +157,6 @@ class TrainResult:
     updates: int
 
 
-# Step labels on the tape: each call takes a fresh range, so that `since_step` and the
-# freeing of one call can never touch records of another (earlier call, or the user's own).
-_next_label = 1
-
-
 def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad_norm=None,
                    segments=False):
     """Train on one sequence of n steps under a truncation policy (BPTT() or TBPTT(k1, k2)).
@@ -215,100 +211,111 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
          whole sequence. With a sequence layer (nn.RNN, nn.LSTM, nn.GRU) a segment is one
          record on the tape instead of one per step and op, which is much faster.
     """
-    global _next_label
     n = _check_call(step, state, inputs, targets, policy, optimizer, clip_grad_norm, segments)
     dropped = sum(w.first_loss - (w.prev + 1) for w in policy.windows(n))
     if dropped:
         warnings.warn(f"train_sequence: {policy} drops the losses of {dropped} of {n} steps: "
                       "steps before a window (k2 < k1) are run but never back-propagated",
                       RuntimeWarning, stacklevel=2)
-    base, _next_label = _next_label - 1, _next_label + n  # this call's steps are base+1 .. base+n
-    run = _Run(step, inputs, targets, base, _state_shapes(state), segments)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    losses = []
-    try:
-        if policy.recompute:
-            state = _recompute(run, _detached(state), policy, n, optimizer, params, clip_grad_norm, losses)
-        else:
-            state = _stored(run, _detached(state), policy, n, optimizer, params, clip_grad_norm, losses)
-    finally:
-        TAPE.free(before_step=base + n + 1, from_step=base + 1)  # nothing of this call stays
-    return TrainResult(_detached(state), losses, len(losses))
+    with TAPE.steps(n) as base:  # step s is labelled base + s; nothing of this call outlives it
+        run = _Run(step, inputs, targets, base, _state_shapes(state), segments)
+        update = _Update(run, optimizer, clip_grad_norm)
+        train = _recompute if policy.recompute else _stored
+        state = train(run, update, policy, n, _detached(state))
+    return TrainResult(_detached(state), update.losses, len(update.losses))
 
 
-def _stored(run, state, policy, n, optimizer, params, clip, losses):
+def _stored(run, update, policy, n, state):
     """recompute=False: one forward pass; each update back-propagates through stored records."""
-    done = 0  # the steps run so far
     for window in policy.windows(n):
-        pending = []  # the losses of this update, steps first_loss .. end
-        # A segment must not straddle any window's first step: a later window's cut
-        # (k2 > k1) may fall among the steps run now.
-        for a, b in run.pieces(done + 1, window.end, policy.starts(n, done + 1, window.end)):
-            inside = a >= window.start  # a step before its window is never back-propagated
-            state, loss = run(state, a, b, record=inside)
-            if inside:
-                pending.append(loss)
-        done = window.end
-        _update(run, pending, window, optimizer, params, clip, losses, retain=True)
-        # Free what no later window reaches: every step before the next one's start.
-        keep_from = policy.next_start(n, done)
-        TAPE.free(before_step=run.base + keep_from, from_step=run.base + 1)
+        # The steps since the previous update, none of them straddling a window's first step
+        # (this window's, or with k2 > k1 a later one's) when segments run several at once.
+        cuts = policy.starts(n, window.prev + 1, window.end)
+        state, losses = run.forward(state, window.prev + 1, window.end, cuts,
+                                    record_from=window.start)  # forward
+        update(losses, window, retain_graph=True)              # update
+        run.free_before(policy.next_start(n, window.end))      # free
     return state
 
 
-def _recompute(run, context, policy, n, optimizer, params, clip, losses):
+def _recompute(run, update, policy, n, context):
     """recompute=True: advance the context lazily; re-run each window with current parameters."""
     at = 0  # the context is the state after step `at`
     state = context
     for window in policy.windows(n):
-        for a, b in run.pieces(at + 1, window.start - 1, ()):
-            context, _ = run(context, a, b, record=False)
-        at = max(at, window.start - 1)
-        state, pending = context, []
-        cut = (window.first_loss,) if window.first_loss > window.start else ()
-        for a, b in run.pieces(window.start, window.end, cut):
-            state, loss = run(state, a, b, record=True)
-            if a >= window.first_loss:
-                pending.append(loss)
-        _update(run, pending, window, optimizer, params, clip, losses, retain=False)
-        TAPE.free(before_step=run.base + window.end + 1, from_step=run.base + 1)
+        context, _ = run.forward(context, at + 1, window.start - 1)  # context
+        at = window.start - 1
+        state, losses = run.forward(context, window.start, window.end, (window.first_loss,),
+                                    record_from=window.start, loss_from=window.first_loss)  # forward
+        update(losses, window, retain_graph=False)                                        # update
+        run.free_before(window.end + 1)                                                   # free
     return state
 
 
-def _update(run, pending, window, optimizer, params, clip, losses, retain):
-    """Zero the gradients, back-propagate the window's loss, clip, step."""
-    total = pending[0] if len(pending) == 1 else stack(pending).sum()
-    if not total.requires_grad:
-        raise RuntimeError(f"train_sequence: the loss of the update after step {window.end} does not "
-                           "depend on any parameter that requires grad")
-    optimizer.zero_grad()
-    backward(total, retain_graph=retain, since_step=run.base + window.start)
-    if clip is not None:
-        clip_grad_norm_(params, clip)
-    optimizer.step()
-    losses.append(float(total.data.item()))
+class _Update:
+    """One update: zero the gradients, back-propagate the window's loss from the window's
+    first step, clip, step. Keeps each update's loss."""
+
+    def __init__(self, run, optimizer, clip):
+        self.run, self.optimizer, self.clip = run, optimizer, clip
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.losses = []
+
+    def __call__(self, losses, window, retain_graph):
+        total = losses[0] if len(losses) == 1 else stack(losses).sum()
+        if not total.requires_grad:
+            raise RuntimeError(f"train_sequence: the loss of the update after step {window.end} "
+                               "does not depend on any parameter that requires grad")
+        self.optimizer.zero_grad()
+        backward(total, retain_graph=retain_graph, since_step=self.run.label(window.start))
+        if self.clip is not None:
+            clip_grad_norm_(self.params, self.clip)
+        self.optimizer.step()
+        self.losses.append(float(total.data.item()))
 
 
 class _Run:
-    """Runs the user's step for steps a..b (1-based; a == b unless segments), with checks,
-    under the tape label of step a."""
+    """Runs the user's step over steps of the sequence, with checks; the records of step s
+    carry the tape label base + s (segments: the label of their first step)."""
 
     def __init__(self, step, inputs, targets, base, shapes, segments):
         self.step, self.inputs, self.targets, self.base = step, inputs, targets, base
         self.shapes = shapes  # the state's (shape, dtype) per tensor, once known
         self.segments = segments
 
-    def pieces(self, first, last, starts):
+    def label(self, s):
+        """The tape label of step s."""
+        return self.base + s
+
+    def free_before(self, s):
+        """Free the records of this call's steps before step s."""
+        TAPE.free(before_step=self.base + s, from_step=self.base + 1)
+
+    def forward(self, state, first, last, cuts=(), *, record_from=None, loss_from=None):
+        """Run steps first..last from `state`, recording the steps from `record_from` on
+        (None: none). Returns the state after step `last` and, in order, the losses of the
+        recorded steps from `loss_from` on (None: all of them). With segments, a new segment
+        begins at each step of `cuts`."""
+        losses = []
+        for a, b in self.pieces(first, last, cuts):
+            record = record_from is not None and a >= record_from
+            state, loss = self(state, a, b, record)
+            if record and (loss_from is None or a >= loss_from):
+                losses.append(loss)
+        return state, losses
+
+    def pieces(self, first, last, cuts):
         """Steps first..last as the calls of `step`: (a, b) pairs, one per step, or with
-        segments as few as possible, a new one beginning at each step of `starts`."""
+        segments as few as possible, a new one beginning at each step of `cuts`."""
         if not self.segments:
             return ((s, s) for s in range(first, last + 1))
         if first > last:
             return ()
-        bounds = [first, *starts, last + 1]
+        bounds = [first, *(s for s in cuts if first < s <= last), last + 1]
         return [(a, b - 1) for a, b in zip(bounds, bounds[1:])]
 
     def __call__(self, state, a, b, record):
+        """Steps a..b (a == b unless segments): the user's step, under the label of step a."""
         if self.segments:
             x, y = _span(self.inputs, a - 1, b), _span(self.targets, a - 1, b)
         else:
