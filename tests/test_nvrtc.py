@@ -1,5 +1,6 @@
 """Every kernel source compiles: with NVRTC, as the GPU backend will compile it, and as C++ for
-the emulator that the kernel tests run it on. Needs CuPy (for NVRTC), not a GPU.
+the emulator that the kernel tests run it on. Needs CuPy (for NVRTC), not a GPU. And the
+kernel loader's table (minigrad.backends.cuda.KERNELS) names the entry points the sources have.
 
 A kernel that does not compile would otherwise only show on a machine with a GPU.
 """
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 import emulator
+from minigrad import backends
+from minigrad.backends import cuda
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 SOURCES = sorted(KERNELS.glob("*.cu"))
@@ -44,6 +47,25 @@ def test_every_entry_point_comes_in_both_precisions(path):
         twin = name[:-3] + ("f64" if name.endswith("f32") else "f32")
         assert twin in names, f"{path.name}: {name} has no {twin}"
     assert len(set(names)) == len(names), f"{path.name}: an entry point is defined twice"
+
+
+def test_the_loaders_table_lists_every_entry_point_in_its_file():
+    """minigrad.backends.cuda.KERNELS (each entry point without _f32/_f64, by file) is what
+    the sources define: launch() finds a kernel's file there."""
+    found = {path.name: sorted({name[:-4] for name in entry_points(path.read_text())})
+             for path in SOURCES}
+    assert found == {file: sorted(names) for file, names in cuda.KERNELS.items()}
+
+
+def test_a_primitive_and_its_kernel_share_a_name():
+    """grep -rn lstm_step finds the NumPy reference, the launch wrapper and the kernel.
+    matmul_add launches matmul (accumulating); sum_axes launches sum_axes_rows or _cols."""
+    kernels = {name for names in cuda.KERNELS.values() for name in names}
+    assert backends.PRIMITIVES, "no primitive registered"
+    for name in backends.PRIMITIVES:
+        if name != "matmul_add":
+            assert name in kernels or any(k.startswith(name + "_") for k in kernels), \
+                f"primitive {name} has no kernel named {name} or {name}_... in kernels/*.cu"
 
 
 @pytest.mark.parametrize("arch", ARCHS)

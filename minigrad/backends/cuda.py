@@ -1,15 +1,18 @@
-"""The CUDA path: loads kernels/*.cu and holds one launch wrapper per NumPy twin.
+"""The CUDA path: loads kernels/*.cu and holds one launch wrapper per primitive.
 
-Each wrapper below has the name and the signature of a twin (ops.mm, functional._lstm,
-optim.adam_step, ...) and returns the same values; backend.twin decides which of the
-two runs. A wrapper that cannot handle a case (more broadcast axes than the kernel
-takes, an `out=` array it cannot write in place, mixed dtypes) returns NotImplemented
-before launching anything, and the twin runs instead.
+Each wrapper below has the name and the signature of a primitive of primitives.py (its
+NumPy reference, whose docstring gives the shapes and the maths), launches the kernel of the
+same name (KERNELS) and returns the same values; dispatch.py decides which of the two runs.
+A wrapper is its checks, then its launch: a check that fails (more broadcast axes than the
+kernel takes, an `out=` array it cannot write in place, mixed dtypes) raises Unsupported,
+which @wrapper turns into NotImplemented before anything is launched: the reference runs.
 
 Wrappers allocate with the array module of their inputs, so that they also run on NumPy
 arrays: the tests replace `compiler` by tests/emulator.py's, which builds the same
 kernel sources for the CPU. CuPy is imported through devices.cupy(), never here.
 """
+import contextlib
+import functools
 import hashlib
 import importlib.resources
 
@@ -18,22 +21,36 @@ import numpy as np
 from . import devices, dispatch
 
 KERNELS_DIR = importlib.resources.files("minigrad.kernels")
+# Every kernel entry point (each compiled as name_f32 and name_f64), by file. A primitive's
+# kernel has the primitive's name; matmul_add launches matmul (accumulating), sum_axes one
+# of its two shapes.
+KERNELS = {
+    "elementwise.cu": ("activation", "activation_backward", "binary"),
+    "matmul.cu": ("matmul",),
+    "reduce.cu": ("sum_axes_rows", "sum_axes_cols"),
+    "loss.cu": ("softmax_xent", "softmax_xent_backward"),
+    "lstm.cu": ("lstm_step", "lstm_step_backward"),
+    "gru.cu": ("gru_step", "gru_step_backward"),
+    "window.cu": ("elman_window", "elman_window_backward", "lstm_window", "lstm_window_backward"),
+    "optim.cu": ("sgd_step", "adam_step", "adagrad_step"),
+}
+_FILE_OF = {name: file for file, names in KERNELS.items() for name in names}
+
 EMULATED = "emulated"  # the device key of NumPy arrays: kernels run by the tests' CPU emulator
 THREADS = 256          # threads per block of the one-dimensional kernels
 MAX_BLOCKS = 65535     # at most this many blocks; grid-stride loops cover any size with them
-
-launches = 0   # how many kernels `launch` has started: the tests bound a training step's count
-on_launch = []  # functions called with each launched kernel's name (e.g. "lstm_step_f32")
-
-_modules = {}    # (device key, file) -> compiled module: each source compiled once per device
-_functions = {}  # (device key, file, entry point) -> kernel function
-_shared_limits = {}  # device key -> the most dynamic shared memory a block may have (bytes)
-_opted_in = {}       # (device key, file, entry point) -> the dynamic shared memory it may have now
-
 # A block's dynamic shared memory: up to 48 KiB as launched, more once the kernel opts in
 # (max_dynamic_shared_size_bytes), up to the device's limit. The emulator's limit is an H100's.
 SHARED_DEFAULT = 48 * 1024
 EMULATED_SHARED_LIMIT = 227 * 1024
+
+launches = 0   # how many kernels `launch` has started: the tests bound a training step's count
+on_launch = []  # functions called with each launched kernel's name (e.g. "lstm_step_f32")
+
+_modules = {}        # (device key, file) -> compiled module: each source compiled once per device
+_functions = {}      # (device key, entry point) -> kernel function
+_shared_limits = {}  # device key -> the most dynamic shared memory a block may have (bytes)
+_opted_in = {}       # (device key, entry point) -> the dynamic shared memory it may have now
 
 
 # -- loading and launching -----------------------------------------------------------------
@@ -44,7 +61,6 @@ def compiler(source, file):
 
     The tests replace this function by the CPU emulator's and call clear_cache().
     """
-    cupy = devices.cupy()
     # CuPy caches compiled modules on disk by their source text, which does not contain the
     # headers (common.cuh, lstm.cuh): a comment with their hash makes an edit of one recompile.
     # `#line` keeps the line numbers of compiler errors those of the file.
@@ -53,16 +69,13 @@ def compiler(source, file):
         if header.name.endswith(".cuh"):
             headers.update(header.name.encode() + b"\0" + header.read_bytes())
     stamp = f"// headers {headers.hexdigest()[:16]}\n#line 1 \"{file}\"\n"
-    return cupy.RawModule(code=stamp + source, options=("-std=c++17", f"-I{KERNELS_DIR}"))
+    return devices.cupy().RawModule(code=stamp + source, options=("-std=c++17", f"-I{KERNELS_DIR}"))
 
 
 def clear_cache():
     """Forget every compiled module and matmul's measurements (after replacing `compiler`)."""
-    _modules.clear()
-    _functions.clear()
-    _shared_limits.clear()
-    _opted_in.clear()
-    _mm_choice.clear()
+    for cache in (_modules, _functions, _shared_limits, _opted_in, _matmul_choice):
+        cache.clear()
 
 
 def _device_key(array):
@@ -70,26 +83,38 @@ def _device_key(array):
     return EMULATED if isinstance(array, (np.ndarray, np.generic)) else array.device.id
 
 
-def _module(file, device_key):
-    """kernels/`file`, compiled for the device once and kept."""
-    module = _modules.get((device_key, file))
-    if module is None:
-        module = compiler((KERNELS_DIR / file).read_text(), file)
-        _modules[(device_key, file)] = module
-    return module
+def _on(device_key):
+    """The context a launch on a device runs in: CuPy compiles, loads and launches on its
+    current device, so another GPU is made current for the call."""
+    if device_key == EMULATED or device_key == devices.cupy().cuda.runtime.getDevice():
+        return contextlib.nullcontext()
+    return devices.cupy().cuda.Device(device_key)
 
 
-def _function(file, entry, device_key):
-    """The kernel `entry` of kernels/`file` on a device, looked up once and kept."""
-    fn = _functions.get((device_key, file, entry))
+def _function(entry, device_key):
+    """The kernel `entry` (name_f32 or name_f64) on a device: its file compiled once per
+    device, the kernel looked up once."""
+    fn = _functions.get((device_key, entry))
     if fn is None:
-        if device_key == EMULATED:
-            fn = _module(file, device_key).get_function(entry)
-        else:  # CuPy compiles and loads a RawModule on the current device, at its first kernel
-            with devices.cupy().cuda.Device(device_key):
-                fn = _module(file, device_key).get_function(entry)
-        _functions[(device_key, file, entry)] = fn
+        file = _FILE_OF[entry[:-4]]
+        if (device_key, file) not in _modules:
+            _modules[(device_key, file)] = compiler((KERNELS_DIR / file).read_text(), file)
+        with _on(device_key):
+            fn = _functions[(device_key, entry)] = _modules[(device_key, file)].get_function(entry)
     return fn
+
+
+def shared_memory_limit(device_key):
+    """The most dynamic shared memory (bytes) one block may have on a device: the GPU's
+    opt-in limit (227 KiB on an H100, 163 KiB on an A100), asked once."""
+    if device_key not in _shared_limits:
+        if device_key == EMULATED:
+            _shared_limits[device_key] = EMULATED_SHARED_LIMIT
+        else:
+            runtime = devices.cupy().cuda.runtime
+            _shared_limits[device_key] = runtime.deviceGetAttribute(
+                runtime.cudaDevAttrMaxSharedMemoryPerBlockOptin, device_key)
+    return _shared_limits[device_key]
 
 
 def _c_value(value, real):
@@ -103,24 +128,9 @@ def _c_value(value, real):
     return value
 
 
-def shared_memory_limit(device_key):
-    """The most dynamic shared memory (bytes) one block may have on a device: the GPU's
-    opt-in limit (227 KiB on an H100, 163 KiB on an A100), asked once."""
-    limit = _shared_limits.get(device_key)
-    if limit is None:
-        if device_key == EMULATED:
-            limit = EMULATED_SHARED_LIMIT
-        else:
-            runtime = devices.cupy().cuda.runtime
-            limit = runtime.deviceGetAttribute(runtime.cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                               device_key)
-        _shared_limits[device_key] = limit
-    return limit
-
-
-def launch(file, name, like, grid, block, args, *, shared_mem=0, count=True):
-    """Run kernel `name` of kernels/`file` in `like`'s precision (entry point name_f32 for
-    float32, name_f64 for float64) on `like`'s device: fn(grid, block, args).
+def launch(name, like, grid, block, args, *, shared_mem=0, count=True):
+    """Run kernel `name` (KERNELS) in `like`'s precision (entry point name_f32 for float32,
+    name_f64 for float64) on `like`'s device: fn(grid, block, args).
 
     shared_mem: bytes of dynamic shared memory per block (common.cuh's dynamic_shared);
     past 48 KiB the kernel is opted in first, up to shared_memory_limit (the caller checks).
@@ -130,71 +140,80 @@ def launch(file, name, like, grid, block, args, *, shared_mem=0, count=True):
     real = np.float32 if like.dtype == np.float32 else np.float64
     entry = name + ("_f32" if real is np.float32 else "_f64")
     device_key = _device_key(like)
-    fn = _function(file, entry, device_key)
+    fn = _function(entry, device_key)
     args = tuple(_c_value(a, real) for a in args)
     if count:
         global launches
         launches += 1
         for hook in on_launch:
             hook(entry)
-    if device_key == EMULATED or device_key == devices.cupy().cuda.runtime.getDevice():
-        _run(fn, (device_key, file, entry), grid, block, args, shared_mem)
-    else:  # a kernel runs on the current device: make it the arrays' for the launch
-        with devices.cupy().cuda.Device(device_key):
-            _run(fn, (device_key, file, entry), grid, block, args, shared_mem)
+    with _on(device_key):
+        if shared_mem > _opted_in.get((device_key, entry), SHARED_DEFAULT):
+            fn.max_dynamic_shared_size_bytes = shared_mem  # a driver call: once per kernel and size
+            _opted_in[(device_key, entry)] = shared_mem
+        fn(grid, block, args, shared_mem=shared_mem)
 
 
-def _run(fn, key, grid, block, args, shared_mem):
-    if not shared_mem:
-        fn(grid, block, args)
-        return
-    if shared_mem > _opted_in.get(key, SHARED_DEFAULT):
-        fn.max_dynamic_shared_size_bytes = shared_mem  # a driver call: once per kernel and size
-        _opted_in[key] = shared_mem
-    fn(grid, block, args, shared_mem=shared_mem)
-
-
-def _launch_1d(file, name, like, n, args):
+def _launch_1d(name, like, n, args):
     """Launch a grid-stride kernel over n elements: THREADS per block, enough blocks for n up
     to MAX_BLOCKS. Nothing for n = 0 (CUDA refuses an empty grid)."""
     if n:
-        launch(file, name, like, (min(-(-n // THREADS), MAX_BLOCKS),), (THREADS,), args)
+        launch(name, like, (min(-(-n // THREADS), MAX_BLOCKS),), (THREADS,), args)
 
 
-# -- what the kernels accept -----------------------------------------------------------------
+# -- what the kernels accept: the checks every wrapper makes before it launches ------------------
 
-def _dense(a, shape=None):
-    """a as the kernels read it: C-contiguous (a copy only if it is not), broadcast to `shape`."""
-    if shape is not None and a.shape != tuple(shape):
-        a = devices.array_module(a).broadcast_to(a, shape)  # raises ValueError as the twin would
-    return a if a.flags.c_contiguous else a.copy()
+class Unsupported(Exception):
+    """A case a kernel does not take: its wrapper returns NotImplemented, and the reference runs."""
+
+
+def wrapper(launcher):
+    """Mark a launch wrapper: Unsupported, raised by its checks before it launches anything,
+    makes it return NotImplemented."""
+    @functools.wraps(launcher)
+    def call(*args, **kwargs):
+        try:
+            return launcher(*args, **kwargs)
+        except Unsupported:
+            return NotImplemented
+    return call
+
+
+def _require(ok):
+    if not ok:
+        raise Unsupported
 
 
 def _alike(like, *arrays):
     """Whether every array is of like's kind (NumPy or CuPy), dtype and device: a kernel has
-    one precision and runs on one device. (The twin promotes mixed dtypes, or says what is
-    wrong; we leave those cases to it.)"""
+    one precision and runs on one device. (The reference promotes mixed dtypes, or says what
+    is wrong; we leave those cases to it.)"""
     return all(type(a) is type(like) and a.dtype == like.dtype and a.device == like.device
                for a in arrays)
 
 
-def _writable(out, shape, like):
-    """Whether a kernel can write `out` in place: like's kind and dtype, `shape`, C-contiguous."""
-    return _alike(like, out) and out.shape == tuple(shape) and out.flags.c_contiguous
+def _dense(a, shape=None):
+    """a as the kernels read it: C-contiguous (a copy only if it is not), broadcast to `shape`."""
+    if shape is not None and a.shape != tuple(shape):
+        a = devices.array_module(a).broadcast_to(a, shape)  # ValueError, as the reference raises
+    return a if a.flags.c_contiguous else a.copy()
 
 
-def _outputs(like, outs, shapes):
-    """The arrays a kernel writes: each given `out` (checked writable) or a new array.
-    None if one of them cannot be written in place."""
-    xp = devices.array_module(like)
-    result = []
-    for out, shape in zip(outs, shapes):
-        if out is None:
-            out = xp.empty(shape, like.dtype)
-        elif not _writable(out, shape, like):
-            return None
-        result.append(out)
-    return result
+def _input(a, like, shape=None):
+    """An array a kernel reads: like's kind, dtype and device (else Unsupported), made dense
+    (broadcast to `shape` if given)."""
+    _require(_alike(like, a))
+    return _dense(a, shape)
+
+
+def _output(out, like, shape):
+    """An array a kernel writes: a new one of `shape` in like's dtype, or the caller's `out`,
+    written in place, which must be like's kind and dtype, of `shape`, C-contiguous (else
+    Unsupported): the sequence ops pass views of their (T, B, ...) buffers."""
+    if out is None:
+        return devices.array_module(like).empty(shape, like.dtype)
+    _require(_alike(like, out) and out.shape == tuple(shape) and out.flags.c_contiguous)
+    return out
 
 
 def _address(array):
@@ -211,40 +230,32 @@ ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "exp": 3}  # common.cuh's enu
 BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}          # elementwise.cu's enum
 
 
+@wrapper
 def activation(x, name, out=None):
-    """tanh, sigmoid, relu or exp of x, into `out` if given (out may be x itself: the kernel
-    reads each element before writing it), else a new array. Primitive: activation."""
-    if name not in ACTIVATIONS:
-        return NotImplemented
-    outs = _outputs(x, (out,), (x.shape,))
-    if outs is None:
-        return NotImplemented
-    (y,) = outs
-    _launch_1d("elementwise.cu", "activation", x, x.size, (_dense(x), y, np.int64(x.size), ACTIVATIONS[name]))
+    """Primitive: activation. out may be x itself: the kernel reads each element before
+    writing it (the Elman cell's h' = activation(a))."""
+    _require(name in ACTIVATIONS)
+    y = _output(out, x, x.shape)
+    _launch_1d("activation", x, x.size, (_dense(x), y, np.int64(x.size), ACTIVATIONS[name]))
     return y
 
 
+@wrapper
 def activation_backward(g, saved, name, out=None):
-    """dL/dx from g = dL/dy; saved is y (tanh, sigmoid, exp) or x (relu). Into `out` if given,
-    else a new array. Primitive: activation_backward."""
-    if name not in ACTIVATIONS or not _alike(g, saved):
-        return NotImplemented
+    """Primitive: activation_backward."""
+    _require(name in ACTIVATIONS)
     shape = np.broadcast_shapes(g.shape, saved.shape)
-    g, saved = _dense(g, shape), _dense(saved, shape)
-    outs = _outputs(g, (out,), [shape])
-    if outs is None:
-        return NotImplemented
-    (dx,) = outs
-    _launch_1d("elementwise.cu", "activation_backward", g, dx.size,
+    g, saved = _input(g, g, shape), _input(saved, g, shape)
+    dx = _output(out, g, shape)
+    _launch_1d("activation_backward", g, dx.size,
                (g, saved, dx, np.int64(dx.size), ACTIVATIONS[name]))
     return dx
 
 
 def _element_strides(a, shape):
     """a's strides, in elements, when broadcast to `shape`: 0 along the axes that broadcasting
-    adds or stretches. None if a stride is not a whole number of elements."""
-    if any(s % a.itemsize for s in a.strides):
-        return None
+    adds or stretches. Unsupported if a stride is not a whole number of elements."""
+    _require(not any(s % a.itemsize for s in a.strides))
     lead = len(shape) - a.ndim
     return [0] * lead + [0 if size == 1 and n != 1 else s // a.itemsize
                          for size, n, s in zip(a.shape, shape[lead:], a.strides)]
@@ -269,43 +280,34 @@ def _collapse(shape, strides):
     return dims
 
 
+@wrapper
 def binary(x, y, op):
-    """x op y for op in add, sub, mul, div, with NumPy broadcasting: a new C-contiguous array.
-    Twin: ops.binary.
-
-    The kernel takes up to 4 axes with a stride per axis and operand, so broadcast and
-    strided views need no copy; more axes after merging: NotImplemented.
-    """
-    if op not in BINARY_OPS or not _alike(x, y):
-        return NotImplemented
-    shape = np.broadcast_shapes(x.shape, y.shape)  # ValueError if they do not broadcast, as the twin
+    """Primitive: binary. The kernel takes up to 4 axes with a stride per axis and operand,
+    so broadcast and strided views need no copy; more axes after merging: Unsupported."""
+    _require(op in BINARY_OPS and _alike(x, y))
+    shape = np.broadcast_shapes(x.shape, y.shape)  # ValueError where they do not broadcast
     out = devices.array_module(x).empty(shape, x.dtype)
     if out.size == 0:
         return out
-    strides = [_element_strides(x, shape), _element_strides(y, shape)]
-    if None in strides:
-        return NotImplemented
-    dims = _collapse(shape, strides)
-    if len(dims) > 4 or any(abs(s) >= 2**31 or n >= 2**31 for n, step in dims for s in step):
-        return NotImplemented  # the kernel's sizes and strides are C ints
+    dims = _collapse(shape, [_element_strides(x, shape), _element_strides(y, shape)])
+    _require(len(dims) <= 4 and all(abs(s) < 2**31 and n < 2**31 for n, step in dims for s in step))
     dims = [(1, [0, 0])] * (4 - len(dims)) + dims  # pad at the front to (n0, n1, n2, n3)
     sizes = [n for n, _ in dims[1:]]  # the kernel derives n0 from the element count
-    x_strides = [step[0] for _, step in dims]
-    y_strides = [step[1] for _, step in dims]
-    _launch_1d("elementwise.cu", "binary", x, out.size,
-               (x, y, out, np.int64(out.size), BINARY_OPS[op], *sizes, *x_strides, *y_strides))
+    strides = [step[0] for _, step in dims] + [step[1] for _, step in dims]
+    _launch_1d("binary", x, out.size,
+               (x, y, out, np.int64(out.size), BINARY_OPS[op], *sizes, *strides))
     return out
 
 
 # -- matmul.cu ---------------------------------------------------------------------------------
 
 TILE = 32  # matmul.cu's tile: each block computes TILE x TILE outputs with 32 x 8 threads
-_mm_choice = {}  # (M, N, K, dtype, trans_x, trans_y, device) -> "kernel" or "cublas"
+_matmul_choice = {}  # (M, N, K, dtype, trans_x, trans_y, device) -> "kernel" or "cublas"
 
 
 def _operand(a):
-    """(array, trans) as mm's kernel reads an operand: a itself if C-contiguous; the array
-    whose transpose a is (trans = 1) if that one is C-contiguous, as W.T is W; else a copy."""
+    """(array, trans) as the matmul kernel reads an operand: a itself if C-contiguous; the
+    array whose transpose a is (trans = 1) if that one is C-contiguous, as W.T is W; else a copy."""
     if a.flags.c_contiguous:
         return a, 0
     if a.T.flags.c_contiguous:
@@ -313,84 +315,59 @@ def _operand(a):
     return a.copy(), 0
 
 
-def _mm_launch(xa, ya, out, trans_x, trans_y, count=True, accumulate=0):
+def _launch_matmul(xa, ya, out, trans_x, trans_y, accumulate, count=True):
     M, N = out.shape
     K = xa.shape[0] if trans_x else xa.shape[1]
-    grid = (-(-N // TILE), -(-M // TILE))
-    launch("matmul.cu", "matmul", out, grid, (TILE, 8),
+    launch("matmul", out, (-(-N // TILE), -(-M // TILE)), (TILE, 8),
            (xa, ya, out, M, N, K, trans_x, trans_y, accumulate), count=count)
 
 
-def _matrices(x, y):
-    """Whether x @ y is a product of two matrices of one kind, dtype and device (else the
-    twin raises dot's error, or promotes)."""
-    return x.ndim == 2 and y.ndim == 2 and x.shape[1] == y.shape[0] and _alike(x, y)
-
-
-def _tiled(x, y):
-    """How the kernel reads x @ y, (xa, trans_x, ya, trans_y); None when cuBLAS (the twin's
-    cupy.dot) computes it instead: more row tiles than a grid's y dimension holds, the path
-    forced to "numpy", or "auto" measuring cuBLAS faster for the shape (with CUDA events,
-    once per shapes, dtype, layout and device; NumPy arrays, the emulator's, always take
-    the kernel). x, y: non-empty matrices that pass _matrices."""
+def _matmul(x, y, out, accumulate):
+    """x @ y into `out` (a new array if None), or added into it: the checks and the launch of
+    matmul and matmul_add. Unsupported when x, y are not two matrices of one kind, dtype and
+    device (the reference raises dot's error, or promotes), or when cuBLAS (the reference's
+    cupy.dot) computes the product instead: more row tiles than a grid's y dimension holds,
+    the path forced to "numpy", or "auto" measuring cuBLAS faster for the shape (with CUDA
+    events, once per shapes, dtype, layout and device; the emulator's NumPy arrays always
+    take the kernel)."""
+    _require(x.ndim == 2 and y.ndim == 2 and x.shape[1] == y.shape[0] and _alike(x, y))
     (M, K), N = x.shape, y.shape[1]
+    xp = devices.array_module(x)
+    out = None if out is None else _output(out, x, (M, N))
+    if M == 0 or N == 0 or K == 0:  # a sum of no products is 0
+        return xp.zeros((M, N), x.dtype) if out is None else out
     path = dispatch.path("matmul")
-    if -(-M // TILE) > 65535 or path == "numpy":
-        return None
-    xa, trans_x = _operand(x)
-    ya, trans_y = _operand(y)
+    _require(-(-M // TILE) <= 65535 and path != "numpy")
+    (xa, trans_x), (ya, trans_y) = _operand(x), _operand(y)
     if path == "auto" and not isinstance(x, np.ndarray):
         key = (M, N, K, x.dtype.char, trans_x, trans_y, x.device.id)
-        if key not in _mm_choice:
-            _mm_choice[key] = _faster_mm(x, y, xa, ya, trans_x, trans_y)
-        if _mm_choice[key] == "cublas":
-            return None
-    return xa, trans_x, ya, trans_y
+        if key not in _matmul_choice:
+            _matmul_choice[key] = _faster_matmul(x, y, xa, ya, trans_x, trans_y)
+        _require(_matmul_choice[key] == "kernel")
+    out = xp.empty((M, N), x.dtype) if out is None else out
+    _launch_matmul(xa, ya, out, trans_x, trans_y, accumulate)
+    return out
 
 
+@wrapper
 def matmul(x, y):
-    """x @ y for 2-D x (M, K) and y (K, N): a new (M, N) array. Twin: ops.mm.
-    dispatch.path("matmul") == "auto": the faster of our kernel and cuBLAS (see _tiled)."""
-    if not _matrices(x, y):
-        return NotImplemented
-    xp = devices.array_module(x)
-    (M, K), N = x.shape, y.shape[1]
-    if M == 0 or N == 0 or K == 0:
-        return xp.zeros((M, N), x.dtype)  # a sum of no products is 0
-    tiled = _tiled(x, y)
-    if tiled is None:
-        return NotImplemented
-    xa, trans_x, ya, trans_y = tiled
-    out = xp.empty((M, N), x.dtype)
-    _mm_launch(xa, ya, out, trans_x, trans_y)
-    return out
+    """Primitive: matmul. On the "auto" path, the faster of our kernel and cuBLAS (_matmul)."""
+    return _matmul(x, y, None, accumulate=0)
 
 
+@wrapper
 def matmul_add(x, y, out):
-    """out += x @ y in one launch (the product added as it is written); returns out.
-    Twin: ops.mm_add. out: (M, N), C-contiguous, of x's dtype and device.
-
-    When cuBLAS computes the product (see _tiled), the twin runs instead: cupy.dot and an
-    addition, two launches.
-    """
-    if not _matrices(x, y) or not _writable(out, (x.shape[0], y.shape[1]), x):
-        return NotImplemented
-    if 0 in x.shape or 0 in y.shape:
-        return out  # adding a sum of no products changes nothing
-    tiled = _tiled(x, y)
-    if tiled is None:
-        return NotImplemented
-    xa, trans_x, ya, trans_y = tiled
-    _mm_launch(xa, ya, out, trans_x, trans_y, accumulate=1)
-    return out
+    """Primitive: matmul_add, in one launch: the product is added as it is written. Where
+    cuBLAS computes the product (_matmul), the reference runs: cupy.dot and an addition."""
+    return _matmul(x, y, out, accumulate=1)
 
 
-def _faster_mm(x, y, xa, ya, trans_x, trans_y, repeats=5):
+def _faster_matmul(x, y, xa, ya, trans_x, trans_y, repeats=5):
     """"kernel" or "cublas": which computes x @ y faster here, by the median of `repeats`
     timings with CUDA events, after one warm-up run of each (compiling, cuBLAS's setup)."""
     cp = devices.cupy()
     out = cp.empty((x.shape[0], y.shape[1]), x.dtype)
-    runs = {"kernel": lambda: _mm_launch(xa, ya, out, trans_x, trans_y, count=False),
+    runs = {"kernel": lambda: _launch_matmul(xa, ya, out, trans_x, trans_y, 0, count=False),
             "cublas": lambda: cp.dot(x, y, out=out)}
     median = {}
     for name, run in runs.items():
@@ -420,16 +397,15 @@ def _runs(axes):
     return runs
 
 
+@wrapper
 def sum_axes(a, axes, keepdims=False):
-    """a summed over `axes` (a sorted tuple of non-negative ints), as a.sum(axis=axes,
-    keepdims=keepdims): a new array. Twin: ops.sum_axes.
+    """Primitive: sum_axes (axes: a sorted tuple of non-negative ints).
 
     Each run of consecutive axes is one launch that views the array as (A, R, C) and sums
     R away; runs are reduced last first, so that the earlier axes keep their numbers.
-    Needs a C-contiguous input (else NotImplemented: CuPy's sum handles any strides).
+    Needs a C-contiguous input (else Unsupported: CuPy's sum handles any strides).
     """
-    if not a.flags.c_contiguous:
-        return NotImplemented
+    _require(a.flags.c_contiguous)
     xp = devices.array_module(a)
     axes = tuple(axes)
     if keepdims:
@@ -446,9 +422,9 @@ def sum_axes(a, axes, keepdims=False):
                    for part in (shape[:start], shape[start:stop], shape[stop:]))
         out = xp.empty(A * C, a.dtype)
         if C == 1 and R >= 32:  # a sum along the last axes: one block per output
-            launch("reduce.cu", "sum_axes_rows", a, (A,), (THREADS,), (a, out, np.int64(A), np.int64(R)))
+            launch("sum_axes_rows", a, (A,), (THREADS,), (a, out, np.int64(A), np.int64(R)))
         else:                   # 32 outputs per block, 8 threads per output
-            launch("reduce.cu", "sum_axes_cols", a, (-(-(A * C) // 32),), (32, 8),
+            launch("sum_axes_cols", a, (-(-(A * C) // 32),), (32, 8),
                    (a, out, np.int64(A), np.int64(R), np.int64(C)))
         a, shape = out, shape[:start] + shape[stop:]
     return a.reshape(out_shape)
@@ -456,211 +432,167 @@ def sum_axes(a, axes, keepdims=False):
 
 # -- loss.cu -----------------------------------------------------------------------------------
 
+@wrapper
 def softmax_xent(x, t):
-    """Softmax cross-entropy of the rows of x (K, C) against classes t (K,): (losses, lse),
-    each (K,). Twin: functional.softmax_xent.
-
-    One block per row, of as many threads as C needs (a power of two, 32 to 256).
-    A target outside [0, C) gives a NaN loss (the caller checks targets first).
-    """
-    if x.ndim != 2 or x.shape[1] == 0:
-        return NotImplemented  # the twin raises: a maximum over no classes
+    """Primitive: softmax_xent. One block per row of x (K, C), of as many threads as C needs
+    (a power of two, 32 to 256). A target outside [0, C) gives a NaN loss (the caller checks
+    targets first)."""
+    _require(x.ndim == 2 and x.shape[1] > 0)  # the reference raises: a maximum over no classes
     xp = devices.array_module(x)
     K, C = x.shape
-    x, t = _dense(x), _dense(xp.asarray(t, dtype=np.int64))
-    if t.shape != (K,):
-        return NotImplemented
+    t = xp.asarray(t, dtype=np.int64)  # class indices as loss.cu reads them
+    _require(t.shape == (K,))
     losses, lse = xp.empty(K, x.dtype), xp.empty(K, x.dtype)
     if K:
         threads = min(256, max(32, 1 << (C - 1).bit_length()))  # the power of two >= C
-        launch("loss.cu", "softmax_xent", x, (K,), (threads,), (x, t, losses, lse, K, C))
+        launch("softmax_xent", x, (K,), (threads,), (_dense(x), _dense(t), losses, lse, K, C))
     return losses, lse
 
 
+@wrapper
 def softmax_xent_backward(x, t, lse, scale):
-    """(softmax(x_k) - onehot(t_k)) scale_k for each row k of x (K, C): a new (K, C) array.
-    Twin: functional.softmax_xent_backward."""
-    if x.ndim != 2 or not _alike(x, lse, scale):
-        return NotImplemented
+    """Primitive: softmax_xent_backward."""
+    _require(x.ndim == 2)
     xp = devices.array_module(x)
     K, C = x.shape
-    x, t = _dense(x), _dense(xp.asarray(t, dtype=np.int64), (K,))
-    lse, scale = _dense(lse, (K,)), _dense(scale, (K,))
+    t = _dense(xp.asarray(t, dtype=np.int64), (K,))
+    x, lse, scale = _input(x, x), _input(lse, x, (K,)), _input(scale, x, (K,))
     grad = xp.empty((K, C), x.dtype)
-    _launch_1d("loss.cu", "softmax_xent_backward", x, grad.size, (x, t, lse, scale, grad, K, C))
+    _launch_1d("softmax_xent_backward", x, grad.size, (x, t, lse, scale, grad, K, C))
     return grad
 
 
-# -- the cells' pointwise parts: elementwise.cu (Elman), lstm.cu, gru.cu -------------------------
+# -- the cells' pointwise parts: lstm.cu, gru.cu (the Elman cell's is `activation`) ---------------
 #
-# One thread per (batch row, hidden unit). Batches are (B, H) states and (B, G*H) gates;
-# `out=` and `d=` arrays are written in place (the sequence ops pass views of their
-# (T, B, ...) buffers), so those must be C-contiguous, of the right shape and dtype.
-# The Elman cell's pointwise part is its activation alone: elementwise.cu's kernels, which
-# read each element before writing it, so `out` may be the input.
+# One thread per (batch row, hidden unit). Batches are (B, H) states and (B, G*H) gates; the
+# sequence ops pass views of their (T, B, ...) buffers as out=, d= and inputs.
 
+def _cell_sizes(gates, count):
+    """(B, H) of a (B, count*H) batch of gates; Unsupported for another shape."""
+    _require(gates.ndim == 2 and gates.shape[1] % count == 0)
+    return gates.shape[0], gates.shape[1] // count
+
+
+@wrapper
 def lstm_step(act, c, out=(None, None, None)):
-    """The LSTM's pointwise part: activates act (B, 4H) = (i, f, g, o) IN PLACE, then
-    c' = f c + i g, h' = o tanh(c'). Returns (h', c', tanh(c')), each (B, H), into `out`'s
-    arrays where given. Twin: functional._lstm."""
-    if act.ndim != 2 or act.shape[1] % 4 or not act.flags.c_contiguous or not _alike(act, c):
-        return NotImplemented  # act is written in place: it must be C-contiguous
-    B, H = act.shape[0], act.shape[1] // 4
-    outs = _outputs(act, out, [(B, H)] * 3)
-    if outs is None:
-        return NotImplemented
-    h_new, c_new, tc = outs
-    _launch_1d("lstm.cu", "lstm_step", act, B * H, (act, _dense(c, (B, H)), h_new, c_new, tc, B, H))
+    """Primitive: lstm_step. act (B, 4H) is activated in place, so it must be C-contiguous."""
+    B, H = _cell_sizes(act, 4)
+    _require(act.flags.c_contiguous)  # written in place: it cannot be a copy
+    c = _input(c, act, (B, H))
+    h_new, c_new, tc = (_output(o, act, (B, H)) for o in out)
+    _launch_1d("lstm_step", act, B * H, (act, c, h_new, c_new, tc, B, H))
     return h_new, c_new, tc
 
 
+@wrapper
 def lstm_step_backward(gh, gc, act, c, tc, d=None):
-    """(dL/d(gates before activation) (B, 4H), into `d` if given; dL/dc (B, H)) from
-    gh = dL/dh' and gc = the gradient c' gets directly, with act, c, tc as _lstm left them.
-    Twin: functional._lstm_backward.
-
-    The callers pass gc as a (B, H) array (zeros when nothing used c'); None or a scalar
-    0 is taken as zero without reading it, another scalar is broadcast.
-    """
-    if act.ndim != 2 or act.shape[1] % 4 or not _alike(act, gh, c, tc):
-        return NotImplemented
-    xp = devices.array_module(act)
-    B, H = act.shape[0], act.shape[1] // 4
-    has_gc = not (gc is None or (np.isscalar(gc) and gc == 0))
-    if has_gc:
-        gc = xp.asarray(gc, dtype=act.dtype) if np.isscalar(gc) else gc
-        if not _alike(act, gc):
-            return NotImplemented
-        gc = _dense(gc, (B, H))
-    outs = _outputs(act, (d, None), [(B, 4 * H), (B, H)])
-    if outs is None:
-        return NotImplemented
-    d, gc_prev = outs
-    gh = _dense(gh, (B, H))
-    _launch_1d("lstm.cu", "lstm_step_backward", act, B * H,
-               (gh, gc if has_gc else gh,  # without gc the kernel reads nothing there: any array
-                _dense(act), _dense(c, (B, H)), _dense(tc, (B, H)), d, gc_prev, B, H, int(has_gc)))
+    """Primitive: lstm_step_backward. The callers pass gc as a (B, H) array (zeros when
+    nothing used c'); None or a scalar 0 is taken as zero without reading it, another
+    scalar is broadcast."""
+    B, H = _cell_sizes(act, 4)
+    gh, c, tc = (_input(a, act, (B, H)) for a in (gh, c, tc))
+    if gc is None or (np.isscalar(gc) and gc == 0):
+        gc = None
+    else:
+        gc = _input(devices.array_module(act).asarray(gc, act.dtype) if np.isscalar(gc) else gc,
+                    act, (B, H))
+    d, gc_prev = _output(d, act, (B, 4 * H)), _output(None, act, (B, H))
+    _launch_1d("lstm_step_backward", act, B * H,
+               (gh, gh if gc is None else gc,  # without gc the kernel reads nothing there: any array
+                _dense(act), c, tc, d, gc_prev, B, H, int(gc is not None)))
     return d, gc_prev
 
 
+@wrapper
 def gru_step(a_ih, a_hh, h, out=(None, None, None)):
-    """The GRU's pointwise part from a_ih, a_hh (B, 3H) and h (B, H): (h', (r, z) side by
-    side (B, 2H), the candidate n (B, H)), into `out` if given, else new arrays.
-    Twin: functional._gru."""
-    if a_hh.ndim != 2 or a_hh.shape[1] % 3 or not _alike(a_hh, a_ih, h):
-        return NotImplemented
-    B, H = a_hh.shape[0], a_hh.shape[1] // 3
-    outs = _outputs(a_hh, out, [(B, H), (B, 2 * H), (B, H)])
-    if outs is None:
-        return NotImplemented
-    h_new, rz, cand = outs
-    _launch_1d("gru.cu", "gru_step", a_hh, B * H,
-               (_dense(a_ih, a_hh.shape), _dense(a_hh), _dense(h, (B, H)), h_new, rz, cand, B, H))
+    """Primitive: gru_step. a_ih, a_hh: (B, 3H); out: h' (B, H), (r, z) (B, 2H), n (B, H)."""
+    B, H = _cell_sizes(a_hh, 3)
+    a_ih, a_hh, h = _input(a_ih, a_hh, a_hh.shape), _input(a_hh, a_hh), _input(h, a_hh, (B, H))
+    h_new, rz, cand = (_output(o, a_hh, (B, n * H)) for o, n in zip(out, (1, 2, 1)))
+    _launch_1d("gru_step", a_hh, B * H, (a_ih, a_hh, h, h_new, rz, cand, B, H))
     return h_new, rz, cand
 
 
+@wrapper
 def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
-    """(dL/d a_ih, dL/d a_hh, both (B, 3H) and into d_ih, d_hh if given; the gradient h gets
-    directly through z (B, H), added into gh if given) from g = dL/dh'.
-    Twin: functional._gru_backward."""
-    if a_hh.ndim != 2 or a_hh.shape[1] % 3 or not _alike(a_hh, g, rz, cand, h):
-        return NotImplemented
-    B, H = a_hh.shape[0], a_hh.shape[1] // 3
+    """Primitive: gru_step_backward. gh, if given, is added into (accumulate = 1)."""
+    B, H = _cell_sizes(a_hh, 3)
     accumulate = int(gh is not None)
-    outs = _outputs(a_hh, (d_ih, d_hh, gh), [(B, 3 * H), (B, 3 * H), (B, H)])
-    if outs is None:
-        return NotImplemented
-    d_ih, d_hh, gh = outs
-    _launch_1d("gru.cu", "gru_step_backward", a_hh, B * H,
-               (_dense(g, (B, H)), _dense(a_hh), _dense(rz, (B, 2 * H)), _dense(cand, (B, H)),
-                _dense(h, (B, H)), d_ih, d_hh, gh, B, H, accumulate))
+    g, a_hh, rz, cand, h = (_input(a, a_hh, (B, n * H))
+                            for a, n in ((g, 1), (a_hh, 3), (rz, 2), (cand, 1), (h, 1)))
+    d_ih, d_hh, gh = (_output(o, a_hh, (B, n * H)) for o, n in ((d_ih, 3), (d_hh, 3), (gh, 1)))
+    _launch_1d("gru_step_backward", a_hh, B * H,
+               (g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate))
     return d_ih, d_hh, gh
 
 
 # -- window.cu: the recurrence of a whole window in one launch ----------------------------------
-#
-# One block per batch row, holding W_hh in shared memory for all T steps (see window.cu).
-# A layer whose weights do not fit in a block's shared memory, or whose gates outnumber a
-# block's 1024 threads, runs the step loop (the twin) instead, as does every call while the
-# "cells" family is forced to NumPy.
 
-def _window_plan(like, W_hh, gates, threads_per_unit, *arrays):
-    """(B, H, block size, shared bytes) for a window kernel over like (T, B, ...), or None
-    if it cannot run here (then the twin runs).
+def _window_plan(like, W_hh, gates, threads_per_unit, *buffers):
+    """How a window kernel runs over like (T, B, ...): ((T, B, H), grid, block, shared bytes).
+    One block per batch row, of threads_per_unit threads per hidden unit, holds W_hh in
+    shared memory for all T steps (see window.cu).
 
-    like and `arrays` are the layer's (T, B, ...) buffers, read and written in place: they
+    like and `buffers` are the layer's (T, B, ...) buffers, read and written in place: they
     must be like's kind, dtype and device, and C-contiguous; W_hh (gates*H, H) may be any
     layout (it is read once, made dense). Shared memory holds what the forward needs, W_hh^T
     with a padding column (G H^2 + H numbers), the state (H) and the LSTM's gates (4H), and
     is asked for both ways so that a layer runs its window kernels both ways or neither.
-    The LSTM's forward has a thread per gate.
+    Unsupported, and the step loop (the reference) runs, where that does not fit in a block's
+    shared memory, where the gates outnumber a block's 1024 threads (the LSTM's forward has
+    a thread per gate), or while the "cells" family is forced to NumPy.
     """
-    if (like.ndim != 3 or not _alike(like, W_hh, *arrays)
-            or not all(a.flags.c_contiguous for a in (like, *arrays))):
-        return None
-    B, H = like.shape[1], W_hh.shape[1]
+    _require(like.ndim == 3 and _alike(like, W_hh, *buffers)
+             and all(a.flags.c_contiguous for a in (like, *buffers)))
+    T, B, H = len(like), like.shape[1], W_hh.shape[1]
     gate_values = gates * H if gates > 1 else 0  # the Elman cell's one gate is its state
     shared = (gates * H * H + 2 * H + gate_values) * like.itemsize
-    if (dispatch.path("cells") == "numpy" or gates * H > 1024 or B == 0
-            or shared > shared_memory_limit(_device_key(like))):
-        return None
-    return B, H, -(-threads_per_unit * H // 32) * 32, shared  # whole warps
+    _require(dispatch.path("cells") != "numpy" and gates * H <= 1024 and B > 0
+             and shared <= shared_memory_limit(_device_key(like)))
+    return (T, B, H), (B,), (-(-threads_per_unit * H // 32) * 32,), shared  # whole warps
 
 
+@wrapper
 def elman_window(A, Hs, W_hh, relu):
-    """for t = 0 .. T-1: A[t] += Hs[t] W_hh^T; Hs[t + 1] = act(A[t]), in one launch.
-    A: (T, B, H), Hs: (T + 1, B, H), W_hh: (H, H). Twin: functional._elman_window."""
-    plan = _window_plan(A, W_hh, 1, 1, Hs)
-    if plan is None:
-        return NotImplemented
-    B, H, block, shared = plan
+    """Primitive: elman_window, in one launch."""
+    sizes, grid, block, shared = _window_plan(A, W_hh, 1, 1, Hs)
     kind = ACTIVATIONS["relu" if relu else "tanh"]
-    launch("window.cu", "elman_window", A, (B,), (block,),
-           (A, Hs, _dense(W_hh), len(A), B, H, kind), shared_mem=shared)
+    launch("elman_window", A, grid, block, (A, Hs, _dense(W_hh), *sizes, kind), shared_mem=shared)
     return Hs
 
 
+@wrapper
 def elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
-    """D[t] = (G[t] + D[t+1] W_hh) act'(.) for t = T-1 .. 0 in one launch; returns dL/dh0
-    (B, H), or None without need_h0. G is not written. Twin: functional._elman_window_backward."""
-    plan = _window_plan(G, W_hh, 1, 1, Hs, D)
-    if plan is None:
-        return NotImplemented
-    B, H, block, shared = plan
-    gh0 = devices.array_module(G).empty((B, H), G.dtype) if need_h0 else None
+    """Primitive: elman_window_backward, in one launch; G is not written (the reference's
+    scratch)."""
+    sizes, grid, block, shared = _window_plan(G, W_hh, 1, 1, Hs, D)
+    gh0 = _output(None, G, sizes[1:]) if need_h0 else None
     kind = ACTIVATIONS["relu" if relu else "tanh"]  # relu' is read off h: h > 0 where a > 0
-    launch("window.cu", "elman_window_backward", G, (B,), (block,),
-           (G, Hs, _dense(W_hh), D, D if gh0 is None else gh0,  # without need_h0 nothing is written there
-            len(G), B, H, kind, int(need_h0)), shared_mem=shared)
+    launch("elman_window_backward", G, grid, block,
+           (G, Hs, _dense(W_hh), D, D if gh0 is None else gh0,  # without need_h0, not written
+            *sizes, kind, int(need_h0)), shared_mem=shared)
     return gh0
 
 
+@wrapper
 def lstm_window(A, Hs, Cs, TC, W_hh):
-    """T LSTM steps in one launch: A (T, B, 4H) completed and activated in place; Hs, Cs
-    (T + 1, B, H) and TC (T, B, H) filled in. Twin: functional._lstm_window."""
-    plan = _window_plan(A, W_hh, 4, 4, Hs, Cs, TC)
-    if plan is None:
-        return NotImplemented
-    B, H, block, shared = plan
-    launch("window.cu", "lstm_window", A, (B,), (block,),
-           (A, Hs, Cs, TC, _dense(W_hh), len(A), B, H), shared_mem=shared)
+    """Primitive: lstm_window, in one launch."""
+    sizes, grid, block, shared = _window_plan(A, W_hh, 4, 4, Hs, Cs, TC)
+    launch("lstm_window", A, grid, block, (A, Hs, Cs, TC, _dense(W_hh), *sizes), shared_mem=shared)
     return Hs
 
 
+@wrapper
 def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
-    """Back through T LSTM steps in one launch: D (T, B, 4H) written; returns (dL/dh0 or
-    None without need_h0, dL/dc0), each (B, H). G is not written.
-    Twin: functional._lstm_window_backward."""
-    plan = _window_plan(G, W_hh, 4, 1, A, Cs, TC, D)
-    if plan is None or not _alike(G, gc):
-        return NotImplemented
-    B, H, block, shared = plan
-    xp = devices.array_module(G)
-    gh0 = xp.empty((B, H), G.dtype) if need_h0 else None
-    gc0 = xp.empty((B, H), G.dtype)
-    launch("window.cu", "lstm_window_backward", G, (B,), (block,),
-           (G, _dense(gc, (B, H)), A, Cs, TC, _dense(W_hh), D, gc0 if gh0 is None else gh0, gc0,
-            len(G), B, H, int(need_h0)), shared_mem=shared)
+    """Primitive: lstm_window_backward, in one launch; G is not written (the reference's
+    scratch)."""
+    sizes, grid, block, shared = _window_plan(G, W_hh, 4, 1, A, Cs, TC, D)
+    gc = _input(gc, G, sizes[1:])
+    gh0 = _output(None, G, sizes[1:]) if need_h0 else None
+    gc0 = _output(None, G, sizes[1:])
+    launch("lstm_window_backward", G, grid, block,
+           (G, gc, A, Cs, TC, _dense(W_hh), D, gc0 if gh0 is None else gh0, gc0, *sizes,
+            int(need_h0)), shared_mem=shared)
     return gh0, gc0
 
 
@@ -668,7 +600,7 @@ def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
 
 def _update_group(name, ws, gs, states, scalars):
     """One launch of optim.cu's `name` over every parameter of a group; the new weights (new
-    arrays), or NotImplemented.
+    arrays).
 
     ws, gs: lists of weights and gradients; states: one list of arrays per state role
     (momentum buffers, ...), updated in place, or None for a role the step does not use.
@@ -677,13 +609,12 @@ def _update_group(name, ws, gs, states, scalars):
     """
     like = ws[0]
     xp = devices.array_module(like)
-    if len(gs) != len(ws) or not _alike(like, *ws, *gs):
-        return NotImplemented  # one launch has one precision: mixed groups go to the twin
-    for k, w in enumerate(ws):
-        if gs[k].shape != w.shape:
-            return NotImplemented
-        if any(role is not None and not _writable(role[k], w.shape, like) for role in states):
-            return NotImplemented
+    # one launch has one precision: mixed groups go to the reference
+    _require(len(gs) == len(ws) and _alike(like, *ws, *gs)
+             and all(g.shape == w.shape for g, w in zip(gs, ws)))
+    for role in states:  # updated in place
+        for state, w in zip(role or (), ws):
+            _output(state, like, w.shape)
     ws, gs = [_dense(w) for w in ws], [_dense(g) for g in gs]
     new_ws = [xp.empty(w.shape, w.dtype) for w in ws]
     offsets = [0]
@@ -693,33 +624,31 @@ def _update_group(name, ws, gs, states, scalars):
     table = np.array([_address(a) for role in roles for a in role] + offsets, dtype=np.uint64)
     if xp is not np:
         table = xp.asarray(table)  # the one copy to the GPU
-    _launch_1d("optim.cu", name, like, offsets[-1], (table, len(ws), np.int64(offsets[-1]), *scalars))
+    _launch_1d(name, like, offsets[-1], (table, len(ws), np.int64(offsets[-1]), *scalars))
     return new_ws
 
 
+@wrapper
 def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
-    """SGD on a group: (new weights, the momentum buffers updated in place, or None without
-    momentum). Twin: optim.sgd_step."""
-    if momentum and bufs is None:
-        return NotImplemented  # the twin says what is wrong
-    bufs = bufs if momentum else None  # as the twin: buffers only with momentum
+    """Primitive: sgd_step; the momentum buffers are updated in place."""
+    _require(bufs is not None or not momentum)  # the reference says what is wrong
+    bufs = bufs if momentum else None  # as the reference: buffers only with momentum
     new_ws = _update_group("sgd_step", ws, gs, [bufs],
                            (float(lr), float(momentum), float(weight_decay),
                             int(bool(nesterov)), int(bufs is not None)))
-    return NotImplemented if new_ws is NotImplemented else (new_ws, bufs)
+    return new_ws, bufs
 
 
+@wrapper
 def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay):
-    """Adam's step t (from 1) on a group: (new weights, m and v updated in place).
-    Twin: optim.adam_step."""
+    """Primitive: adam_step; m and v are updated in place."""
     new_ws = _update_group("adam_step", ws, gs, [ms, vs],
                            (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
                             1 - beta1 ** t, 1 - beta2 ** t))  # the bias corrections, in double
-    return NotImplemented if new_ws is NotImplemented else (new_ws, ms, vs)
+    return new_ws, ms, vs
 
 
+@wrapper
 def adagrad_step(ws, gs, ss, lr, eps):
-    """Adagrad on a group: (new weights, the sums of squares updated in place).
-    Twin: optim.adagrad_step."""
-    new_ws = _update_group("adagrad_step", ws, gs, [ss], (float(lr), float(eps)))
-    return NotImplemented if new_ws is NotImplemented else (new_ws, ss)
+    """Primitive: adagrad_step; the sums of squares are updated in place."""
+    return _update_group("adagrad_step", ws, gs, [ss], (float(lr), float(eps))), ss
