@@ -7,7 +7,7 @@ with "device arrays" that are not NumPy arrays, and the tests compare what they 
 the CPU's numbers in float64.
 
 The fake is strict where CuPy is: see FakeCudaArray. It runs in two ways (`fake_gpu`'s params):
-    cupy-library:  every op family forced to "numpy": the twins run on the fake arrays through
+    cupy-library:  every op family forced to "numpy": the NumPy references run on the fake arrays through
                    the fake module (as CuPy's NumPy-like functions and cuBLAS would);
     kernels:       the default "auto" paths: our CUDA kernels, compiled by tests/emulator.py
                    and launched on the fake arrays' memory (matmul measures, with fake events).
@@ -633,7 +633,7 @@ def test_tutorial_5_runs_its_gpu_cells_on_the_fake(fake_gpu, monkeypatch):
     # Two changes, for the emulator's speed: fewer timing runs, and no verdict on times that
     # measure the emulator, not a GPU.
     edits = {"repeats=200": "repeats=2",
-             'assert times["fused kernel"] < times["twin, run by CuPy"]': "pass"}
+             'assert times["fused kernel"] < times["reference, run by CuPy"]': "pass"}
     for old, new in edits.items():
         assert old in code, f"tutorial 5 changed: {old!r} is gone; update this test"
         code = code.replace(old, new)
@@ -642,5 +642,5 @@ def test_tutorial_5_runs_its_gpu_cells_on_the_fake(fake_gpu, monkeypatch):
     exec(compile(code, str(path), "exec"), scope)
     assert scope["GPU"] and scope["where"] == "on the GPU" and scope["xp"] is fake_cupy
     assert "-std=c++17" in built["options"]
-    assert set(scope["times"]) == {"fused kernel", "twin, run by CuPy", "one pass over 3 MB"}
+    assert set(scope["times"]) == {"fused kernel", "reference, run by CuPy", "one pass over 3 MB"}
     assert scope["device"] == "Fake GPU"
