@@ -1,10 +1,15 @@
 """The sequence ops functional.rnn, lstm and gru (T time steps, one record) and the layers
 nn.RNN, nn.LSTM and nn.GRU.
 
-Their reference is the cells: T calls of rnn_cell, lstm_cell or gru_cell (each checked
-against primitive ops and PyTorch in test_cells.py) must give the same outputs and the
-same gradients for every input. Each op also passes a float64 gradcheck of its own, with
-odd sizes, batched and unbatched, with and without bias.
+Their first reference is independent of minigrad: the forward and the backpropagation
+through time written out by hand in plain NumPy from PyTorch's equations (numpy_rnn.py,
+itself checked by central differences here); in float64 the layers must give its outputs,
+final state and every gradient to 1e-10. The second is the cells: T calls of rnn_cell,
+lstm_cell or gru_cell (each checked against primitive ops and PyTorch in test_cells.py)
+must give the same outputs and the same gradients for every input, in float32 and float64;
+the cells share their pointwise code with the layers, so this catches the bookkeeping of
+the sequence ops, not a wrong formula. Each op also passes a float64 gradcheck of its own,
+with odd sizes, batched and unbatched, with and without bias.
 """
 import gc
 
@@ -14,6 +19,7 @@ import pytest
 import minigrad as mg
 from minigrad import nn
 from minigrad.nn import functional as F
+import numpy_rnn
 from helpers import DTYPES, F32, F64, close, rand_leaf
 
 # Every test runs on every backend: NumPy, the kernels emulated on the CPU, and a GPU.
@@ -87,6 +93,92 @@ def run_cells(kind, xs, states, params):
 def split(kind, ts):
     k = n_states(kind)
     return ts[0], ts[1:1 + k], ts[1 + k:]
+
+
+# -- against BPTT written by hand in NumPy -------------------------------------------------
+
+NAMES = {"rnn_tanh": ["xs", "h0"], "rnn_relu": ["xs", "h0"], "lstm": ["xs", "h0", "c0"],
+         "gru": ["xs", "h0"]}  # operands() order; then W_ih, W_hh (, b_ih, b_hh)
+LAYER = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def by_hand(kind, arrays, g_hs, g_last):
+    """numpy_rnn's outputs and gradients for operands() arrays (unbatched ones as a batch of
+    one, and back): returns ([hs, *last], [gradient of each operand, in their order])."""
+    k, unbatched = n_states(kind), arrays[0].ndim == 2
+    lift = (lambda a: a[:, None]) if unbatched else (lambda a: a)   # (T, I) -> (T, 1, I)
+    one = (lambda a: a[None]) if unbatched else (lambda a: a)       # (H,) -> (1, H)
+    xs, states, params = arrays[0], arrays[1:1 + k], arrays[1 + k:]
+    hs, last, cache = numpy_rnn.forward(kind, lift(xs), tuple(one(s) for s in states), *params)
+    grads = numpy_rnn.backward(cache, lift(g_hs), tuple(one(g) for g in g_last))
+    names = NAMES[kind] + ["W_ih", "W_hh", "b_ih", "b_hh"][:len(params)]
+    outs = [hs] + list(last)
+    return ([o.reshape(a.shape) for o, a in zip(outs, [g_hs] + g_last)],
+            [grads[n].reshape(a.shape) for n, a in zip(names, arrays)])
+
+
+def run_module(kind, ts):
+    """nn.RNN / LSTM / GRU holding the operands' weights: returns (hs, last state as a tuple,
+    the layer's parameters in operands() order)."""
+    xs, states, params = split(kind, ts)
+    options = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
+    layer = LAYER[kind](IN, H, bias=len(params) == 4, dtype="float64", **options)
+    names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    layer.load_state_dict({n: p.data for n, p in zip(names, params)})
+    mine = [getattr(layer, n) for n in names[:len(params)]]
+    hs, last = layer(xs, tuple(states) if kind == "lstm" else states[0])
+    return hs, (tuple(last) if kind == "lstm" else (last,)), mine
+
+
+@pytest.mark.numpy_only("checks numpy_rnn.py alone: no minigrad runs")
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_bptt_by_hand_is_the_derivative_of_its_forward(kind, bias, rng):
+    # Central differences of the hand-written forward: a slip in the hand-written backward
+    # cannot hide behind the layers agreeing with it.
+    arrays = [t.data for t in operands(rng, kind, 3, 2, bias)]
+    g_hs = rng.standard_normal((3, 2, H))
+    g_last = [rng.standard_normal((2, H)) for _ in range(n_states(kind))]
+
+    def loss():
+        outs, _ = by_hand(kind, arrays, g_hs, g_last)
+        return sum((o * g).sum() for o, g in zip(outs, [g_hs] + g_last))
+    _, grads = by_hand(kind, arrays, g_hs, g_last)
+    for a, grad in zip(arrays, grads):
+        numeric = np.empty_like(a)
+        for i in np.ndindex(a.shape):
+            keep = a[i]
+            a[i] = keep + 1e-6
+            up = loss()
+            a[i] = keep - 1e-6
+            numeric[i] = (up - loss()) / 2e-6
+            a[i] = keep
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("api", ["functional", "module"])
+@pytest.mark.parametrize("steps", [1, 5])
+@pytest.mark.parametrize("batch", [None, 1, 3], ids=["unbatched", "B=1", "B=3"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_sequence_op_matches_bptt_written_by_hand(kind, bias, batch, steps, api, rng):
+    ts = operands(rng, kind, steps, batch, bias)
+    g_hs = rng.standard_normal(ts[0].shape[:-1] + (H,))   # a random upstream gradient for
+    g_last = [rng.standard_normal(ts[1].shape) for _ in range(n_states(kind))]  # every output
+    if api == "functional":
+        hs, last = run_layer(kind, *split(kind, ts))
+        leaves = ts
+    else:
+        hs, last, params = run_module(kind, ts)
+        leaves = ts[:1 + n_states(kind)] + params
+    ((hs * g_hs).sum() + sum((s * g).sum() for s, g in zip(last, g_last))).backward()
+    want_out, want_grads = by_hand(kind, [t.data for t in ts], g_hs, g_last)
+    for what, got, want in zip(["hs", "h_T", "c_T"], [hs] + list(last), want_out):
+        np.testing.assert_allclose(got.data, want, rtol=1e-10, atol=1e-10, err_msg=what)
+    names = NAMES[kind] + ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    for name, t, want in zip(names, leaves, want_grads):
+        assert t.grad is not None, f"{name} got no gradient"
+        np.testing.assert_allclose(t.grad, want, rtol=1e-10, atol=1e-10, err_msg=f"d{name}")
 
 
 # -- against the cells, and gradcheck -------------------------------------------------------
