@@ -5,6 +5,7 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import minigrad as mg
@@ -81,17 +82,91 @@ def _gpu_examples():
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
-def test_the_gpu_examples_run_on_the_cpu_with_cpu_for_cuda():
-    """The GPU section's Python, with "cuda" read as "cpu": the API it shows exists and runs
-    on any machine (on a GPU the next test runs it as written)."""
-    move, switch = _gpu_examples()
-    exec(compile(move.replace('"cuda"', '"cpu"'), str(README), "exec"), {})
+def test_the_gpu_move_example_runs_on_the_cpu_with_cpu_for_cuda():
+    """The GPU section's first example, with "cuda" read as "cpu": the API it shows exists
+    and does what its comments say (on a GPU the last test runs it as written)."""
+    move, _ = _gpu_examples()
+    namespace = {}
+    exec(compile(move.replace('"cuda"', '"cpu"'), str(README), "exec"), namespace)
+    hs, h, lstm = namespace["hs"], namespace["h"], namespace["lstm"]
+    assert hs.shape == (50, 64, 256) and h.shape == (64, 256)
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in lstm.parameters())
+    assert type(h.numpy()) is np.ndarray
+
+
+def _kernels_forbidden(monkeypatch):
+    """Every kernel launch wrapper (minigrad.backends.cuda.<primitive>) fails the test if called."""
     from minigrad import backends
+    from minigrad.backends import cuda
+
+    def forbidden(name):
+        def launch(*args, **kwargs):
+            pytest.fail(f"the kernel {name} ran on the CPU; the README says the twins always run there")
+        return launch
+    for name in backends.PRIMITIVES:
+        monkeypatch.setattr(cuda, name, forbidden(name))
+
+
+def _cpu_work():
+    """A bit of everything the switch's families cover, on the CPU: a matmul, elementwise ops,
+    a sum, an LSTM layer (cells, window), a loss and its backward, an optimizer step. Returns
+    the arrays it made, and checks those NumPy computes by a single call against NumPy."""
+    from minigrad import nn, optim
+    from minigrad.nn import functional as F
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((5, 7)), rng.standard_normal((7, 3))
+    x, w = mg.tensor(a), mg.tensor(b)
+    y = (x @ w).tanh() + x.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal((x @ w).data, np.dot(a, b))     # NumPy's exact results
+    np.testing.assert_array_equal(y.data, np.tanh(np.dot(a, b)) + np.sum(a, axis=1, keepdims=True))
+    lstm = nn.LSTM(3, 4, dtype="float64", rng=1)
+    hs, (h, c) = lstm(mg.tensor(rng.standard_normal((6, 2, 3))))
+    loss = F.cross_entropy(hs.reshape(12, 4), np.arange(12) % 4)
+    loss.backward()
+    optim.SGD(lstm.parameters(), lr=0.1, momentum=0.9).step()
+    return [y.data, hs.data, c.data, loss.data] + [p.data for p in lstm.parameters()]
+
+
+def test_the_backend_switch_example_sets_the_paths_it_says(monkeypatch):
+    """The switch example, its `...` replaced by a probe: each line sets the path its comment
+    says, `with using(...)` only inside its block, and the last line restores "auto". On the
+    CPU the twins always run (README): under every path, no kernel runs and the numbers are
+    the same, NumPy's own where NumPy computes them."""
+    from minigrad import backends
+    _, switch = _gpu_examples()
+    code = switch.replace("    ...\n", "    probe()\n")
+    assert code.count("probe()") == 2
+    seen = []
+
+    def probe():
+        seen.append({f: backends.path(f) for f in backends.FAMILIES})
+        seen[-1]["work"] = _cpu_work()
+    _kernels_forbidden(monkeypatch)
+    before = {f: backends.path(f) for f in backends.FAMILIES}  # restored at the end
     try:
-        exec(compile(switch, str(README), "exec"), {})
-    finally:
-        for family in backends.FAMILIES:
+        for family in backends.FAMILIES:                        # the defaults, as after import
             backends.use(family, "auto")
+        exec(compile(code, str(README), "exec"), {"probe": probe})
+        after = {f: backends.path(f) for f in backends.FAMILIES}
+        runs = {}
+        for path in backends.PATHS:
+            with backends.using(**dict.fromkeys(backends.FAMILIES, path)):
+                runs[path] = _cpu_work()
+    finally:
+        for family, path in before.items():
+            backends.use(family, path)
+
+    def paths(**forced):
+        return {**dict.fromkeys(backends.FAMILIES, "auto"), **forced}
+    assert [{f: s[f] for f in backends.FAMILIES} for s in seen] == [
+        paths(matmul="numpy", cells="numpy"),      # use(matmul) holds; using(cells) inside its block
+        paths(matmul="numpy", window="numpy"),     # cells is back to auto after its block
+    ]
+    assert after == paths()                        # the last line: matmul back to auto
+    for name, got in [("inside using(cells=...)", seen[0]["work"]),
+                      ("inside using(window=...)", seen[1]["work"])] + list(runs.items()):
+        for a, b in zip(got, runs["numpy"]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 def test_the_gpu_example_runs_on_a_gpu():
