@@ -4,7 +4,14 @@ Run it with `pytest benchmarks` (add --benchmark-compare to compare with the las
 saved run), or `python -m benchmarks.report` for the table of medians and ratios.
 Each benchmark's extra_info says what one unit of work is (a time step, an op) and
 how many units a round does; the report divides by that.
+
+A timing only counts if the timed run did the workload's work, so each benchmark checks
+its result: the trained weights against the NumPy floor's, the chain's gradient against
+its derivative computed forward in float64, and each policy's peak memory against what
+its window may hold. (tests/test_benchmarks.py checks the same maths at tiny sizes in
+float64; here it is the timed run, at the sizes and in the dtype that were timed.)
 """
+import functools
 import tracemalloc
 
 import numpy as np
@@ -53,7 +60,43 @@ def test_recurrent(benchmark, smoke, recurrent, impl):
     data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
     _describe(benchmark, w, impl, w.units)
     trained = _time(benchmark, smoke, lambda: RECURRENT[impl](w, weights, data), rounds=11)
-    assert all(np.isfinite(v).all() for v in trained.values())
+    _check_trained(w, impl, weights, trained)
+
+
+@functools.cache
+def _floor(w, impl):
+    """The weights the NumPy floor `impl` ("numpy" or "numpy-window") trains on the CPU from
+    the workload's starting weights and data (float32, as timed)."""
+    return RECURRENT[impl](w, workloads.recurrent_weights(w), workloads.recurrent_data(w))()
+
+
+def _check_trained(w, impl, start, trained):
+    """The timed run trained the workload: its weights, in the workload's dtype, are the
+    NumPy floor's (the window floor's for the floor itself), up to float32 rounding.
+
+    Where rounding decides the outcome, that cannot hold: in W3 at full size (Adagrad on
+    random symbols) a gradient near zero has the sign of its rounding error and Adagrad
+    moves its weight by a full lr all the same, so two correct implementations drift apart
+    within ten updates (in float64 too). The two floors, written independently, tell: when
+    they disagree as well, the run must at least have moved each weight as far as the floor.
+    """
+    reference = _floor(w, "numpy-window" if impl == "numpy" else "numpy")
+
+    def relative(a, b, name):  # |a - b| against how far b moved
+        return np.linalg.norm(a[name] - b[name]) / np.linalg.norm(b[name] - start[name])
+    assert trained.keys() == start.keys()
+    for name, value in start.items():
+        assert trained[name].dtype == value.dtype and trained[name].shape == value.shape, name
+        assert not np.array_equal(trained[name], value), f"{impl}: {name} did not train"
+    error, name = max((relative(trained, reference, name), name) for name in start)
+    if error < 1e-3:
+        return
+    floors = _floor(w, "numpy"), _floor(w, "numpy-window")
+    assert max(relative(*floors, name) for name in start) > 1e-4, \
+        f"{impl}: {name} is not the floor's (off by {error:.1e} of the floor's change)"
+    for name, value in start.items():  # rounding decides: as far as the floor, within 2x
+        moved = np.linalg.norm(trained[name] - value) / np.linalg.norm(reference[name] - value)
+        assert 0.5 < moved < 2, f"{impl}: {name} moved {moved:.2f}x as far as the floor's"
 
 
 def test_scaling(benchmark, smoke, scaling):
@@ -65,10 +108,30 @@ def test_scaling(benchmark, smoke, scaling):
 
     def prepare():
         return workloads.minigrad_recurrent(cell, weights, data, policy=policy)
-    peak = _peak_bytes(prepare())
+    peak = _peak(w, label, n)
     _describe(benchmark, w, "minigrad", n, policy=label, n=n, peak_bytes=peak)
     _time(benchmark, smoke, prepare, rounds=3)
-    assert peak > 0
+    # TBPTT(k1, k2) holds the records of at most max(k1, k2) steps (README, rule 5; with
+    # recompute, fewer), a few versions of the parameters and one loss per update: at every n
+    # its peak stays below BPTT's over a sequence of 3 max(k1, k2) steps, which BPTT's own
+    # peak exceeds once n is longer than that.
+    window = {other: max(k1, k2) for other, k1, k2, _ in w.policies if k1 is not None}
+    if label in window:
+        bound = _peak(w, "BPTT", 3 * window[label])
+        assert peak < bound, f"{label} at n = {n}: {peak} bytes, above BPTT's at n = {3 * window[label]}"
+    else:
+        for other, steps in window.items():
+            if n > 3 * steps:
+                assert peak > _peak(w, "BPTT", 3 * steps), f"BPTT at n = {n} is within {other}'s bound"
+
+
+@functools.cache
+def _peak(w, label, n):
+    """The peak memory of W4 under policy `label` at n steps (once per run of the suite)."""
+    cell = w.cell_workload(n)
+    data, weights = workloads.recurrent_data(cell), workloads.recurrent_weights(cell)
+    policy = workloads.scaling_policies(w)[label]
+    return _peak_bytes(workloads.minigrad_recurrent(cell, weights, data, policy=policy))
 
 
 def _peak_bytes(run):
@@ -90,8 +153,18 @@ def test_chain(benchmark, smoke, chain, impl):
     w = chain
     data = workloads.chain_data(w)
     _describe(benchmark, w, impl, w.units)
-    grad = _time(benchmark, smoke, lambda: CHAIN[impl](w, data), rounds=31)
-    assert np.isfinite(grad["x.grad"]).all()
+    grad = _time(benchmark, smoke, lambda: CHAIN[impl](w, data), rounds=31)["x.grad"]
+    # The derivative of the chain computed forward, alongside it, in float64:
+    # y' = tanh(y a + b)  ->  dy'/dx = (1 - y'^2) a dy/dx.
+    x, a, b = (v.astype(np.float64) for v in data)
+    y, dy = x, np.ones_like(x)
+    for _ in range(w.ops // 3):
+        y = np.tanh(y * a + b)
+        dy = dy * (1 - y * y) * a
+    assert grad.dtype == data[0].dtype and grad.shape == x.shape
+    # float32; some entries vanish along the chain (below 1e-60 at full length): those only
+    # need to be small
+    np.testing.assert_allclose(grad, dy, rtol=1e-4, atol=1e-4 * np.abs(dy).max())
 
 
 def _time_on_gpu(benchmark, smoke, w, impl, impls, workloads_name):
@@ -109,7 +182,7 @@ def _time_on_gpu(benchmark, smoke, w, impl, impls, workloads_name):
     _describe(benchmark, w, impl, w.units, device="cuda")
     # run() ends by copying the weights back, which waits for the GPU: the timing is honest.
     trained = _time(benchmark, smoke, lambda: impls[impl](w, weights, data, device="cuda"), rounds=5)
-    assert all(np.isfinite(v).all() for v in trained.values())
+    _check_trained(w, impl, weights, trained)  # against the floors on the CPU
 
 
 GPU = {"minigrad": workloads.minigrad_recurrent, "minigrad-seq": workloads.minigrad_sequence,
