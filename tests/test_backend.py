@@ -1,4 +1,5 @@
-"""minigrad.backends: devices, the per-family paths, and the dispatch between a kernel and its twin."""
+"""minigrad.backends: devices, the per-family paths, and the dispatch between a kernel and its
+NumPy reference."""
 import inspect
 
 import numpy as np
@@ -40,11 +41,11 @@ def test_unknown_families_and_paths_raise(family, path, message):
         backends.use(family, path)
 
 
-# -- the dispatch between a twin and its kernel -------------------------------------
+# -- the dispatch between a NumPy reference and its kernel ---------------------------
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Route NumPy arrays to the kernel path, with minigrad.cuda.binary replaced by a spy."""
+    """Route NumPy arrays to the kernel path, with minigrad.backends.cuda.binary replaced by a spy."""
     calls = []
 
     def binary(x, y, op):
@@ -55,7 +56,7 @@ def spy(monkeypatch):
     return calls
 
 
-def test_numpy_arrays_run_the_twin():
+def test_numpy_arrays_run_the_reference():
     x = mg.tensor([1.0, 2.0])
     np.testing.assert_array_equal((x + x).data, [2.0, 4.0])
 
@@ -66,37 +67,37 @@ def test_kernel_path_calls_the_wrapper_of_the_same_name(spy):
     assert spy == ["mul"]
 
 
-def test_a_family_forced_to_numpy_runs_the_twin(spy):
+def test_a_family_forced_to_numpy_runs_the_reference(spy):
     x = mg.tensor([1.0, 2.0])
     with backends.using(elementwise="numpy"):
         np.testing.assert_array_equal((x * x).data, [1.0, 4.0])
     assert spy == []
 
 
-def test_dtypes_without_kernels_run_the_twin(spy):
+def test_dtypes_without_kernels_run_the_reference(spy):
     i = mg.tensor(np.array([1, 2, 3]))
     np.testing.assert_array_equal((i + i).data, [2, 4, 6])
     assert spy == []
 
 
-def test_a_wrapper_returning_notimplemented_hands_over_to_the_twin(monkeypatch):
+def test_a_wrapper_returning_notimplemented_hands_over_to_the_reference(monkeypatch):
     monkeypatch.setattr(backends.dispatch, "KERNELS_ON_NUMPY", True)
     monkeypatch.setattr(cuda, "binary", lambda x, y, op: NotImplemented)
     x = mg.tensor([1.0, 2.0])
     np.testing.assert_array_equal((x - x * 2).data, [-1.0, -2.0])
 
 
-def test_every_twin_has_a_cuda_wrapper_with_its_signature():
+def test_every_primitive_has_a_cuda_wrapper_with_its_signature():
     assert set(backends.PRIMITIVES) == {
         "matmul", "matmul_add", "binary", "activation", "activation_backward", "sum_axes",
         "softmax_xent", "softmax_xent_backward", "lstm_step", "lstm_step_backward", "gru_step",
         "gru_step_backward", "elman_window", "elman_window_backward", "lstm_window",
         "lstm_window_backward", "sgd_step", "adam_step", "adagrad_step"}
-    for name, (family, twin) in backends.PRIMITIVES.items():
+    for name, (family, reference) in backends.PRIMITIVES.items():
         assert family in backends.FAMILIES
         wrapper = getattr(cuda, name, None)
-        assert wrapper is not None, f"minigrad.cuda has no wrapper {name}"
-        assert inspect.signature(wrapper) == inspect.signature(twin), name
+        assert wrapper is not None, f"minigrad.backends.cuda has no wrapper {name}"
+        assert inspect.signature(wrapper) == inspect.signature(reference), name
 
 
 # -- devices -------------------------------------------------------------------------

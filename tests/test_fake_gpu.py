@@ -318,7 +318,7 @@ class FakeCupy(types.ModuleType):
         return _to_fake(a, dtype, copy=copy)
 
     def RawModule(self, **kwargs):
-        raise AssertionError("the fake GPU compiles no CUDA: the tests replace minigrad.cuda.compiler")
+        raise AssertionError("the fake GPU compiles no CUDA: the tests replace minigrad.backends.cuda.compiler")
 
     def __getattr__(self, name):
         attr = getattr(np, name)  # AttributeError for what NumPy does not have either

@@ -1,4 +1,4 @@
-"""Every CUDA kernel wrapper in minigrad.cuda against its NumPy twin (backends.PRIMITIVES).
+"""Every CUDA kernel wrapper in minigrad.backends.cuda against its NumPy reference (backends.PRIMITIVES).
 
 Each test runs on two devices through one fixture:
   - "emulated": the kernels' C source compiled for the CPU by tests/emulator.py, run on
@@ -12,13 +12,13 @@ tiles are hit. The arrays that wrappers allocate start as NaN (np.empty and cupy
 are replaced; on the emulator every array also lies between guard zones), and out=/d=
 arguments are NaN-filled views into bigger buffers: a kernel that leaves part of its
 output unwritten, or writes next to it, fails. Every call must launch a kernel: a wrapper
-that fell back to its twin (NotImplemented) fails too.
+that fell back to its reference (NotImplemented) fails too.
 """
 import numpy as np
 import pytest
 
 import emulator
-import minigrad  # noqa: F401  (registers every twin in backends.PRIMITIVES)
+import minigrad  # noqa: F401  (registers every primitive in backends.PRIMITIVES)
 from minigrad import backends
 from minigrad.backends import cuda
 
@@ -34,15 +34,15 @@ def covers(*names):
 
 
 def close(actual, expected, dtype, scale=1.0):
-    """Kernel result against the twin's: same shape and dtype, values within what the dtype's
-    roundings allow. scale: the size of the terms a result sums (mm, sums), for atol."""
+    """Kernel result against the reference's: same shape and dtype, values within what the
+    dtype's roundings allow. scale: the size of the terms a result sums (matmul, sums), for atol."""
     assert actual.shape == expected.shape, f"shape: expected {expected.shape}, got {actual.shape}"
     assert actual.dtype == dtype, f"dtype: expected {np.dtype(dtype)}, got {actual.dtype}"
     rtol, atol = (1e-5, 1e-6) if dtype == F32 else (1e-12, 1e-12)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * max(scale, 1.0))
 
 
-def twin(name):
+def reference(name):
     """The NumPy function of the kernel `name`."""
     return backends.PRIMITIVES[name][1]
 
@@ -97,7 +97,7 @@ def _nan_empty(real_empty):
 
 @pytest.fixture
 def emulated(emulated_kernels, monkeypatch):
-    """minigrad.cuda with its kernels built for the CPU (conftest's emulated_kernels): the
+    """minigrad.backends.cuda with its kernels built for the CPU (conftest's emulated_kernels): the
     wrappers then run on NumPy arrays. The arrays they allocate start as NaN, between guard
     zones."""
     monkeypatch.setattr(np, "empty", fenced_empty)
@@ -159,20 +159,20 @@ def device_sync(request, monkeypatch):
 
 
 def run(name, *args, **kwargs):
-    """minigrad.cuda.<name>(*args, **kwargs), which must launch at least one kernel."""
+    """minigrad.backends.cuda.<name>(*args, **kwargs), which must launch at least one kernel."""
     before = cuda.launches
     result = getattr(cuda, name)(*args, **kwargs)
-    assert result is not NotImplemented, f"cuda.{name} returned NotImplemented: the twin would run"
+    assert result is not NotImplemented, f"cuda.{name} returned NotImplemented: the reference would run"
     assert cuda.launches > before, f"cuda.{name} launched no kernel"
     check_fences()
     return result
 
 
-def test_every_twin_has_a_wrapper_and_a_test():
-    assert backends.PRIMITIVES, "backends.PRIMITIVES is empty: no twin registered"
+def test_every_primitive_has_a_wrapper_and_a_test():
+    assert backends.PRIMITIVES, "backends.PRIMITIVES is empty: no primitive registered"
     for name, (family, _) in backends.PRIMITIVES.items():
-        assert callable(getattr(cuda, name, None)), f"twin {name} ({family}) has no wrapper cuda.{name}"
-        assert name in TESTED, f"twin {name} ({family}) has no test in {__name__}"
+        assert callable(getattr(cuda, name, None)), f"primitive {name} ({family}) has no wrapper cuda.{name}"
+        assert name in TESTED, f"primitive {name} ({family}) has no test in {__name__}"
 
 
 # -- elementwise.cu --------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def inputs(rng, shape, dtype, scale=3.0):
 def test_activation(device, rng, shape, dtype, name):
     x = inputs(rng, (33, 17), dtype).T if shape == "transposed" else inputs(rng, shape, dtype)
     y = run("activation", device.put(x), name)
-    close(device.get(y), twin("activation")(x.copy(), name), dtype)
+    close(device.get(y), reference("activation")(x.copy(), name), dtype)
 
 
 @covers("activation_backward")
@@ -207,10 +207,10 @@ def test_activation(device, rng, shape, dtype, name):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_activation_backward(device, rng, shape, dtype, name):
     x = inputs(rng, shape, dtype)
-    saved = x if name == "relu" else twin("activation")(x, name)  # relu reads x, the others y
+    saved = x if name == "relu" else reference("activation")(x, name)  # relu reads x, the others y
     g = rng.standard_normal(shape).astype(dtype)
     dx = run("activation_backward", device.put(g), device.put(saved), name)
-    close(device.get(dx), twin("activation_backward")(g, saved, name), dtype)
+    close(device.get(dx), reference("activation_backward")(g, saved, name), dtype)
 
 
 BROADCAST_PAIRS = [((5, 13, 24, 16), (5, 1, 24, 1)), ((4, 1), (4, 5)), ((3,), (2, 3)),
@@ -226,7 +226,7 @@ def test_binary(device, rng, shapes, dtype, op):
     x = rng.standard_normal(shapes[0]).astype(dtype)
     y = (rng.uniform(0.5, 2.0, shapes[1]) * rng.choice([-1, 1], shapes[1])).astype(dtype)  # no 0: div
     out = run("binary", device.put(x), device.put(y), op)
-    close(device.get(out), twin("binary")(x, y, op), dtype)
+    close(device.get(out), reference("binary")(x, y, op), dtype)
 
 
 VIEWS = {  # x, y from a (35, 33) and b (33, 35): views the kernel reads through strides
@@ -244,7 +244,7 @@ def test_binary_reads_views_through_their_strides(device, rng, dtype, view):
     a = device.put(rng.standard_normal((35, 33)).astype(dtype))
     b = device.put(rng.standard_normal((33, 35)).astype(dtype))
     x, y = VIEWS[view](a, b, device.xp)
-    expected = twin("binary")(device.get(x), device.get(y), "sub")
+    expected = reference("binary")(device.get(x), device.get(y), "sub")
     close(device.get(run("binary", x, y, "sub")), expected, dtype)
 
 
@@ -264,7 +264,7 @@ def test_sum_axes(device_sync, rng, shape, axes, dtype, keepdims):
     a = rng.standard_normal(shape).astype(dtype)
     out = run("sum_axes", device_sync.put(a), axes, keepdims)
     scale = np.abs(a).sum(axis=axes).max()
-    close(device_sync.get(out), twin("sum_axes")(a, axes, keepdims), dtype, scale)
+    close(device_sync.get(out), reference("sum_axes")(a, axes, keepdims), dtype, scale)
 
 
 # -- matmul.cu -------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def test_sum_axes(device_sync, rng, shape, axes, dtype, keepdims):
 @pytest.mark.parametrize("layout", ["x y", "x.T y", "x y.T", "x.T y.T", "x sliced"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 17, 5), (33, 67, 17), (67, 33, 65), (1, 40, 3)])
-def test_mm(device_sync, rng, M, K, N, dtype, layout):
+def test_matmul(device_sync, rng, M, K, N, dtype, layout):
     """Inner sizes that are no multiple of the 32-wide tile; transposed views (W.T, g.T)
     that the kernel reads in place, and a strided one that the wrapper copies."""
     x = rng.standard_normal((M, K)).astype(dtype)
@@ -286,14 +286,14 @@ def test_mm(device_sync, rng, M, K, N, dtype, layout):
         dx = device_sync.put(wide)[:, ::2]
     with backends.using(matmul="kernel"):  # on a GPU, "auto" may pick cuBLAS for the shape
         out = run("matmul", dx, dy)
-    close(device_sync.get(out), twin("matmul")(x, y), dtype, scale=(np.abs(x) @ np.abs(y)).max())
+    close(device_sync.get(out), reference("matmul")(x, y), dtype, scale=(np.abs(x) @ np.abs(y)).max())
 
 
 @covers("matmul_add")
 @pytest.mark.parametrize("layout", ["x y", "x y.T"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 17, 5), (33, 67, 17)])
-def test_mm_add(device_sync, rng, M, K, N, dtype, layout):
+def test_matmul_add(device_sync, rng, M, K, N, dtype, layout):
     """out += x @ y into a time step's view of a buffer (as the sequence ops add the recurrent
     product into the gates): added to what was there, nothing written outside the view."""
     x = rng.standard_normal((M, K)).astype(dtype)
@@ -305,7 +305,7 @@ def test_mm_add(device_sync, rng, M, K, N, dtype, layout):
         out = run("matmul_add", device_sync.put(x), dy, view)
     assert _same(out, view), "not written into out="
     assert_only_step_written(device_sync, buffer)
-    close(device_sync.get(out), twin("matmul_add")(x, y, before.copy()), dtype,
+    close(device_sync.get(out), reference("matmul_add")(x, y, before.copy()), dtype,
           scale=(np.abs(x) @ np.abs(y)).max() + np.abs(before).max())
 
 
@@ -323,7 +323,7 @@ def test_softmax_xent(device_sync, rng, K, C, dtype, logit_scale, targets):
     x = (logit_scale * rng.standard_normal((K, C))).astype(dtype)
     t = rng.integers(0, C, K).astype(targets)
     losses, lse = run("softmax_xent", device_sync.put(x), device_sync.put(t))
-    expected_losses, expected_lse = twin("softmax_xent")(x, t)
+    expected_losses, expected_lse = reference("softmax_xent")(x, t)
     close(device_sync.get(losses), expected_losses, dtype, scale=logit_scale)
     close(device_sync.get(lse), expected_lse, dtype, scale=logit_scale)
 
@@ -334,13 +334,13 @@ def test_softmax_xent(device_sync, rng, K, C, dtype, logit_scale, targets):
 def test_softmax_xent_backward(device, rng, K, C, dtype):
     x = (3 * rng.standard_normal((K, C))).astype(dtype)
     t = rng.integers(0, C, K)
-    _, lse = twin("softmax_xent")(x, t)
+    _, lse = reference("softmax_xent")(x, t)
     scale = rng.standard_normal(K).astype(dtype)
     grad = run("softmax_xent_backward", *map(device.put, (x, t, lse, scale)))
-    close(device.get(grad), twin("softmax_xent_backward")(x, t, lse, scale), dtype)
+    close(device.get(grad), reference("softmax_xent_backward")(x, t, lse, scale), dtype)
 
 
-# -- elman.cu, lstm.cu, gru.cu ------------------------------------------------------------------
+# -- the cells' pointwise parts: elementwise.cu (Elman), lstm.cu, gru.cu -----------------------
 #
 # The sequence ops call these with out=/d= views of their (T, B, ...) buffers, and with
 # inputs that are views of them: so do the tests ("views"), and check that nothing but the
@@ -374,7 +374,7 @@ def assert_only_step_written(device, buffer):
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
 def test_elman_activation_into_out(device, rng, B, H, dtype, kind, out):
     a = inputs(rng, (B, H), dtype)
-    expected = twin("activation")(a.copy(), kind)
+    expected = reference("activation")(a.copy(), kind)
     if out == "new":
         h_new = run("activation", device.put(a), kind)
     elif out == "view":
@@ -396,7 +396,7 @@ def test_elman_activation_into_out(device, rng, B, H, dtype, kind, out):
 @pytest.mark.parametrize("B, H", CELL_SHAPES)
 def test_elman_activation_backward_into_out(device, rng, B, H, dtype, kind, out):
     a = inputs(rng, (B, H), dtype)
-    h_new = twin("activation")(a.copy(), kind)
+    h_new = reference("activation")(a.copy(), kind)
     saved = a if kind == "relu" else h_new  # relu' reads the input, tanh' the output
     g = rng.standard_normal((B, H)).astype(dtype)
     args = [device.put(v) for v in (g, saved)]
@@ -407,7 +407,7 @@ def test_elman_activation_backward_into_out(device, rng, B, H, dtype, kind, out)
         da = run("activation_backward", *args, kind, out=D[STEP])
         assert _same(da, D[STEP]), "not written into out="
         assert_only_step_written(device, D)
-    close(device.get(da), twin("activation_backward")(g, saved, kind), dtype)
+    close(device.get(da), reference("activation_backward")(g, saved, kind), dtype)
 
 
 @covers("lstm_step")
@@ -417,8 +417,8 @@ def test_elman_activation_backward_into_out(device, rng, B, H, dtype, kind, out)
 def test_lstm(device, rng, B, H, dtype, layout):
     act = inputs(rng, (B, 4 * H), dtype, scale=2.0)
     c = rng.standard_normal((B, H)).astype(dtype)
-    expected_act = act.copy()  # the twin activates its act in place, as the kernel does
-    expected = twin("lstm_step")(expected_act, c.copy())
+    expected_act = act.copy()  # the reference activates its act in place, as the kernel does
+    expected = reference("lstm_step")(expected_act, c.copy())
     if layout == "new":
         d_act = device.put(act)
         got = run("lstm_step", d_act, device.put(c))
@@ -456,10 +456,10 @@ def _same(a, b):
 def test_lstm_backward(device, rng, B, H, dtype, d, gc):
     act = inputs(rng, (B, 4 * H), dtype, scale=2.0)
     c = rng.standard_normal((B, H)).astype(dtype)
-    _, _, tc = twin("lstm_step")(act, c)  # act is now activated, as the backward reads it
+    _, _, tc = reference("lstm_step")(act, c)  # act is now activated, as the backward reads it
     gh = rng.standard_normal((B, H)).astype(dtype)
     g_c = {"array": rng.standard_normal((B, H)).astype(dtype), "None": None, "0": 0}[gc]
-    expected_d, expected_gc = twin("lstm_step_backward")(gh, 0 if g_c is None else g_c, act, c, tc)
+    expected_d, expected_gc = reference("lstm_step_backward")(gh, 0 if g_c is None else g_c, act, c, tc)
     args = [device.put(gh), g_c if gc != "array" else device.put(g_c), *map(device.put, (act, c, tc))]
     if d == "new":
         got_d, got_gc = run("lstm_step_backward", *args)
@@ -480,7 +480,7 @@ def test_gru(device, rng, B, H, dtype, layout):
     a_ih = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     a_hh = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     h = rng.standard_normal((B, H)).astype(dtype)
-    expected = twin("gru_step")(a_ih.copy(), a_hh.copy(), h.copy())
+    expected = reference("gru_step")(a_ih.copy(), a_hh.copy(), h.copy())
     if layout == "new":
         got = run("gru_step", *map(device.put, (a_ih, a_hh, h)))
     else:  # gru's: a_ih = A_ih[t], a_hh = A_hh[t], h = Hs[t]; out = (Hs[t + 1], RZ[t], N[t])
@@ -505,9 +505,9 @@ def test_gru_backward(device, rng, B, H, dtype, d):
     a_ih = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     a_hh = inputs(rng, (B, 3 * H), dtype, scale=2.0)
     h = rng.standard_normal((B, H)).astype(dtype)
-    _, rz, cand = twin("gru_step")(a_ih, a_hh, h)
+    _, rz, cand = reference("gru_step")(a_ih, a_hh, h)
     g = rng.standard_normal((B, H)).astype(dtype)
-    expected = twin("gru_step_backward")(g, a_hh, rz, cand, h)
+    expected = reference("gru_step_backward")(g, a_hh, rz, cand, h)
     args = [device.put(a) for a in (g, a_hh, rz, cand, h)]
     if d == "new":
         got = run("gru_step_backward", *args)
@@ -557,12 +557,12 @@ def states(device, first, T, dtype):
 
 
 def elman_window_case(rng, T, B, H, dtype, relu):
-    """The forward's inputs and the twin's results: (A, h0, W), (A completed, Hs)."""
+    """The forward's inputs and the reference's results: (A, h0, W), (A completed, Hs)."""
     A, h0, _, W = window_inputs(rng, T, B, H, 1, dtype)
     Hs = np.empty((T + 1, B, H), dtype)
     Hs[0] = h0
     A_done = A.copy()
-    twin("elman_window")(A_done, Hs, W, relu)
+    reference("elman_window")(A_done, Hs, W, relu)
     return (A, h0, W), (A_done, Hs)
 
 
@@ -588,7 +588,7 @@ def test_elman_window_backward(device_sync, rng, T, B, H, dtype, relu, need_h0):
     (_, _, W), (A, Hs) = elman_window_case(rng, T, B, H, dtype, relu)
     G = rng.standard_normal((T, B, H)).astype(dtype)
     D = np.empty((T, B, H), dtype)
-    gh0 = twin("elman_window_backward")(G.copy(), Hs, A, W, relu, D, need_h0)
+    gh0 = reference("elman_window_backward")(G.copy(), Hs, A, W, relu, D, need_h0)
     dG, dD = device_sync.put(G), device_sync.empty((T, B, H), dtype)
     got = run("elman_window_backward", dG, *map(device_sync.put, (Hs, A, W)), relu, dD, need_h0)
     close(device_sync.get(dD), D, dtype, scale=H)
@@ -599,12 +599,12 @@ def test_elman_window_backward(device_sync, rng, T, B, H, dtype, relu, need_h0):
 
 
 def lstm_window_case(rng, T, B, H, dtype):
-    """The forward's inputs and the twin's results: (A, h0, c0, W), (A activated, Hs, Cs, TC)."""
+    """The forward's inputs and the reference's results: (A, h0, c0, W), (A activated, Hs, Cs, TC)."""
     A, h0, c0, W = window_inputs(rng, T, B, H, 4, dtype)
     Hs, Cs, TC = np.empty((T + 1, B, H), dtype), np.empty((T + 1, B, H), dtype), np.empty((T, B, H), dtype)
     Hs[0], Cs[0] = h0, c0
     A_done = A.copy()
-    twin("lstm_window")(A_done, Hs, Cs, TC, W)
+    reference("lstm_window")(A_done, Hs, Cs, TC, W)
     return (A, h0, c0, W), (A_done, Hs, Cs, TC)
 
 
@@ -630,7 +630,7 @@ def test_lstm_window_backward(device_sync, rng, T, B, H, dtype, need_h0):
     G = rng.standard_normal((T, B, H)).astype(dtype)
     gc = rng.standard_normal((B, H)).astype(dtype)
     D = np.empty((T, B, 4 * H), dtype)
-    gh0, gc0 = twin("lstm_window_backward")(G.copy(), gc, A, Cs, TC, W, D, need_h0)
+    gh0, gc0 = reference("lstm_window_backward")(G.copy(), gc, A, Cs, TC, W, D, need_h0)
     dG, dD = device_sync.put(G), device_sync.empty((T, B, 4 * H), dtype)
     got_h0, got_c0 = run("lstm_window_backward", dG, *map(device_sync.put, (gc, A, Cs, TC, W)),
                          dD, need_h0)
@@ -647,7 +647,7 @@ def test_lstm_window_backward(device_sync, rng, T, B, H, dtype, need_h0):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_window_whose_weights_do_not_fit_goes_to_the_step_loop(emulated, rng, name, gates, limit, dtype):
     """Past the shared memory of a block (an H100's 227 KiB on the emulator) the wrappers
-    return NotImplemented before launching anything, and backends.twin runs the step loop;
+    return NotImplemented before launching anything, and the reference, the step loop, runs;
     up to it, they launch. So does forcing the cells onto NumPy."""
     def call(H):
         T, B = 2, 1
@@ -698,7 +698,7 @@ def check_step(device, got, expected, inputs, device_inputs, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_step(device, rng, dtype, momentum, weight_decay, nesterov):
     ws, gs, bufs = group(rng, dtype), group(rng, dtype), group(rng, dtype) if momentum else None
-    expected = twin("sgd_step")(ws, gs, bufs, 0.1, momentum, weight_decay, nesterov)
+    expected = reference("sgd_step")(ws, gs, bufs, 0.1, momentum, weight_decay, nesterov)
     d_ws, d_gs = [device.put(w) for w in ws], [device.put(g) for g in gs]
     d_bufs = [device.put(b) for b in bufs] if momentum else None
     got = run("sgd_step", d_ws, d_gs, d_bufs, 0.1, momentum, weight_decay, nesterov)
@@ -711,7 +711,7 @@ def test_sgd_step(device, rng, dtype, momentum, weight_decay, nesterov):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_step(device, rng, dtype, weight_decay, t):
     ws, gs, ms, vs = group(rng, dtype), group(rng, dtype), group(rng, dtype), group(rng, dtype, positive=True)
-    expected = twin("adam_step")(ws, gs, ms, vs, t, 1e-2, 0.9, 0.999, 1e-8, weight_decay)
+    expected = reference("adam_step")(ws, gs, ms, vs, t, 1e-2, 0.9, 0.999, 1e-8, weight_decay)
     d_ws, d_gs, d_ms, d_vs = ([device.put(a) for a in arrays] for arrays in (ws, gs, ms, vs))
     got = run("adam_step", d_ws, d_gs, d_ms, d_vs, t, 1e-2, 0.9, 0.999, 1e-8, weight_decay)
     check_step(device, got, expected, ws + gs, d_ws + d_gs, dtype)
@@ -721,7 +721,7 @@ def test_adam_step(device, rng, dtype, weight_decay, t):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adagrad_step(device, rng, dtype):
     ws, gs, ss = group(rng, dtype), group(rng, dtype), group(rng, dtype, positive=True)
-    expected = twin("adagrad_step")(ws, gs, ss, 1e-2, 1e-10)
+    expected = reference("adagrad_step")(ws, gs, ss, 1e-2, 1e-10)
     d_ws, d_gs, d_ss = ([device.put(a) for a in arrays] for arrays in (ws, gs, ss))
     got = run("adagrad_step", d_ws, d_gs, d_ss, 1e-2, 1e-10)
     check_step(device, got, expected, ws + gs, d_ws + d_gs, dtype)
