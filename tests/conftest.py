@@ -40,10 +40,10 @@ def no_gpu(monkeypatch):
 # -- one fixture, every backend --------------------------------------------------------
 #
 # The op, cell, layer, optimizer and truncation suites use `on_backend` for every test:
-#   numpy:    the NumPy twins, as on a machine without a GPU;
-#   emulated: every twin call goes to its CUDA kernel, whose C source runs on the CPU
+#   numpy:    the NumPy references (minigrad/backends/primitives.py), as on a machine without a GPU;
+#   emulated: every primitive's call goes to its CUDA kernel, whose C source runs on the CPU
 #             (tests/emulator.py), so the suites check the kernels on any machine;
-#   cuda:     every twin call goes to its CUDA kernel on a real GPU (the arrays are copied
+#   cuda:     every primitive's call goes to its CUDA kernel on a real GPU (the arrays are copied
 #             there and back around each call); skipped, saying so, without a usable GPU.
 # Device handling (tensors living on a GPU) is tested in tests/test_cuda.py.
 
