@@ -36,7 +36,7 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
     leaves = _LeafSums()
     try:
         for rec, g in path.reached(TAPE.newest_first()):  # g: dL/d(rec's outputs), complete
-            in_grads = rec.backward(g)              # the chain rule at one op: g -> (g_x, ...)
+            in_grads = _local_gradients(rec, g)     # the chain rule at one op: g -> (g_x, ...)
             for x, g_x in zip(rec.inputs, in_grads):
                 if g_x is None or not x.requires_grad:
                     continue                        # no gradient for this input
@@ -146,6 +146,17 @@ class _LeafSums:
         """Add each sum into its leaf's .grad (the walk succeeded)."""
         for x, g_x, ours in self.sums.values():
             _add_to_leaf(x, g_x, ours)
+
+
+def _local_gradients(rec, g):
+    """rec's backward applied to g: one gradient (or None) per input, in the inputs' order."""
+    in_grads = rec.backward(g)
+    if not isinstance(in_grads, (tuple, list)) or len(in_grads) != len(rec.inputs):
+        got = (f"{len(in_grads)} gradients" if isinstance(in_grads, (tuple, list))
+               else f"a {type(in_grads).__name__}")
+        raise RuntimeError(f"backward: {rec.op}'s backward returned {got} for {len(rec.inputs)} "
+                           "input(s); it must return a tuple with one gradient (or None) per input")
+    return in_grads
 
 
 def _seed(root, grad):

@@ -75,6 +75,8 @@ def _record_several(op, outs, inputs, backward):
     outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outs)
     tensors = tuple(_make(o, inputs[0].device) for o in outs)
     if TAPE.enabled and _any_requires_grad(op, inputs):
+        if not callable(backward):
+            raise TypeError(f"{op}: record() needs a callable backward, got {type(backward).__name__}")
         rec = TAPE.record(op, inputs, backward,
                           tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
         for slot, t in enumerate(tensors):
@@ -91,68 +93,6 @@ def _any_requires_grad(op, inputs):
                             f"{type(x).__name__}")
         wanted = wanted or x.requires_grad
     return wanted
-
-
-def _check_same(op, tensors):
-    """Raise unless all tensors share one dtype and one device (no silent promotion)."""
-    first = tensors[0]
-    for t in tensors[1:]:
-        if t.device != first.device:
-            raise RuntimeError(
-                f"{op}: inputs on different devices ({first.device}, {t.device}); use .to(...)"
-            )
-        if t.data.dtype is not first.data.dtype and t.data.dtype != first.data.dtype:
-            raise TypeError(
-                f"{op}: dtypes {first.data.dtype} and {t.data.dtype} differ; minigrad does not "
-                "promote silently: cast one with .astype()"
-            )
-
-
-def _constant(op, value, like):
-    """A non-Tensor operand as a constant Tensor. A Python or NumPy scalar takes the
-    dtype of the tensor beside it (`like`); an array keeps its own (and is checked)."""
-    if isinstance(value, (float, int, np.generic)):
-        if like is None:  # no tensor to follow: the rules of minigrad.tensor()
-            return Tensor(value)
-        dtype = like.data.dtype
-        if dtype.kind in "iu" and not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{op}: a float scalar ({value!r}) with an {dtype} tensor; "
-                            "cast the tensor first, e.g. .astype('float32')")
-        value = np.asarray(value, dtype=dtype if dtype.kind in "fiu" else None)
-        return _make(to_device(value, like.device), like.device)
-    if isinstance(value, np.ndarray):
-        return _make(value)
-    raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
-                    "expected a Tensor, a NumPy array or a Python number")
-
-
-def _operands(op, a, b):
-    """Two operands as Tensors of one dtype and device."""
-    if not isinstance(a, Tensor):
-        a = _constant(op, a, b if isinstance(b, Tensor) else None)
-    if not isinstance(b, Tensor):
-        b = _constant(op, b, a)
-    if a.data.dtype is not b.data.dtype or a.device != b.device:
-        _check_same(op, (a, b))
-    return a, b
-
-
-def _tensors(op, items):
-    """Many operands as Tensors of one dtype and device (for concat, stack, losses, cells)."""
-    if not items:
-        raise ValueError(f"{op}: needs at least one tensor")
-    first = items[0]
-    if isinstance(first, Tensor):  # the common case, checked in one pass: all Tensors, all alike
-        dtype, device = first.data.dtype, first.device
-        for t in items:
-            if not isinstance(t, Tensor) or t.data.dtype != dtype or t.device != device:
-                break
-        else:
-            return list(items)
-    like = next((t for t in items if isinstance(t, Tensor)), None)
-    tensors = [t if isinstance(t, Tensor) else _constant(op, t, like) for t in items]
-    _check_same(op, tensors)
-    return tensors
 
 
 def unbroadcast(grad, shape):
@@ -172,15 +112,6 @@ def unbroadcast(grad, shape):
     if stretched:
         grad = primitives.sum_axes(grad, stretched, keepdims=True)
     return grad
-
-
-def _python_number(value):
-    """A NumPy scalar as a Python number, which (NEP 50) never changes an array's dtype."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _broadcast_error(op, x, y):
-    return ValueError(f"{op}: shapes {x.shape} and {y.shape} do not broadcast")
 
 
 # -- arithmetic ---------------------------------------------------------------
@@ -348,7 +279,13 @@ def tanh(a):
 
 
 def sigmoid(a):
-    y = primitives.sigmoid(a.data)  # 1 / (1 + exp(-x)), computed without overflow
+    """1 / (1 + exp(-x)), computed so that it never overflows: with e = exp(-|x|) <= 1,
+    1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0 (full relative precision in the far
+    left tail too: sigmoid(-40) = 4.2e-18, not 0)."""
+    xp = array_module(a.data)
+    x = a.data
+    e = xp.exp(-xp.abs(x))
+    y = xp.where(x >= 0, 1, e) / (1 + e)
 
     def backward(g):  # d sigmoid(x) = s (1 - s) dx, read off the output
         return (g * y * (1 - y),)
@@ -651,3 +588,76 @@ def where(mask, a, b):
         return (unbroadcast(xp.where(mask, g, zero), x_shape),
                 unbroadcast(xp.where(mask, zero, g), y_shape))
     return record("where", out, (a, b), backward)
+
+
+# -- operands: what every op checks and converts before its forward ---------------------
+
+def _check_same(op, tensors):
+    """Raise unless all tensors share one dtype and one device (no silent promotion)."""
+    first = tensors[0]
+    for t in tensors[1:]:
+        if t.device != first.device:
+            raise RuntimeError(
+                f"{op}: inputs on different devices ({first.device}, {t.device}); use .to(...)"
+            )
+        if t.data.dtype is not first.data.dtype and t.data.dtype != first.data.dtype:
+            raise TypeError(
+                f"{op}: dtypes {first.data.dtype} and {t.data.dtype} differ; minigrad does not "
+                "promote silently: cast one with .astype()"
+            )
+
+
+def _constant(op, value, like):
+    """A non-Tensor operand as a constant Tensor. A Python or NumPy scalar takes the
+    dtype of the tensor beside it (`like`); an array keeps its own (and is checked)."""
+    if isinstance(value, (float, int, np.generic)):
+        if like is None:  # no tensor to follow: the rules of minigrad.tensor()
+            return Tensor(value)
+        dtype = like.data.dtype
+        if dtype.kind in "iu" and not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{op}: a float scalar ({value!r}) with an {dtype} tensor; "
+                            "cast the tensor first, e.g. .astype('float32')")
+        value = np.asarray(value, dtype=dtype if dtype.kind in "fiu" else None)
+        return _make(to_device(value, like.device), like.device)
+    if isinstance(value, np.ndarray):
+        return _make(value)
+    raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
+                    "expected a Tensor, a NumPy array or a Python number")
+
+
+def _operands(op, a, b):
+    """Two operands as Tensors of one dtype and device."""
+    if not isinstance(a, Tensor):
+        a = _constant(op, a, b if isinstance(b, Tensor) else None)
+    if not isinstance(b, Tensor):
+        b = _constant(op, b, a)
+    if a.data.dtype is not b.data.dtype or a.device != b.device:
+        _check_same(op, (a, b))
+    return a, b
+
+
+def _tensors(op, items):
+    """Many operands as Tensors of one dtype and device (for concat, stack, losses, cells)."""
+    if not items:
+        raise ValueError(f"{op}: needs at least one tensor")
+    first = items[0]
+    if isinstance(first, Tensor):  # the common case, checked in one pass: all Tensors, all alike
+        dtype, device = first.data.dtype, first.device
+        for t in items:
+            if not isinstance(t, Tensor) or t.data.dtype != dtype or t.device != device:
+                break
+        else:
+            return list(items)
+    like = next((t for t in items if isinstance(t, Tensor)), None)
+    tensors = [t if isinstance(t, Tensor) else _constant(op, t, like) for t in items]
+    _check_same(op, tensors)
+    return tensors
+
+
+def _python_number(value):
+    """A NumPy scalar as a Python number, which (NEP 50) never changes an array's dtype."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _broadcast_error(op, x, y):
+    return ValueError(f"{op}: shapes {x.shape} and {y.shape} do not broadcast")

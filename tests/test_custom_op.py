@@ -140,3 +140,22 @@ def test_the_readme_example_op_runs_and_its_gradient_is_right():
     x = f64([0.5, -2.0])
     np.testing.assert_array_equal(cube(x).data, [0.125, -8.0])
     assert mg.gradcheck(lambda x: cube(x).sum(), [x])
+
+
+@pytest.mark.parametrize("returned, got", [
+    (lambda g: (g,), "1 gradients"),          # one input forgotten: its gradient would be lost
+    (lambda g: g, "a ndarray"),               # an array, not a tuple of them
+])
+def test_a_backward_that_does_not_return_one_gradient_per_input_is_an_error(returned, got):
+    a, b = f64([1.0, 2.0]), f64([3.0, 4.0])
+    y = mg.record("forgetful", a.data + b.data, (a, b), returned)
+    with pytest.raises(RuntimeError, match=re.escape(
+            f"backward: forgetful's backward returned {got} for 2 input(s); it must return a "
+            "tuple with one gradient (or None) per input")):
+        y.sum().backward()
+    assert a.grad is None and b.grad is None
+
+
+def test_several_outputs_need_a_callable_backward_too():
+    with pytest.raises(TypeError, match=re.escape("pair: record() needs a callable backward")):
+        mg.record("pair", (np.ones(2), np.ones(2)), (f64([1.0, 2.0]),), None)
