@@ -463,10 +463,10 @@ def test_lstm_backward(device, rng, B, H, dtype, d, gc):
     args = [device.put(gh), g_c if gc != "array" else device.put(g_c), *map(device.put, (act, c, tc))]
     if d == "new":
         got_d, got_gc = run("lstm_step_backward", *args)
-    else:  # lstm's: d = D[t]
+    else:  # lstm's: out = G_a[t]
         D = device.empty((3, B, 4 * H), dtype)
-        got_d, got_gc = run("lstm_step_backward", *args, d=D[STEP])
-        assert _same(got_d, D[STEP]), "not written into d="
+        got_d, got_gc = run("lstm_step_backward", *args, out=D[STEP])
+        assert _same(got_d, D[STEP]), "not written into out="
         assert_only_step_written(device, D)
     close(device.get(got_d), expected_d, dtype)
     close(device.get(got_gc), expected_gc, dtype)
@@ -518,8 +518,8 @@ def test_gru_backward(device, rng, B, H, dtype, d):
             before = rng.standard_normal((B, H)).astype(dtype)
             G, gh = in_buffer(device, before)
             expected = expected[:2] + (expected[2] + before,)
-        got = run("gru_step_backward", *args, d_ih=D_ih[STEP], d_hh=D_hh[STEP], gh=gh)
-        assert _same(got[0], D_ih[STEP]) and _same(got[1], D_hh[STEP]), "not written into d_ih=, d_hh="
+        got = run("gru_step_backward", *args, g_a_ih=D_ih[STEP], g_a_hh=D_hh[STEP], g_h=gh)
+        assert _same(got[0], D_ih[STEP]) and _same(got[1], D_hh[STEP]), "not written into g_a_ih=, g_a_hh="
         assert_only_step_written(device, D_ih)
         assert_only_step_written(device, D_hh)
         if gh is not None:

@@ -485,22 +485,22 @@ def lstm_step(act, c, out=(None, None, None)):
 
 
 @wrapper
-def lstm_step_backward(gh, gc, act, c, tc, d=None):
-    """Primitive: lstm_step_backward. The callers pass gc as a (B, H) array (zeros when
+def lstm_step_backward(g_h, g_c, act, c, tc, out=None):
+    """Primitive: lstm_step_backward. The callers pass g_c as a (B, H) array (zeros when
     nothing used c'); None or a scalar 0 is taken as zero without reading it, another
     scalar is broadcast."""
     B, H = _cell_sizes(act, 4)
-    gh, c, tc = (_input(a, act, (B, H)) for a in (gh, c, tc))
-    if gc is None or (np.isscalar(gc) and gc == 0):
-        gc = None
+    g_h, c, tc = (_input(a, act, (B, H)) for a in (g_h, c, tc))
+    if g_c is None or (np.isscalar(g_c) and g_c == 0):
+        g_c = None
     else:
-        gc = _input(devices.array_module(act).asarray(gc, act.dtype) if np.isscalar(gc) else gc,
-                    act, (B, H))
-    d, gc_prev = _output(d, act, (B, 4 * H)), _output(None, act, (B, H))
+        g_c = _input(devices.array_module(act).asarray(g_c, act.dtype) if np.isscalar(g_c) else g_c,
+                     act, (B, H))
+    g_a, g_c_prev = _output(out, act, (B, 4 * H)), _output(None, act, (B, H))
     _launch_1d("lstm_step_backward", act, B * H,
-               (gh, gh if gc is None else gc,  # without gc the kernel reads nothing there: any array
-                _dense(act), c, tc, d, gc_prev, B, H, int(gc is not None)))
-    return d, gc_prev
+               (g_h, g_h if g_c is None else g_c,  # without g_c the kernel reads nothing there: any array
+                _dense(act), c, tc, g_a, g_c_prev, B, H, int(g_c is not None)))
+    return g_a, g_c_prev
 
 
 @wrapper
@@ -514,16 +514,17 @@ def gru_step(a_ih, a_hh, h, out=(None, None, None)):
 
 
 @wrapper
-def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
-    """Primitive: gru_step_backward. gh, if given, is added into (accumulate = 1)."""
+def gru_step_backward(g, a_hh, rz, cand, h, g_a_ih=None, g_a_hh=None, g_h=None):
+    """Primitive: gru_step_backward. g_h, if given, is added into (accumulate = 1)."""
     B, H = _cell_sizes(a_hh, 3)
-    accumulate = int(gh is not None)
+    accumulate = int(g_h is not None)
     g, a_hh, rz, cand, h = (_input(a, a_hh, (B, n * H))
                             for a, n in ((g, 1), (a_hh, 3), (rz, 2), (cand, 1), (h, 1)))
-    d_ih, d_hh, gh = (_output(o, a_hh, (B, n * H)) for o, n in ((d_ih, 3), (d_hh, 3), (gh, 1)))
+    g_a_ih, g_a_hh, g_h = (_output(o, a_hh, (B, n * H))
+                           for o, n in ((g_a_ih, 3), (g_a_hh, 3), (g_h, 1)))
     _launch_1d("gru_step_backward", a_hh, B * H,
-               (g, a_hh, rz, cand, h, d_ih, d_hh, gh, B, H, accumulate))
-    return d_ih, d_hh, gh
+               (g, a_hh, rz, cand, h, g_a_ih, g_a_hh, g_h, B, H, accumulate))
+    return g_a_ih, g_a_hh, g_h
 
 
 # -- window.cu: the recurrence of a whole window in one launch ----------------------------------
@@ -562,16 +563,16 @@ def elman_window(A, Hs, W_hh, relu):
 
 
 @wrapper
-def elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
-    """Primitive: elman_window_backward, in one launch; G is not written (the reference's
+def elman_window_backward(G_h, Hs, A, W_hh, relu, G_a, need_h0):
+    """Primitive: elman_window_backward, in one launch; G_h is not written (the reference's
     scratch)."""
-    sizes, grid, block, shared = _window_plan(G, W_hh, 1, 1, Hs, D)
-    gh0 = _output(None, G, sizes[1:]) if need_h0 else None
+    sizes, grid, block, shared = _window_plan(G_h, W_hh, 1, 1, Hs, G_a)
+    g_h0 = _output(None, G_h, sizes[1:]) if need_h0 else None
     kind = ACTIVATIONS["relu" if relu else "tanh"]  # relu' is read off h: h > 0 where a > 0
-    launch("elman_window_backward", G, grid, block,
-           (G, Hs, _dense(W_hh), D, D if gh0 is None else gh0,  # without need_h0, not written
+    launch("elman_window_backward", G_h, grid, block,
+           (G_h, Hs, _dense(W_hh), G_a, G_a if g_h0 is None else g_h0,  # without need_h0, not written
             *sizes, kind, int(need_h0)), shared_mem=shared)
-    return gh0
+    return g_h0
 
 
 @wrapper
@@ -583,17 +584,17 @@ def lstm_window(A, Hs, Cs, TC, W_hh):
 
 
 @wrapper
-def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
-    """Primitive: lstm_window_backward, in one launch; G is not written (the reference's
+def lstm_window_backward(G_h, g_c, A, Cs, TC, W_hh, G_a, need_h0):
+    """Primitive: lstm_window_backward, in one launch; G_h is not written (the reference's
     scratch)."""
-    sizes, grid, block, shared = _window_plan(G, W_hh, 4, 1, A, Cs, TC, D)
-    gc = _input(gc, G, sizes[1:])
-    gh0 = _output(None, G, sizes[1:]) if need_h0 else None
-    gc0 = _output(None, G, sizes[1:])
-    launch("lstm_window_backward", G, grid, block,
-           (G, gc, A, Cs, TC, _dense(W_hh), D, gc0 if gh0 is None else gh0, gc0, *sizes,
+    sizes, grid, block, shared = _window_plan(G_h, W_hh, 4, 1, A, Cs, TC, G_a)
+    g_c = _input(g_c, G_h, sizes[1:])
+    g_h0 = _output(None, G_h, sizes[1:]) if need_h0 else None
+    g_c0 = _output(None, G_h, sizes[1:])
+    launch("lstm_window_backward", G_h, grid, block,
+           (G_h, g_c, A, Cs, TC, _dense(W_hh), G_a, g_c0 if g_h0 is None else g_h0, g_c0, *sizes,
             int(need_h0)), shared_mem=shared)
-    return gh0, gc0
+    return g_h0, g_c0
 
 
 # -- optim.cu ----------------------------------------------------------------------------------

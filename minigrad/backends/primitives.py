@@ -52,7 +52,7 @@ def activation(x, name, out=None):
     else a new array. The Elman cell's pointwise part: h' = activation(a, "tanh")."""
     xp = array_module(x)
     if name == "sigmoid":
-        y = sigmoid(x)
+        y = _sigmoid(x)
         if out is None:
             return y
         out[...] = y
@@ -79,7 +79,7 @@ def activation_backward(g, saved, name, out=None):
     return xp.multiply(g, saved > 0, out=out)  # relu; NOTE: relu'(0) = 0, as PyTorch
 
 
-def sigmoid(x):
+def _sigmoid(x):
     """1 / (1 + exp(-x)) of an array, computed so that it never overflows.
 
     1 / (1 + exp(-x)) overflows exp for x < -88 in float32. With e = exp(-|x|) <= 1,
@@ -138,8 +138,8 @@ def gate_sigmoid_(a):
 
     NOTE: gates need the sigmoid to absolute precision only (it multiplies a state or a
     candidate), which this form gives with no overflow, in four passes and no temporary.
-    The public sigmoid op keeps `sigmoid` above, which is slower (a where and a division)
-    but also keeps relative precision in the far left tail.
+    The public sigmoid op (ops.sigmoid) is slower (a where and a division) but also keeps
+    relative precision in the far left tail.
     """
     xp = array_module(a)
     a *= 0.5
@@ -173,25 +173,25 @@ def lstm_step(act, c, out=(None, None, None)):
 
 
 @primitive("cells")
-def lstm_step_backward(gh, gc, act, c, tc, d=None):
-    """Back through lstm_step: (g_a (B, 4H), the gradient of the pre-activations, into `d`
-    if given; g_c (B, H), the gradient of c) from gh = dL/dh' and gc = the gradient c' gets
-    directly, with act, c, tc as lstm_step saw and left them:
+def lstm_step_backward(g_h, g_c, act, c, tc, out=None):
+    """Back through lstm_step: (g_a (B, 4H), the gradient of the pre-activations, into `out`
+    if given; g_c_prev (B, H), the gradient of c) from g_h = dL/dh' and g_c = the gradient
+    c' gets directly (from the next step), with act, c, tc as lstm_step saw and left them:
 
-        g_c' = gc + gh o (1 - tanh(c')^2)           (h' = o tanh(c') passes gh on to c')
-        g_a = (g_c' g i (1 - i), g_c' c f (1 - f), g_c' i (1 - g^2), gh tanh(c') o (1 - o))
-        g_c = g_c' f                                (c reaches c' through f only)
+        g_c' = g_c + g_h o (1 - tanh(c')^2)          (h' = o tanh(c') passes g_h on to c')
+        g_a = (g_c' g i (1 - i), g_c' c f (1 - f), g_c' i (1 - g^2), g_h tanh(c') o (1 - o))
+        g_c_prev = g_c' f                            (c reaches c' through f only)
     """
     xp = array_module(act)
     n = act.shape[1] // 4
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
-    gc = gc + gh * o * (1 - tc * tc)          # h' = o tanh(c') passes gh on to c'
-    d = xp.empty_like(act) if d is None else d
-    d[:, :n] = gc * g * i * (1 - i)           # c' = ... + i g
-    d[:, n:2 * n] = gc * c * f * (1 - f)      # c' = f c + ...
-    d[:, 2 * n:3 * n] = gc * i * (1 - g * g)
-    d[:, 3 * n:] = gh * tc * o * (1 - o)
-    return d, gc * f                          # c reaches c' through f only
+    g_c = g_c + g_h * o * (1 - tc * tc)       # all of c' 's gradient
+    g_a = xp.empty_like(act) if out is None else out
+    g_a[:, :n] = g_c * g * i * (1 - i)        # c' = ... + i g
+    g_a[:, n:2 * n] = g_c * c * f * (1 - f)   # c' = f c + ...
+    g_a[:, 2 * n:3 * n] = g_c * i * (1 - g * g)
+    g_a[:, 3 * n:] = g_h * tc * o * (1 - o)
+    return g_a, g_c * f
 
 
 @primitive("cells")
@@ -214,25 +214,25 @@ def gru_step(a_ih, a_hh, h, out=(None, None, None)):
 
 
 @primitive("cells")
-def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
-    """(dL/d a_ih, dL/d a_hh, the gradient h gets directly through z) from g = dL/dh'.
-    d_ih, d_hh: where to write the first two; gh: where to ADD the third (the sequence op
-    gathers the previous state's gradient there)."""
+def gru_step_backward(g, a_hh, rz, cand, h, g_a_ih=None, g_a_hh=None, g_h=None):
+    """(g_a_ih, g_a_hh, the gradient h gets directly through z) from g = dL/dh'.
+    g_a_ih, g_a_hh: where to write the first two; g_h: where to ADD the third (the sequence
+    op gathers the previous state's gradient there)."""
     xp = array_module(g)
     n = a_hh.shape[1] // 3
     r, z, hn = rz[:, :n], rz[:, n:], a_hh[:, 2 * n:]
-    d_ih = xp.empty_like(a_hh) if d_ih is None else d_ih
-    d_hh = xp.empty_like(a_hh) if d_hh is None else d_hh
-    dn = g * (1 - z) * (1 - cand * cand)         # through n = tanh(a_ih,n + r a_hh,n)
-    d_ih[:, 2 * n:] = dn
-    d_hh[:, 2 * n:] = dn * r
-    d_ih[:, :n] = dn * hn * r * (1 - r)          # r scales a_hh,n
-    d_ih[:, n:2 * n] = g * (h - cand) * z * (1 - z)  # h' = n + z (h - n)
-    d_hh[:, :2 * n] = d_ih[:, :2 * n]            # r and z see a_ih + a_hh: the same gradient
-    if gh is None:
-        return d_ih, d_hh, g * z
-    gh += g * z
-    return d_ih, d_hh, gh
+    g_a_ih = xp.empty_like(a_hh) if g_a_ih is None else g_a_ih
+    g_a_hh = xp.empty_like(a_hh) if g_a_hh is None else g_a_hh
+    g_n = g * (1 - z) * (1 - cand * cand)          # through n = tanh(a_ih,n + r a_hh,n)
+    g_a_ih[:, 2 * n:] = g_n
+    g_a_hh[:, 2 * n:] = g_n * r
+    g_a_ih[:, :n] = g_n * hn * r * (1 - r)         # r scales a_hh,n
+    g_a_ih[:, n:2 * n] = g * (h - cand) * z * (1 - z)  # h' = n + z (h - n)
+    g_a_hh[:, :2 * n] = g_a_ih[:, :2 * n]          # r and z see a_ih + a_hh: the same gradient
+    if g_h is None:
+        return g_a_ih, g_a_hh, g * z
+    g_h += g * z
+    return g_a_ih, g_a_hh, g_h
 
 
 # -- window.cu: a whole window's recurrence --------------------------------------------------
@@ -241,14 +241,14 @@ def gru_step_backward(g, a_hh, rz, cand, h, d_ih=None, d_hh=None, gh=None):
 # the step's gates) and the cell's pointwise part. The kernel runs a whole window in one
 # launch where the weights fit in a block's shared memory.
 
-def _pass_back(d, W_hh, G, t, need_h0):
-    """Send d = dL/d(step t's gates) back to the state that entered step t, h_t-1 = h W_hh^T's
-    input: into G[t - 1] (one matmul that adds as it writes); at t = 0 it is h0's gradient
-    (returned, or None when h0 needs none)."""
+def _pass_back(g_a, W_hh, G_h, t, need_h0):
+    """Send g_a = dL/d(step t's gates) back to the state that entered step t (the input of
+    h W_hh^T): into G_h[t - 1] (one matmul that adds as it writes); at t = 0 it is h0's
+    gradient (returned, or None when h0 needs none)."""
     if t:
-        matmul_add(d, W_hh, G[t - 1])
+        matmul_add(g_a, W_hh, G_h[t - 1])
         return None
-    return matmul(d, W_hh) if need_h0 else None
+    return matmul(g_a, W_hh) if need_h0 else None
 
 
 @primitive("window")
@@ -266,22 +266,22 @@ def elman_window(A, Hs, W_hh, relu):
 
 
 @primitive("window")
-def elman_window_backward(G, Hs, A, W_hh, relu, D, need_h0):
+def elman_window_backward(G_h, Hs, A, W_hh, relu, G_a, need_h0):
     """Back through elman_window: for t = T-1 .. 0,
 
-        D[t] = dL/d(pre-activation t) = (G[t] + D[t+1] W_hh) act'(.)
+        G_a[t] = dL/d(pre-activation t) = (G_h[t] + G_a[t+1] W_hh) act'(.)
 
-    G: (T, B, H), G[t] = dL/dh_{t+1} from outside the recurrence; used as scratch (each
-    step's D[t] W_hh is added into G[t - 1]). Hs as the forward left it; A its
-    pre-activations (read for relu only; may be None for tanh). D: (T, B, H), written.
-    Returns dL/dh0 = D[0] W_hh, (B, H), or None when need_h0 is false.
+    G_h: (T, B, H), G_h[t] = dL/dh_{t+1} from outside the recurrence; used as scratch (each
+    step's G_a[t] W_hh is added into G_h[t - 1]). Hs as the forward left it; A its
+    pre-activations (read for relu only; may be None for tanh). G_a: (T, B, H), written.
+    Returns dL/dh0 = G_a[0] W_hh, (B, H), or None when need_h0 is false.
     """
-    carry = None
-    for t in range(len(G) - 1, -1, -1):
+    g_h0 = None
+    for t in range(len(G_h) - 1, -1, -1):
         saved = A[t] if relu else Hs[t + 1]  # relu' reads the input, tanh' the output
-        activation_backward(G[t], saved, "relu" if relu else "tanh", out=D[t])
-        carry = _pass_back(D[t], W_hh, G, t, need_h0)
-    return carry
+        activation_backward(G_h[t], saved, "relu" if relu else "tanh", out=G_a[t])
+        g_h0 = _pass_back(G_a[t], W_hh, G_h, t, need_h0)
+    return g_h0
 
 
 @primitive("window")
@@ -299,19 +299,19 @@ def lstm_window(A, Hs, Cs, TC, W_hh):
 
 
 @primitive("window")
-def lstm_window_backward(G, gc, A, Cs, TC, W_hh, D, need_h0):
+def lstm_window_backward(G_h, g_c, A, Cs, TC, W_hh, G_a, need_h0):
     """Back through lstm_window: for t = T-1 .. 0, lstm_step_backward, then the gates'
-    gradient D[t] sent back to h_t through W_hh.
+    gradient G_a[t] sent back to h_t through W_hh.
 
-    G: (T, B, H) as in elman_window_backward (scratch too); gc: (B, H), the gradient
-    reaching c_T. A, Cs, TC as the forward left them. D: (T, B, 4H), written.
+    G_h: (T, B, H) as in elman_window_backward (scratch too); g_c: (B, H), the gradient
+    reaching c_T. A, Cs, TC as the forward left them. G_a: (T, B, 4H), written.
     Returns (dL/dh0 or None when need_h0 is false, dL/dc0), each (B, H).
     """
-    carry = None
-    for t in range(len(G) - 1, -1, -1):
-        _, gc = lstm_step_backward(G[t], gc, A[t], Cs[t], TC[t], d=D[t])
-        carry = _pass_back(D[t], W_hh, G, t, need_h0)
-    return carry, gc
+    g_h0 = None
+    for t in range(len(G_h) - 1, -1, -1):
+        _, g_c = lstm_step_backward(G_h[t], g_c, A[t], Cs[t], TC[t], out=G_a[t])
+        g_h0 = _pass_back(G_a[t], W_hh, G_h, t, need_h0)
+    return g_h0, g_c
 
 
 # -- optim.cu: an optimizer's update of a whole parameter group ------------------------------

@@ -346,8 +346,8 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
             # h_t-1 reaches h_t directly, through z (added into G_h[t - 1] by the primitive),
             # and through the gates' recurrent product (added by one matmul).
             _, _, g_h_direct = primitives.gru_step_backward(
-                G_h[t], A_hh[t], RZ[t], N[t], Hs[t], d_ih=G_a_ih[t], d_hh=G_a_hh[t],
-                gh=G_h[t - 1] if t else None)
+                G_h[t], A_hh[t], RZ[t], N[t], Hs[t], g_a_ih=G_a_ih[t], g_a_hh=G_a_hh[t],
+                g_h=G_h[t - 1] if t else None)
             if t:
                 matmul_add(G_a_hh[t], W_hh, G_h[t - 1])
             elif need_h0:
