@@ -33,7 +33,7 @@ __device__ void softmax_xent(const T* x, const long long* t, T* losses, T* lse, 
     if (k < K && tid == 0) {
         T log_s = log_t((T)s);
         long long target = t[k];
-        // The twin computes log s - (x_t - m); the same order keeps float32 close to it.
+        // The NumPy reference (primitives.softmax_xent) computes log s - (x_t - m); the same order keeps float32 close to it.
         losses[k] = (target >= 0 && target < C) ? log_s - (row[target] - m) : nan_t<T>();
         lse[k] = m + log_s;
     }

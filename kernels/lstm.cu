@@ -3,11 +3,9 @@
 
 // lstm.cu: the LSTM cell's pointwise part, forward and backward, one kernel each.
 //
-// Primitives: lstm_step and lstm_step_backward. With the gates' pre-activations
-// act = x W_ih^T + b_ih + h W_hh^T + b_hh, (B, 4H), in the order i, f, g, o:
-//     i, f, o = sigmoid(.)    g = tanh(.)
-//     c' = f c + i g          h' = o tanh(c')
-// (the equations, and their derivatives, are lstm.cuh's: window.cu calls them too).
+// Primitives: lstm_step and lstm_step_backward. From the gates' pre-activations
+// act = x W_ih^T + b_ih + h W_hh^T + b_hh, (B, 4H), in the order i, f, g, o, the cell's
+// equations and their derivatives are lstm.cuh's (window.cu calls them too).
 // One thread per (batch row b, hidden unit j), grid-stride over the B * H pairs; thread
 // (b, j) reads gate k of its unit at act[b, k H + j].
 

@@ -86,9 +86,8 @@ __device__ void elman_window_backward(const T* G, const T* Hs, const T* W, T* D,
     if (j < H && need_h0) gh0[(long long)b * H + j] = carry;
 }
 
-// Forward, LSTM (lstm.cuh's equations, gates i, f, g, o): for t = 0 .. T-1,
-//     A[t] += Hs[t] W^T, activated in place: i, f, o = sigmoid(.), g = tanh(.)
-//     Cs[t+1] = f Cs[t] + i g      TC[t] = tanh(Cs[t+1])      Hs[t+1] = o TC[t]
+// Forward, LSTM: for t = 0 .. T-1, A[t] += Hs[t] W^T, then lstm.cuh's cell step on the
+// gates i, f, g, o: A[t] activated in place, Cs[t+1] = c', TC[t] = tanh(c'), Hs[t+1] = h'.
 // Threads k < 4H make the gates (k / H is which); threads j < H then own unit j's cell (c
 // in a register).
 template <typename T>

@@ -105,8 +105,8 @@ class TBPTT:
         sequence of n steps.
 
         Without listing the windows before them: windows begin in order, and update k's window
-        begins at or before k k1 - k2 + 1, so none before update (first + k2 - 1) // k1 + 1
-        begins after `first`.
+        begins at max(1, min(k k1, n) - k2 + 1) <= max(1, k k1 - k2 + 1), so none before update
+        (first + k2 - 1) // k1 + 1 begins after `first`.
         """
         k1, k2 = self.sizes(n)
         found = []
@@ -261,8 +261,9 @@ class _Update:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.losses = []
 
-    def __call__(self, losses, window, retain_graph):
-        total = losses[0] if len(losses) == 1 else stack(losses).sum()
+    def __call__(self, step_losses, window, retain_graph):
+        """step_losses: the scalar loss Tensors of the steps the update sums (rule 2)."""
+        total = step_losses[0] if len(step_losses) == 1 else stack(step_losses).sum()
         if not total.requires_grad:
             raise RuntimeError(f"train_sequence: the loss of the update after step {window.end} "
                                "does not depend on any parameter that requires grad")

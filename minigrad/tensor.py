@@ -193,8 +193,8 @@ def _to_array(data, dtype=None):
     array, or a CuPy array for CuPy data (it stays on its GPU)."""
     if isinstance(data, Tensor):
         data = data.data
-    if hasattr(data, "__cuda_array_interface__"):  # CuPy: checked and converted on the host,
-        data = devices.to_numpy(data)                # then moved back by the caller
+    if devices.device_of(data) != devices.CPU:  # a GPU array: checked and converted on the
+        data = devices.to_numpy(data)             # host, then moved back by the caller
     elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
         raise TypeError("tensor: got a list of Tensors; join them with minigrad.stack(...)")
     if dtype is not None:

@@ -88,7 +88,7 @@ def _round_trip(kernel):
 
 @pytest.fixture
 def emulated_kernels(monkeypatch):
-    """minigrad.cuda with its kernels built for the CPU by tests/emulator.py (skipped, saying
+    """minigrad.backends.cuda with its kernels built for the CPU by tests/emulator.py (skipped, saying
     why, where the emulator cannot build them)."""
     import emulator
 

@@ -21,7 +21,7 @@ def leaf(*shape, dtype=np.float32):
 
 
 def on_cuda(t):
-    """t, pretending to live on another device (only the CPU backend exists today)."""
+    """t, pretending to live on another device (this machine may have no GPU)."""
     t.device = "cuda:0"
     return t
 

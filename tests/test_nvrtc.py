@@ -17,7 +17,7 @@ KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 SOURCES = sorted(KERNELS.glob("*.cu"))
 HEADERS = sorted(KERNELS.glob("*.cuh"))
 ARCHS = ["sm_80", "sm_90"]  # A100, H100
-# minigrad.cuda.compiler's options. Not --device-as-default-execution-space: with it, a helper
+# minigrad.backends.cuda.compiler's options. Not --device-as-default-execution-space: with it, a helper
 # that lacks __device__ compiles here, and then fails in cupy.RawModule on the GPU.
 OPTIONS = ["-std=c++17"]
 _ENTRY = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(')

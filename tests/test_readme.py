@@ -101,7 +101,7 @@ def _kernels_forbidden(monkeypatch):
 
     def forbidden(name):
         def launch(*args, **kwargs):
-            pytest.fail(f"the kernel {name} ran on the CPU; the README says the twins always run there")
+            pytest.fail(f"the kernel {name} ran on the CPU; the README says the NumPy references always run there")
         return launch
     for name in backends.PRIMITIVES:
         monkeypatch.setattr(cuda, name, forbidden(name))
@@ -130,7 +130,7 @@ def _cpu_work():
 def test_the_backend_switch_example_sets_the_paths_it_says(monkeypatch):
     """The switch example, its `...` replaced by a probe: each line sets the path its comment
     says, `with using(...)` only inside its block, and the last line restores "auto". On the
-    CPU the twins always run (README): under every path, no kernel runs and the numbers are
+    CPU the NumPy references always run (README): under every path, no kernel runs and the numbers are
     the same, NumPy's own where NumPy computes them."""
     from minigrad import backends
     _, switch = _gpu_examples()

@@ -22,9 +22,11 @@ import numpy as np
 
 # Families whose path can be forced. "numpy" runs the reference on any array; "kernel" runs
 # our CUDA kernel on GPU arrays; "auto" is our kernel, except that matmul measures.
-# "window" is the recurrence of a whole window of an Elman or LSTM layer (kernels/window.cu,
-# where the weights fit on chip); its reference is the step loop, whose matmuls and pointwise
-# parts follow "matmul" and "cells". Forcing "cells" to "numpy" turns the window kernel off too.
+# "cells" holds the LSTM's and GRU's pointwise steps; the Elman cell's is an activation
+# ("elementwise"). "window" is the recurrence of a whole window of an Elman or LSTM layer
+# (kernels/window.cu, where the weights fit on chip); its reference is the step loop, whose
+# matmuls and pointwise parts follow "matmul", "cells" and "elementwise". Forcing "cells" to
+# "numpy" turns the window kernel off too.
 FAMILIES = ("matmul", "elementwise", "reduce", "loss", "cells", "optim", "window")
 PATHS = ("auto", "kernel", "numpy")
 _paths = dict.fromkeys(FAMILIES, "auto")
