@@ -465,7 +465,7 @@ def softmax_xent_backward(x, t, lse, scale):
 # -- the cells' pointwise parts: lstm.cu, gru.cu (the Elman cell's is `activation`) ---------------
 #
 # One thread per (batch row, hidden unit). Batches are (B, H) states and (B, G*H) gates; the
-# sequence ops pass views of their (T, B, ...) buffers as out=, d= and inputs.
+# sequence ops pass views of their (T, B, ...) buffers as out= (and the like) and as inputs.
 
 def _cell_sizes(gates, count):
     """(B, H) of a (B, count*H) batch of gates; Unsupported for another shape."""
