@@ -132,6 +132,8 @@ class Tape:
         train_sequence runs each call inside one: its step s is labelled base + s.
         Labels given by hand to at_step() are not reserved: keep them out of the blocks' way.
         """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"Tape.steps: n must be an integer >= 0, got {n!r}")
         base = self._labels
         self._labels += n
         try:

@@ -1,5 +1,6 @@
 """The tape and the reverse walk: recording, listing, freeing, time steps, and accumulation."""
 import gc
+import re
 
 import numpy as np
 import pytest
@@ -456,3 +457,11 @@ def test_repr_of_record_and_tape():
     y = x.exp()
     assert repr(y._record).startswith("<Record #") and "exp((2,)) -> (2,)" in repr(y._record)
     assert repr(mg.get_tape()) == "<Tape: 1 records, recording on>"
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, "3", True])
+def test_steps_refuses_a_count_that_is_not_a_non_negative_integer(n):
+    tape = mg.get_tape()
+    with pytest.raises(ValueError, match=re.escape(f"Tape.steps: n must be an integer >= 0, got {n!r}")):
+        with tape.steps(n):
+            pass
