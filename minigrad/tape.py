@@ -20,6 +20,7 @@ and each is one attribute, one loop or one block here:
 """
 import contextlib
 import functools
+import numbers
 import weakref
 
 
@@ -132,10 +133,10 @@ class Tape:
         train_sequence runs each call inside one: its step s is labelled base + s.
         Labels given by hand to at_step() are not reserved: keep them out of the blocks' way.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"Tape.steps: n must be an integer >= 0, got {n!r}")
         base = self._labels
-        self._labels += n
+        self._labels += int(n)
         try:
             yield base
         finally:
