@@ -321,7 +321,7 @@ class _Run:
             x, y = _span(self.inputs, a - 1, b), _span(self.targets, a - 1, b)
         else:
             x, y = _at(self.inputs, a - 1), _at(self.targets, a - 1)
-        with TAPE.at_step(self.base + a, record=record):
+        with TAPE.at_step(self.label(a), record=record):
             out = self.step(state, x, y)
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(f"train_sequence: step must return (new_state, loss), got "

@@ -62,9 +62,7 @@ def record(op, out, inputs, backward):
     if isinstance(out, np.generic):  # NumPy's ufuncs turn 0-d arrays into scalars
         out = np.asarray(out)
     t = _make(out, inputs[0].device)
-    if TAPE.enabled and _any_requires_grad(op, inputs):
-        if not callable(backward):
-            raise TypeError(f"{op}: record() needs a callable backward, got {type(backward).__name__}")
+    if TAPE.enabled and _to_record(op, inputs, backward):
         t._record = TAPE.record(op, inputs, backward, (out.shape,), (out.dtype,))
         t.requires_grad = True
     return t
@@ -74,9 +72,7 @@ def _record_several(op, outs, inputs, backward):
     """record() for an op with several outputs: one record, one Tensor per output."""
     outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outs)
     tensors = tuple(_make(o, inputs[0].device) for o in outs)
-    if TAPE.enabled and _any_requires_grad(op, inputs):
-        if not callable(backward):
-            raise TypeError(f"{op}: record() needs a callable backward, got {type(backward).__name__}")
+    if TAPE.enabled and _to_record(op, inputs, backward):
         rec = TAPE.record(op, inputs, backward,
                           tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
         for slot, t in enumerate(tensors):
@@ -84,14 +80,17 @@ def _record_several(op, outs, inputs, backward):
     return tensors
 
 
-def _any_requires_grad(op, inputs):
-    """Whether some input requires grad; TypeError if one is not a Tensor."""
+def _to_record(op, inputs, backward):
+    """Whether the op goes on the tape: some input requires grad (the tape is on). TypeError
+    if an input is not a Tensor, or if it must be recorded and backward is not callable."""
     wanted = False
     for x in inputs:
         if not isinstance(x, Tensor):
             raise TypeError(f"{op}: every input of record() must be a Tensor, got "
                             f"{type(x).__name__}")
         wanted = wanted or x.requires_grad
+    if wanted and not callable(backward):
+        raise TypeError(f"{op}: record() needs a callable backward, got {type(backward).__name__}")
     return wanted
 
 

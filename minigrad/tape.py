@@ -162,10 +162,7 @@ class Tape:
     # -- looking at it ------------------------------------------------------
 
     def __iter__(self):
-        for ref in self._refs:
-            rec = ref()
-            if rec is not None and rec.backward is not None:
-                yield rec
+        return _live(self._refs)
 
     def newest_first(self):
         """The live records, newest first: the order of the reverse walk (backward.py).
@@ -173,10 +170,7 @@ class Tape:
         A record comes after every record that used one of its outputs, because an op runs
         after the ops that made its inputs. Records freed or made while it runs are left out.
         """
-        for ref in reversed(self._refs):
-            rec = ref()
-            if rec is not None and rec.backward is not None:
-                yield rec
+        return _live(reversed(self._refs))
 
     def __len__(self):
         return sum(1 for _ in self)
@@ -186,6 +180,14 @@ class Tape:
 
     def __str__(self):
         return wengert_list(list(self))
+
+
+def _live(refs):
+    """The records behind weak references `refs`, in their order, less the dead and the freed."""
+    for ref in refs:
+        rec = ref()
+        if rec is not None and rec.backward is not None:
+            yield rec
 
 
 class _AtStep:
