@@ -1,34 +1,55 @@
 """Saving and loading: nested dicts, lists and tuples of arrays and numbers in one `.npz` file.
 
-    minigrad.save("run.npz", model=model.state_dict(), optimizer=opt.state_dict(), step=120)
-    objects = minigrad.load("run.npz")   # {"model": {...}, "optimizer": {...}, "step": 120}
+    minigrad.save("run.npz", model=model, optimizer=opt, step=120)
+    ckpt = minigrad.load("run.npz")      # {"model": {...}, "optimizer": {...}, "step": 120}
+    model.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["optimizer"])
 
-The file is a plain NumPy `.npz` (no pickle, so loading runs no code): each array
-is one entry, and one JSON entry, `__minigrad__`, holds the structure around them
-with numbers, strings, booleans and None in place. Writing is atomic: the file is
-written under a temporary name in the same folder and renamed, so an interrupted
-save leaves the previous file untouched, never half of a new one.
+A checkpoint is a plain NumPy `.npz` (no pickle, so loading runs no code): each array is
+one entry, named by where it sits ("model/lstm.weight_ih_l0", "optimizer/state/0/exp_avg"),
+and one JSON entry, `__minigrad__`, holds the structure around them with numbers, strings,
+booleans and None in place. Writing is atomic: the file is written under a temporary name
+in the same folder and renamed, so an interrupted save leaves the previous file untouched,
+never half of a new one.
 """
 import json
 import os
+import re
 import tempfile
 import zipfile
 from contextlib import contextmanager
 
 import numpy as np
 
+from .backends import devices
+from .nn.modules import Module
+from .optim import Optimizer
+from .tensor import Tensor
+
 _META = "__minigrad__"
-_FORMAT = 1
+# Format 1 named its arrays a0, a1, ...; format 2 names them by their place. The structure
+# entry refers to arrays by name in both, so one reader reads both.
+_FORMAT = 2
+_READS = (1, 2)
 
 
 def save(path, **objects):
-    """Write `objects` (name=value) to `path` atomically. Values: arrays (NumPy), numbers,
-    strings, booleans, None, and dicts (any str or int keys), lists and tuples of them."""
+    """Write `objects` (name=value) to `path` atomically. Values: arrays (NumPy, CuPy),
+    Tensors (their data), Modules and optimizers (their state_dict()), numbers, strings,
+    booleans, None, and dicts (any str or int keys), lists and tuples of them.
+
+    Each array is the entry named by its path in the file: the steps from the top, joined
+    by "/". A str key is written as it is, except that "%", "/", "\\" and control characters
+    become %XX (UTF-8 bytes in hex), and so does the first character of a str that reads as
+    an int ("0" -> "%30"), so that it differs from the int key 0. Int keys and list indices
+    are written as numbers. Two places never get the same name.
+    """
+    if _META in objects:
+        raise ValueError(f"save: {path}: the name {_META} is minigrad's own entry; choose another")
     arrays = {}
-    structure = {name: _encode(value, arrays, name) for name, value in objects.items()}
-    meta = json.dumps({"format": _FORMAT, "objects": structure})
+    structure = {name: _encode(value, arrays, _segment(name)) for name, value in objects.items()}
+    arrays[_META] = np.array(json.dumps({"format": _FORMAT, "objects": structure}))
     with atomic_file(path, "wb") as f:
-        np.savez(f, **arrays, **{_META: np.array(meta)})
+        _write_npz(f, arrays)
 
 
 @contextmanager
@@ -59,58 +80,104 @@ def atomic_file(path, mode="w"):
 
 
 def load(path):
-    """Read what `save` wrote: {name: value}. A file that is not one raises ValueError."""
-    if os.path.isdir(path):
-        raise OSError(f"load: cannot read {path}: it is a directory")
-    if not os.path.exists(path):
-        raise OSError(f"load: cannot read {path}: No such file or directory")
+    """Read what `save` wrote: {name: value}, with arrays as NumPy arrays and Modules,
+    optimizers and Tensors as what they were saved as (state dicts, arrays).
+    A file that is not one raises ValueError."""
+    with _open(path, "load") as file:
+        try:
+            if not zipfile.is_zipfile(file):
+                raise ValueError("not an .npz file")
+            file.seek(0)
+            with np.load(file, allow_pickle=False) as f:
+                if _META not in f.files:
+                    raise ValueError("no minigrad structure in it")
+                meta = json.loads(str(f[_META]))
+                if not isinstance(meta, dict) or not isinstance(meta.get("objects"), dict):
+                    raise ValueError("its structure entry is malformed")
+                if meta.get("format") not in _READS:
+                    raise ValueError(f"format {meta.get('format')!r}; this minigrad reads formats "
+                                     f"{' and '.join(map(str, _READS))}")
+                arrays = {name: f[name] for name in f.files if name != _META}
+                return {name: _decode(value, arrays) for name, value in meta["objects"].items()}
+        except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"load: {path} is not a readable minigrad file ({e})") from None
+
+
+# -- the pieces ----------------------------------------------------------------------
+
+def _open(path, op):
+    """`path` opened for reading bytes; an OSError in one sentence naming it if it cannot be."""
+    if os.path.isdir(path):  # open() says "Is a directory" on Linux only
+        raise OSError(f"{op}: cannot read {path}: it is a directory")
     try:
-        with open(path, "rb"):  # an unreadable file is an OSError here, not "not an .npz file"
-            pass
+        return open(path, "rb")
     except OSError as e:
-        raise OSError(f"load: cannot read {path}: {e.strerror}") from None
-    try:
-        if not zipfile.is_zipfile(path):
-            raise ValueError("not an .npz file")
-        with np.load(path, allow_pickle=False) as f:
-            if _META not in f.files:
-                raise ValueError("no minigrad structure in it")
-            meta = json.loads(str(f[_META]))
-            if not isinstance(meta, dict) or not isinstance(meta.get("objects"), dict):
-                raise ValueError("its structure entry is malformed")
-            if meta.get("format") != _FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected {_FORMAT}")
-            arrays = {name: f[name] for name in f.files if name != _META}
-            return {name: _decode(value, arrays) for name, value in meta["objects"].items()}
-    except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"load: {path} is not a readable minigrad file ({e})") from None
+        raise OSError(f"{op}: cannot read {path}: {e.strerror}") from None
 
 
-def _encode(value, arrays, where):
-    """The JSON form of value; arrays go into `arrays` and are referenced by key."""
+def _host(value):
+    """value as a NumPy array if it is an array (NumPy, CuPy, a Tensor's data), else None."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__cuda_array_interface__"):
+        return devices.to_numpy(value)
+    return None
+
+
+# What a str key cannot hold as it is in an entry's name: the separator, the escape, and
+# what zipfile changes in a member's name (NUL cuts it, "\\" is "/" on Windows) or cannot
+# encode (lone surrogates).
+_ESCAPED = re.compile(r"[%/\\\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _percent(char):
+    return "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
+
+
+def _segment(key):
+    """One step of an entry's name (see `save`)."""
+    if isinstance(key, int):
+        return str(key)
+    text = _ESCAPED.sub(lambda m: _percent(m[0]), key)
+    if re.fullmatch(r"-?[0-9]+", text):
+        text = _percent(text[0]) + text[1:]
+    return text
+
+
+def _encode(value, arrays, name):
+    """The JSON form of value; arrays go into `arrays` under their entry's name."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"save: {where}: arrays of dtype {value.dtype} are not supported")
-        key = f"a{len(arrays)}"
-        arrays[key] = value
-        return {"array": key}
+    if isinstance(value, (Module, Optimizer)):
+        return _encode(value.state_dict(), arrays, name)
+    array = _host(value)
+    if array is not None:
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"save: {name}: arrays of dtype {array.dtype} are not supported")
+        arrays[name] = array
+        return {"array": name}
     if isinstance(value, dict):
         for k in value:
             if not isinstance(k, (str, int)) or isinstance(k, bool):
-                raise TypeError(f"save: {where}: dict keys must be str or int, got {k!r}")
-        return {"dict": [[k, _encode(v, arrays, f"{where}.{k}")] for k, v in value.items()]}
+                raise TypeError(f"save: {name}: dict keys must be str or int, got {k!r}")
+        return {"dict": [[k, _encode(v, arrays, f"{name}/{_segment(k)}")] for k, v in value.items()]}
     if isinstance(value, (list, tuple)):
-        items = [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_encode(v, arrays, f"{name}/{i}") for i, v in enumerate(value)]
         return {"tuple" if isinstance(value, tuple) else "list": items}
-    if hasattr(value, "shape") and callable(getattr(value, "get", None)):  # a CuPy array
-        return _encode(value.get(), arrays, where)
-    raise TypeError(f"save: {where}: cannot save a {type(value).__name__}")
+    raise TypeError(f"save: {name}: cannot save a {type(value).__name__}")
+
+
+def _write_npz(f, arrays):
+    """What np.savez(f, **arrays) writes, without its keywords: they would take an entry
+    named `file` or `allow_pickle` for themselves."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, array in arrays.items():
+            with z.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 def _decode(value, arrays):

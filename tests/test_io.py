@@ -1,10 +1,12 @@
-"""minigrad.io: save/load round trips of nested structures, the file format, errors, atomic writes.
+"""minigrad.io: save/load round trips of nested structures, the file format and its entry names,
+errors, atomic writes.
 
 A round trip must give back exactly what went in: the same container types (tuples
 stay tuples, int keys stay ints), the same numbers (nan, inf, -0.0, 128-bit ints),
 and arrays with the same dtype, shape and bits. The file must be a plain .npz that
-NumPy reads without pickle, and a failed or interrupted write must leave the
-previous file exactly as it was, with no temporary file left behind.
+NumPy reads without pickle, with each array under a name that says where it sits, and a
+failed or interrupted write must leave the previous file exactly as it was, with no
+temporary file left behind. Files of format 1 (arrays named a0, a1, ...) still load.
 """
 import json
 import math
@@ -167,23 +169,103 @@ def test_the_file_is_a_plain_npz_readable_without_pickle(tmp_path):
         assert "__minigrad__" in names
         structure = json.loads(str(f["__minigrad__"]))
         arrays = [f[n] for n in names if n != "__minigrad__"]
-    assert structure["format"] == 1 and set(structure["objects"]) == {"w", "meta"}
-    assert len(arrays) == 1
+    assert structure["format"] == 2 and set(structure["objects"]) == {"w", "meta"}
+    assert names == ["__minigrad__", "w"]
     np.testing.assert_array_equal(arrays[0], np.arange(3.0))
 
 
 def test_save_and_load_are_exported_at_the_top_level():
-    assert mg.save is minigrad.io.save and mg.load is minigrad.io.load
-    assert "save" in mg.__all__ and "load" in mg.__all__
+    for name in ("save", "load"):
+        assert getattr(mg, name) is getattr(minigrad.io, name) and name in mg.__all__
+
+
+def test_a_file_of_format_1_still_loads(tmp_path):
+    # As format 1 wrote it (before entries were named by their place): arrays a0, a1, ...
+    # in the order of the walk, and the same structure entry.
+    structure = {"format": 1, "objects": {"model": {"dict": [["w", {"array": "a0"}]]},
+                                          "steps": {"list": [{"array": "a1"}, {"tuple": [1, None]}]},
+                                          "k": {"dict": [[3, "x"]]}}}
+    path = tmp_path / "v1.npz"
+    np.savez(path, a0=np.arange(3.0), a1=np.arange(2), __minigrad__=np.array(json.dumps(structure)))
+    same(load(path), {"model": {"w": np.arange(3.0)}, "steps": [np.arange(2), (1, None)], "k": {3: "x"}})
+
+
+# -- entry names ----------------------------------------------------------------------
+
+def entry_names(path):
+    with np.load(path, allow_pickle=False) as f:
+        return sorted(f.files)
+
+
+def test_a_module_an_optimizer_and_tensors_are_saved_as_their_state_by_name(tmp_path):
+    model = nn.Linear(3, 2, dtype="float64", rng=1)
+    opt = optim.Adam(model.parameters(), lr=0.05)
+    model(mg.tensor(np.ones((1, 3)))).sum().backward()
+    opt.step()
+    h = mg.tensor(np.arange(4.0), requires_grad=True)
+    path = tmp_path / "ckpt.npz"
+    save(path, model=model, optimizer=opt, step=1, h=h, hs=[h.detach(), mg.tensor([1, 2])])
+    save(tmp_path / "dicts.npz", model=model.state_dict(), optimizer=opt.state_dict(), step=1,
+         h=h.numpy(), hs=[h.numpy(), mg.tensor([1, 2]).numpy()])
+    assert entry_names(path) == ["__minigrad__", "h", "hs/0", "hs/1", "model/bias", "model/weight",
+                                 "optimizer/state/0/exp_avg", "optimizer/state/0/exp_avg_sq",
+                                 "optimizer/state/1/exp_avg", "optimizer/state/1/exp_avg_sq"]
+    loaded = load(path)
+    same(loaded, load(tmp_path / "dicts.npz"))     # the same as saving the state dicts
+    same(loaded["model"], model.state_dict())
+    same(loaded["optimizer"], opt.state_dict())
+
+
+@pytest.mark.parametrize("key, name", [
+    ("lstm.weight_ih_l0", "d/lstm.weight_ih_l0"),
+    ("a/b", "d/a%2Fb"),                   # the separator
+    ("%", "d/%25"), ("%2F", "d/%252F"),   # the escape itself
+    (0, "d/0"), ("0", "d/%30"),           # an int key and the str that reads as it
+    (-1, "d/-1"), ("-1", "d/%2D1"), ("007", "d/%3007"), ("1.5", "d/1.5"),
+    ("", "d/"),
+    ("back\\slash", "d/back%5Cslash"),   # zipfile reads "\\" as "/" on Windows
+    ("nul\x00", "d/nul%00"), ("tab\t", "d/tab%09"),   # zipfile cuts a name at NUL
+    ("é", "d/é"), ("\ud800", "d/%ED%A0%80"),           # a lone surrogate has no UTF-8
+])
+def test_an_entry_is_named_by_its_path_with_ambiguous_characters_escaped(tmp_path, key, name):
+    path = tmp_path / "x.npz"
+    save(path, d={key: np.arange(2)})
+    assert entry_names(path) == ["__minigrad__", name]
+    same(load(path), {"d": {key: np.arange(2)}})
+
+
+def test_places_that_look_alike_get_different_names(tmp_path):
+    value = {"a/b": np.zeros(1), "a": {"b": np.ones(1)}, 0: np.full(1, 2.0), "0": np.full(1, 3.0),
+             "%30": np.full(1, 4.0), "x": [np.full(1, 5.0)], "y": {0: np.full(1, 6.0)}}
+    path = tmp_path / "x.npz"
+    save(path, v=value, **{"v/a": {"b": np.full(1, 7.0)}})
+    assert len(entry_names(path)) == 1 + 8
+    same(load(path), {"v": value, "v/a": {"b": np.full(1, 7.0)}})
+
+
+def test_top_level_names_that_np_savez_would_take_as_its_own_arguments(tmp_path):
+    path = tmp_path / "x.npz"
+    objects = {"file": np.ones(1), "allow_pickle": np.zeros(1), "args": np.arange(1)}
+    save(path, **objects)
+    assert entry_names(path) == ["__minigrad__", "allow_pickle", "args", "file"]
+    same(load(path), objects)
+
+
+def test_the_structure_entry_name_is_refused_as_a_top_level_name(tmp_path):
+    path = tmp_path / "x.npz"
+    with pytest.raises(ValueError, match=re.escape(f"save: {path}: the name __minigrad__ is minigrad's own")):
+        save(path, **{"__minigrad__": np.ones(1)})
+    assert os.listdir(tmp_path) == []
 
 
 # -- what cannot be saved -----------------------------------------------------------
 
 @pytest.mark.parametrize("objects, where", [
-    (dict(a={"x": object()}), "a.x"),
-    (dict(a=[1, {"k": {1, 2}}]), "a[1].k"),
-    (dict(b=(1, 2, 3j)), "b[2]"),
-    (dict(c={7: [b"bytes"]}), "c.7[0]"),
+    (dict(a={"x": object()}), "a/x"),
+    (dict(a=[1, {"k": {1, 2}}]), "a/1/k"),
+    (dict(b=(1, 2, 3j)), "b/2"),
+    (dict(c={7: [b"bytes"]}), "c/7/0"),
+    (dict(d={"a/b": {"0": None, "x": mg.optim}}), "d/a%2Fb/x"),
 ])
 def test_unsupported_values_raise_a_type_error_naming_where(tmp_path, objects, where):
     with pytest.raises(TypeError, match=re.escape(f"save: {where}: cannot save a ")):
@@ -194,7 +276,7 @@ def test_unsupported_values_raise_a_type_error_naming_where(tmp_path, objects, w
 @pytest.mark.parametrize("array", [np.array([1, "x"], dtype=object), np.array(["a", "b"]),
                                    np.array([1 + 2j]), np.array(["2020-01-01"], "datetime64[D]")])
 def test_arrays_that_would_need_pickle_or_are_not_numbers_are_rejected(tmp_path, array):
-    with pytest.raises(TypeError, match=re.escape(f"save: w.a: arrays of dtype {array.dtype} are not")):
+    with pytest.raises(TypeError, match=re.escape(f"save: w/a: arrays of dtype {array.dtype} are not")):
         save(tmp_path / "x.npz", w={"a": array})
 
 
@@ -217,10 +299,10 @@ def test_an_error_while_saving_leaves_the_previous_file_and_no_temporary(tmp_pat
     path = tmp_path / "ckpt.npz"
     before = write_previous(path)
 
-    def failing_savez(f, **arrays):
-        f.write(b"PK\x03\x04 half of a zip")   # some bytes reach the temporary file first
+    def failing_write(f, array, **options):
+        f.write(b"\x93NUMPY half an array")   # some bytes reach the temporary file first
         raise OSError("disk full")
-    monkeypatch.setattr(minigrad.io.np, "savez", failing_savez)
+    monkeypatch.setattr(minigrad.io.np.lib.format, "write_array", failing_write)
     with pytest.raises(OSError, match="disk full"):
         save(path, step=2, w=np.zeros(4))
     assert path.read_bytes() == before
@@ -334,8 +416,8 @@ def test_an_npz_without_the_minigrad_structure_is_a_value_error(tmp_path):
 
 def test_an_npz_of_another_format_version_is_a_value_error(tmp_path):
     path = tmp_path / "future.npz"
-    np.savez(path, __minigrad__=np.array(json.dumps({"format": 2, "objects": {}})))
-    with pytest.raises(ValueError, match="format 2, expected 1"):
+    np.savez(path, __minigrad__=np.array(json.dumps({"format": 3, "objects": {}})))
+    with pytest.raises(ValueError, match="format 3; this minigrad reads formats 1 and 2"):
         load(path)
 
 
@@ -345,3 +427,4 @@ def test_a_malformed_structure_entry_is_a_value_error(tmp_path, structure):
     np.savez(path, __minigrad__=np.array(structure))
     with pytest.raises(ValueError, match="structure entry is malformed"):
         load(path)
+
