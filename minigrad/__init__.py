@@ -4,7 +4,7 @@ import numpy as _np
 from . import bptt, nn, optim, viz
 from .backward import backward
 from .gradcheck import GradcheckError, gradcheck
-from .io import load, save
+from .io import load, load_safetensors, save, save_safetensors
 from .ops import concat, record, stack, unbroadcast, where
 from .tape import Record, Tape, get_tape, is_grad_enabled, no_grad
 from .tensor import (Tensor, arange, ones, ones_like, rand, randn, tensor, zeros,
@@ -19,5 +19,5 @@ __all__ = [
     "Tensor", "tensor", "zeros", "ones", "zeros_like", "ones_like", "arange", "randn", "rand",
     "concat", "stack", "where", "unbroadcast", "record", "backward", "gradcheck", "GradcheckError",
     "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64",
-    "nn", "optim", "bptt", "viz", "save", "load",
+    "nn", "optim", "bptt", "viz", "save", "load", "save_safetensors", "load_safetensors",
 ]

@@ -1,4 +1,5 @@
-"""Saving and loading: nested dicts, lists and tuples of arrays and numbers in one `.npz` file.
+"""Saving and loading: checkpoints (nested dicts, lists and tuples of arrays and numbers in one
+`.npz` file) and safetensors files (flat {name: array}, the format PyTorch's tools share).
 
     minigrad.save("run.npz", model=model, optimizer=opt, step=120)
     ckpt = minigrad.load("run.npz")      # {"model": {...}, "optimizer": {...}, "step": 120}
@@ -19,6 +20,8 @@ import zipfile
 from contextlib import contextmanager
 
 import numpy as np
+import safetensors
+import safetensors.numpy
 
 from .backends import devices
 from .nn.modules import Module
@@ -101,6 +104,67 @@ def load(path):
                 return {name: _decode(value, arrays) for name, value in meta["objects"].items()}
         except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"load: {path} is not a readable minigrad file ({e})") from None
+
+
+# -- safetensors ---------------------------------------------------------------------
+
+def save_safetensors(path, tensors, metadata=None):
+    """Write arrays to `path` as a safetensors file (what PyTorch's and Hugging Face's tools
+    read: safetensors.torch.load_file), atomically.
+
+    tensors:  a Module (its state_dict()) or a dict {str name: NumPy or CuPy array, or Tensor}
+    metadata: None or a dict {str: str}, kept in the file's header
+    dtypes:   booleans, integers (8 to 64 bits), float16, float32, float64
+    """
+    if isinstance(tensors, Module):
+        tensors = tensors.state_dict()
+    if not isinstance(tensors, dict):
+        raise TypeError(f"save_safetensors: expected a Module or a dict of arrays, got "
+                        f"{type(tensors).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"save_safetensors: metadata must be a dict of str to str, got a "
+                        f"{type(metadata).__name__}")
+    for k, v in (metadata or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"save_safetensors: metadata must be a dict of str to str, got {k!r}: {v!r}")
+    arrays = {}
+    for name, value in tensors.items():
+        if not isinstance(name, str) or name == "__metadata__":
+            raise TypeError(f"save_safetensors: names are strings other than '__metadata__' "
+                            f"(the header's), got {name!r}")
+        array = _host(value)
+        if array is None:
+            raise TypeError(f"save_safetensors: {name}: expected an array or a Tensor, got "
+                            f"{type(value).__name__}")
+        if array.dtype.kind not in "biuf" or array.itemsize > 8:
+            raise TypeError(f"save_safetensors: {name}: dtype {array.dtype} is not supported "
+                            f"(booleans, integers, float16, float32 and float64 are)")
+        # NOTE: safetensors.numpy copies an array's memory as it lies, strides ignored: a
+        # transposed view would be written scrambled. Contiguous first (not ascontiguousarray:
+        # it makes a 0-d array 1-d).
+        arrays[name] = np.asarray(array, order="C")
+    data = safetensors.numpy.save(arrays, metadata=metadata)
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+def load_safetensors(path):
+    """Read a safetensors file: {name: NumPy array}, in name order.
+
+    NOTE: name order because the file keeps none: its header is a JSON object, which
+    writers sort by name, and its data lies sorted by dtype; the library returns neither.
+    dtypes NumPy lacks (bfloat16, float8) are a ValueError; the metadata is not returned.
+    """
+    with _open(path, "load_safetensors") as f:
+        data = f.read()
+    try:
+        arrays = safetensors.numpy.load(data)
+    except safetensors.SafetensorError as e:
+        raise ValueError(f"load_safetensors: {path} is not a readable safetensors file ({e})") from None
+    except KeyError as e:  # a dtype that safetensors.numpy has no NumPy dtype for
+        raise ValueError(f"load_safetensors: {path} holds arrays of dtype {e.args[0]}, "
+                         f"which NumPy has no dtype for") from None
+    return dict(sorted(arrays.items()))
 
 
 # -- the pieces ----------------------------------------------------------------------
@@ -192,4 +256,4 @@ def _decode(value, arrays):
     return [_decode(v, arrays) for v in value["list"]]
 
 
-__all__ = ["save", "load", "atomic_file"]
+__all__ = ["save", "load", "save_safetensors", "load_safetensors", "atomic_file"]

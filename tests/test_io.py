@@ -1,5 +1,5 @@
 """minigrad.io: save/load round trips of nested structures, the file format and its entry names,
-errors, atomic writes.
+errors, atomic writes; safetensors files.
 
 A round trip must give back exactly what went in: the same container types (tuples
 stay tuples, int keys stay ints), the same numbers (nan, inf, -0.0, 128-bit ints),
@@ -7,20 +7,26 @@ and arrays with the same dtype, shape and bits. The file must be a plain .npz th
 NumPy reads without pickle, with each array under a name that says where it sits, and a
 failed or interrupted write must leave the previous file exactly as it was, with no
 temporary file left behind. Files of format 1 (arrays named a0, a1, ...) still load.
+
+safetensors: round trips, a Module through a file, a file written by PyTorch's tooling
+(tests/torch_reference/make_safetensors.py), and what cannot be written or read.
 """
 import json
 import math
 import os
 import re
 import stat
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors
 
 import minigrad as mg
 import minigrad.io
 from minigrad import nn, optim
-from minigrad.io import atomic_file, load, save
+from minigrad.io import atomic_file, load, load_safetensors, save, save_safetensors
 from minigrad.nn import functional as F
 
 
@@ -175,7 +181,7 @@ def test_the_file_is_a_plain_npz_readable_without_pickle(tmp_path):
 
 
 def test_save_and_load_are_exported_at_the_top_level():
-    for name in ("save", "load"):
+    for name in ("save", "load", "save_safetensors", "load_safetensors"):
         assert getattr(mg, name) is getattr(minigrad.io, name) and name in mg.__all__
 
 
@@ -348,6 +354,7 @@ def test_a_saved_file_gets_the_permissions_of_an_ordinary_new_file(tmp_path, uma
     old = os.umask(umask)
     try:
         save(tmp_path / "ckpt.npz", a=1)
+        save_safetensors(tmp_path / "w.safetensors", {"a": np.zeros(1)})  # the library's own: 0600
         with atomic_file(tmp_path / "plot.png", "wb") as f:
             f.write(b"png")
         with open(tmp_path / "reference", "w") as f:
@@ -357,6 +364,7 @@ def test_a_saved_file_gets_the_permissions_of_an_ordinary_new_file(tmp_path, uma
     expected = stat.S_IMODE(os.stat(tmp_path / "reference").st_mode)
     assert expected == 0o666 & ~umask
     assert stat.S_IMODE(os.stat(tmp_path / "ckpt.npz").st_mode) == expected
+    assert stat.S_IMODE(os.stat(tmp_path / "w.safetensors").st_mode) == expected
     assert stat.S_IMODE(os.stat(tmp_path / "plot.png").st_mode) == expected
 
 
@@ -428,3 +436,150 @@ def test_a_malformed_structure_entry_is_a_value_error(tmp_path, structure):
     with pytest.raises(ValueError, match="structure entry is malformed"):
         load(path)
 
+
+# -- safetensors --------------------------------------------------------------------
+
+REFERENCE = Path(__file__).parent / "torch_reference" / "torch_written.safetensors"
+
+SAFETENSORS_ARRAYS = {**{k: v for k, v in ARRAYS.items()},
+                      **{f"{t.__name__}": np.arange(-3, 3).astype(t) for t in
+                         (np.int8, np.int16, np.int32, np.uint16, np.uint32, np.uint64)}}
+
+
+def test_safetensors_round_trip_keeps_names_dtypes_shapes_and_bits(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_safetensors(path, SAFETENSORS_ARRAYS, metadata={"format": "np", "note": "ünïcode"})
+    loaded = load_safetensors(path)
+    assert list(loaded) == sorted(SAFETENSORS_ARRAYS)           # name order
+    for name, array in SAFETENSORS_ARRAYS.items():
+        same(loaded[name], array)
+        assert loaded[name].flags.writeable
+    with safetensors.safe_open(path, framework="np") as f:
+        assert f.metadata() == {"format": "np", "note": "ünïcode"}
+
+
+def test_safetensors_saves_views_by_value_and_tensors_by_their_data(tmp_path):
+    base = np.arange(24, dtype=np.float64).reshape(4, 6)
+    t = mg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    tensors = {"t": base.T, "strided": base[::2, 1::3], "fortran": np.asfortranarray(base),
+               "big_endian": base.astype(">f4"), "scalar": np.float32(2.5),
+               "tensor": t, "tensor_view": t.T, "ints": mg.tensor([1, 2], dtype="int64")}
+    save_safetensors(tmp_path / "w.safetensors", tensors)
+    loaded = load_safetensors(tmp_path / "w.safetensors")
+    for name, value in tensors.items():
+        expected = value.numpy() if isinstance(value, mg.Tensor) else np.asarray(value)
+        assert loaded[name].dtype == expected.dtype.newbyteorder("=") and loaded[name].shape == expected.shape
+        np.testing.assert_array_equal(loaded[name], expected)
+
+
+class TwoLayers(nn.Module):
+    def __init__(self, rng):
+        self.encoder = nn.Linear(3, 4, dtype="float64", rng=rng)
+        self.decoder = nn.Linear(4, 2, dtype="float64", rng=rng + 1)
+
+
+def test_a_module_saved_as_safetensors_loads_into_a_fresh_one(tmp_path):
+    model, fresh = TwoLayers(rng=0), TwoLayers(rng=10)
+    save_safetensors(tmp_path / "model.safetensors", model)
+    loaded = load_safetensors(tmp_path / "model.safetensors")
+    assert sorted(loaded) == sorted(model.state_dict())
+    fresh.load_state_dict(loaded)
+    for (name, a), (other, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
+        assert name == other
+        same(a, b)
+
+
+def test_a_file_written_by_pytorch_loads_with_its_names_dtypes_shapes_and_values():
+    # tests/torch_reference/make_safetensors.py wrote it with safetensors.torch.save_file.
+    expected = {
+        "ids": np.arange(6, dtype=np.int64).reshape(2, 3),
+        "lstm.bias_ih_l0": np.array([0.0, 1.0, 2.0, 3.0]),
+        "lstm.weight_ih_l0": np.arange(12, dtype=np.float32).reshape(4, 3),
+        "mask": np.array([True, False, True]),
+        "pixels": np.array([[250, 251], [252, 253]], np.uint8),
+        "small": np.array([-1, 0, 1], np.int8),
+        "step": np.array(7, np.int32),
+    }
+    loaded = load_safetensors(REFERENCE)
+    assert list(loaded) == list(expected)
+    for name, array in expected.items():
+        same(loaded[name], array)
+
+
+@pytest.mark.parametrize("array", [np.zeros(2, np.complex128), np.zeros(2, np.longdouble),
+                                   np.array(["a"]), np.array([None]), np.array(["2020-01-01"], "datetime64[D]")])
+def test_safetensors_refuses_other_dtypes_naming_the_entry(tmp_path, array):
+    with pytest.raises(TypeError, match=re.escape(f"save_safetensors: w: dtype {array.dtype} is not supported")):
+        save_safetensors(tmp_path / "w.safetensors", {"ok": np.zeros(1), "w": array})
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("tensors, metadata, message", [
+    ([np.zeros(1)], None, "expected a Module or a dict of arrays, got list"),
+    ({"w": [1.0, 2.0]}, None, "w: expected an array or a Tensor, got list"),
+    ({3: np.zeros(1)}, None, "names are strings other than '__metadata__' (the header's), got 3"),
+    ({"__metadata__": np.zeros(1)}, None, "names are strings other than '__metadata__' (the header's), "
+                                           "got '__metadata__'"),
+    ({"w": np.zeros(1)}, "text", "metadata must be a dict of str to str, got a str"),
+    ({"w": np.zeros(1)}, {"epoch": 3}, "metadata must be a dict of str to str, got 'epoch': 3"),
+    ({"w": np.zeros(1)}, {1: "x"}, "metadata must be a dict of str to str, got 1: 'x'"),
+])
+def test_safetensors_refuses_what_it_cannot_write_in_one_sentence(tmp_path, tensors, metadata, message):
+    with pytest.raises(TypeError, match=re.escape(f"save_safetensors: {message}")):
+        save_safetensors(tmp_path / "w.safetensors", tensors, metadata=metadata)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_safetensors_save_leaves_the_previous_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_safetensors(path, {"w": np.arange(3.0)})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        save_safetensors(path, {"w": np.zeros(3, np.complex64)})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["w.safetensors"]
+
+
+def test_loading_a_missing_or_a_directory_safetensors_path_is_an_os_error(tmp_path):
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(OSError, match=re.escape(f"load_safetensors: cannot read {missing}: No such file")):
+        load_safetensors(missing)
+    with pytest.raises(OSError, match=re.escape(f"load_safetensors: cannot read {tmp_path}: it is a directory")):
+        load_safetensors(tmp_path)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_safetensors_file_is_an_os_error(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_safetensors(path, {"w": np.zeros(1)})
+    path.chmod(0)
+    with pytest.raises(OSError, match=re.escape(f"load_safetensors: cannot read {path}: Permission denied")):
+        load_safetensors(path)
+
+
+def corrupt_files(tmp_path):
+    data = REFERENCE.read_bytes()
+    yield "text", b"not a safetensors file\n"
+    yield "empty", b""
+    for keep in (4, 8, 40, len(data) - 1):
+        yield f"truncated to {keep}", data[:keep]
+    yield "a bad header", data[:8] + b"{" * (len(data) - 8)
+    save(tmp_path / "ckpt.npz", w=np.zeros(3))
+    yield "an .npz", (tmp_path / "ckpt.npz").read_bytes()
+
+
+def test_a_corrupt_safetensors_file_is_a_value_error_naming_the_path(tmp_path):
+    path = tmp_path / "w.safetensors"
+    for what, data in corrupt_files(tmp_path):
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=re.escape(f"load_safetensors: {path} is not a readable safetensors file")):
+            load_safetensors(path)
+
+
+def test_a_dtype_numpy_lacks_is_a_value_error_naming_it(tmp_path):
+    # A bfloat16 entry, as PyTorch writes one: 8 bytes of header length, the JSON header, the data.
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x80\x3f\x00\x40")
+    with pytest.raises(ValueError, match=re.escape(f"load_safetensors: {path} holds arrays of dtype BF16, "
+                                                   "which NumPy has no dtype for")):
+        load_safetensors(path)
