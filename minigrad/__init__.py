@@ -7,8 +7,8 @@ from .gradcheck import GradcheckError, gradcheck
 from .io import load, load_safetensors, save, save_safetensors
 from .ops import concat, record, stack, unbroadcast, where
 from .tape import Record, Tape, get_tape, is_grad_enabled, no_grad
-from .tensor import (Tensor, arange, ones, ones_like, rand, randn, tensor, zeros,
-                     zeros_like)
+from .tensor import (Tensor, arange, from_dlpack, ones, ones_like, rand, randn, tensor,
+                     zeros, zeros_like)
 
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)
@@ -20,4 +20,5 @@ __all__ = [
     "concat", "stack", "where", "unbroadcast", "record", "backward", "gradcheck", "GradcheckError",
     "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64",
     "nn", "optim", "bptt", "viz", "save", "load", "save_safetensors", "load_safetensors",
+    "from_dlpack",
 ]

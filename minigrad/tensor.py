@@ -113,6 +113,27 @@ class Tensor:
         """A new leaf on the same data, cut off from the graph (requires_grad=False)."""
         return _make(self.data, self.device)
 
+    # -- DLPack: the same memory, seen by NumPy, CuPy, PyTorch, JAX -----------
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """The data as a DLPack capsule, sharing its memory: numpy.from_dlpack(t),
+        torch.from_dlpack(t), cupy.from_dlpack(t). The keywords are the standard's; those
+        given go to the NumPy or CuPy array as they are (None ones are left out, so an array
+        that predates a keyword still exports).
+
+        NOTE: a tensor that requires grad is exported too, where PyTorch refuses: .numpy()
+        hands out the same array, and so does .detach(), so refusing would only add a step.
+        The consumer gets the values, never the graph. It shares the array the tensor holds
+        now: an optimizer step replaces p.data (never writes into it), so a view taken
+        before the step keeps the old values, and the records on the tape keep theirs.
+        """
+        given = dict(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+        return self.data.__dlpack__(**{k: v for k, v in given.items() if v is not None})
+
+    def __dlpack_device__(self):
+        """(DLPack device type, number): (1, 0) on the CPU, (2, N) on GPU N."""
+        return self.data.__dlpack_device__()
+
     # -- gradients ----------------------------------------------------------
 
     def backward(self, grad=None, retain_graph=False):
@@ -207,11 +228,16 @@ def _to_array(data, dtype=None):
         array = np.array(data, dtype=dtype, copy=True)
     except (TypeError, ValueError) as e:
         raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
-    if array.dtype.kind == "f" and array.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"tensor: dtype {array.dtype} is not supported; use float32 or float64")
-    if array.dtype.kind not in "fiub":
-        raise TypeError(f"tensor: dtype {array.dtype} is not supported (floats, integers and booleans are)")
+    _check_dtype(array.dtype, "tensor")
     return array
+
+
+def _check_dtype(dtype, op):
+    """minigrad's dtypes: float32 and float64 (gradients), integers and booleans (indices, masks)."""
+    if dtype.kind == "f" and dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: dtype {dtype} is not supported; use float32 or float64")
+    if dtype.kind not in "fiub":
+        raise TypeError(f"{op}: dtype {dtype} is not supported (floats, integers and booleans are)")
 
 
 # -- creating tensors ---------------------------------------------------------
@@ -226,6 +252,41 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     default where the data is (the CPU, or the GPU of a CuPy array or Tensor).
     """
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+# DLPack's device types (dlpack.h), for saying which one came.
+_DLPACK_DEVICES = {1: "CPU", 2: "CUDA", 3: "CUDA host", 4: "OpenCL", 7: "Vulkan", 8: "Metal",
+                   9: "VPI", 10: "ROCm", 11: "ROCm host", 12: "ExtDev", 13: "CUDA managed",
+                   14: "oneAPI", 15: "WebGPU", 16: "Hexagon", 17: "MAIA"}
+
+
+def from_dlpack(obj):
+    """A leaf tensor on obj's memory, not a copy: obj is anything that speaks DLPack
+    (a NumPy, CuPy, PyTorch or JAX array, a Tensor).
+
+    The device is obj's (obj.__dlpack_device__()): the CPU through numpy.from_dlpack, GPU N
+    through cupy.from_dlpack ("cuda:N"). Writing into either side shows in the other.
+    minigrad itself never writes into a tensor's data (ops and optimizers make new arrays),
+    so a read-only source, such as a read-only NumPy array, stays read-only and still works.
+    dtypes as for `tensor`: float32, float64, integers, booleans. requires_grad is False;
+    set it on a float tensor to train it.
+    """
+    if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: expected an array that supports DLPack (__dlpack__ and "
+                        f"__dlpack_device__), got {type(obj).__name__}")
+    kind = int(obj.__dlpack_device__()[0])
+    if kind not in (1, 2):
+        raise ValueError(f"from_dlpack: the array is on DLPack device type {kind} "
+                         f"({_DLPACK_DEVICES.get(kind, 'unknown')}); minigrad takes CPU (1) and "
+                         f"CUDA (2) arrays")
+    xp = np if kind == 1 else devices.cupy()
+    try:
+        data = xp.from_dlpack(obj)
+    except (BufferError, RuntimeError) as e:  # the producer refuses, or xp lacks the dtype (bfloat16)
+        raise TypeError(f"from_dlpack: {xp.__name__}.from_dlpack cannot take this {type(obj).__name__} "
+                        f"(dtype {getattr(obj, 'dtype', 'unknown')}): {e}") from None
+    _check_dtype(data.dtype, "from_dlpack")
+    return _make(data, devices.device_of(data))  # _make, not Tensor(...): Tensor copies
 
 
 def _shape(shape, op):
