@@ -160,7 +160,8 @@ def _minigrad_setup(w, weights, layer, device="cpu"):
     kinds = {"rnn": (nn.RNNCell, nn.RNN), "lstm": (nn.LSTMCell, nn.LSTM)}
     rnn = kinds[w.cell][layer](w.input, w.hidden, dtype=dtype)
     head = nn.Linear(w.hidden, w.output, dtype=dtype)
-    rnn.load_state_dict({k: v for k, v in weights.items() if not k.startswith("head.")})
+    suffix = "_l0" if layer else ""  # a layer names its parameters per layer, as PyTorch's
+    rnn.load_state_dict({k + suffix: v for k, v in weights.items() if not k.startswith("head.")})
     head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
     rnn.to(device)
     head.to(device)
@@ -174,7 +175,7 @@ def _minigrad_setup(w, weights, layer, device="cpu"):
 
 def _trained(rnn, head):
     """The trained weights as NumPy arrays (waiting for a GPU to finish: copies synchronize)."""
-    trained = {k: p.numpy() for k, p in rnn.named_parameters()}
+    trained = {k.removesuffix("_l0"): p.numpy() for k, p in rnn.named_parameters()}
     trained.update({"head." + k: p.numpy() for k, p in head.named_parameters()})
     return trained
 

@@ -218,7 +218,7 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
                       "steps before a window (k2 < k1) are run but never back-propagated",
                       RuntimeWarning, stacklevel=2)
     with TAPE.steps(n) as base:  # step s is labelled base + s; nothing of this call outlives it
-        run = _Run(step, inputs, targets, base, _state_shapes(state), segments)
+        run = _Run(step, inputs, targets, base, _state_shapes(state), segments, policy, n)
         update = _Update(run, optimizer, clip_grad_norm)
         train = _recompute if policy.recompute else _stored
         state = train(run, update, policy, n, _detached(state))
@@ -279,10 +279,21 @@ class _Run:
     """Runs the user's step over steps of the sequence, with checks; the records of step s
     carry the tape label base + s (segments: the label of their first step)."""
 
-    def __init__(self, step, inputs, targets, base, shapes, segments):
+    # While a call of `step` runs: (policy, n, a, b) if its steps a..b are not a whole
+    # window of the policy, else None. Read by _check_whole_segment.
+    cut = None
+
+    def __init__(self, step, inputs, targets, base, shapes, segments, policy, n):
         self.step, self.inputs, self.targets, self.base = step, inputs, targets, base
         self.shapes = shapes  # the state's (shape, dtype) per tensor, once known
         self.segments = segments
+        self.policy, self.n = policy, n
+
+    def is_window(self, a, b):
+        """Whether steps a..b are exactly one window of the policy."""
+        k1 = self.policy.sizes(self.n)[0]
+        window = self.policy.update(-(-b // k1), self.n)  # the update after step b, if any
+        return window is not None and (window.start, window.end) == (a, b)
 
     def label(self, s):
         """The tape label of step s."""
@@ -321,8 +332,12 @@ class _Run:
             x, y = _span(self.inputs, a - 1, b), _span(self.targets, a - 1, b)
         else:
             x, y = _at(self.inputs, a - 1), _at(self.targets, a - 1)
-        with TAPE.at_step(self.label(a), record=record):
-            out = self.step(state, x, y)
+        outer, _Run.cut = _Run.cut, None if self.is_window(a, b) else (self.policy, self.n, a, b)
+        try:
+            with TAPE.at_step(self.label(a), record=record):
+                out = self.step(state, x, y)
+        finally:
+            _Run.cut = outer
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(f"train_sequence: step must return (new_state, loss), got "
                             f"{type(out).__name__} at {_where(a, b)}")
@@ -338,6 +353,19 @@ class _Run:
             raise ValueError(f"train_sequence: the state changed at {_where(a, b)} from "
                              f"{_describe(self.shapes)} to {_describe(shapes)}")
         return new_state, loss
+
+
+def _check_whole_segment(who):
+    """Raise if train_sequence is running a call of its step over part of a window only:
+    for a layer whose outputs depend on the whole sequence it is given (the second direction
+    of a bidirectional RNN), such a cut would change what it computes."""
+    if _Run.cut is not None:
+        policy, n, a, b = _Run.cut
+        raise ValueError(
+            f"{who}: train_sequence runs steps {a}..{b} of {n} in one call of step, not a whole "
+            f"window of {policy}: the layer would see only part of its window. Use BPTT(), or "
+            f"segments=True with TBPTT(k, k) and k dividing the sequence's length, so that every "
+            f"call is a whole window")
 
 
 def _where(a, b):

@@ -64,9 +64,19 @@ class LayerModel(Model):
         self.params = self.cell.parameters() + self.head.parameters()
 
     def segment(self, state, xs, ys):
-        hs, new = self.cell(xs, state)
+        # The layer's state is (num_layers = 1, batch, hidden), the cell's (batch, hidden): the
+        # same numbers. The reshapes let the test compare both models' states as they are.
+        hs, new = self.cell(xs, each(state, lambda s: s.reshape((1,) + s.shape)))
         per_step = ys.shape[1] * ys.shape[2]  # the sum over steps of each step's mean
-        return new, F.mse_loss(self.head(hs), ys, reduction="sum") / per_step
+        loss = F.mse_loss(self.head(hs), ys, reduction="sum") / per_step
+        return each(new, lambda s: s.reshape(s.shape[1:])), loss
+
+
+def each(state, f):
+    """f applied to a state's tensor, or to each tensor of an LSTM's (h, c); None stays None."""
+    if state is None:
+        return None
+    return tuple(f(s) for s in state) if isinstance(state, tuple) else f(state)
 
 
 def data(rng, n, batch=2, inputs=3, outputs=2):

@@ -123,11 +123,15 @@ def run_module(kind, ts):
     xs, states, params = split(kind, ts)
     options = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
     layer = LAYER[kind](IN, H, bias=len(params) == 4, dtype="float64", **options)
-    names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    names = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
     layer.load_state_dict({n: p.data for n, p in zip(names, params)})
     mine = [getattr(layer, n) for n in names[:len(params)]]
-    hs, last = layer(xs, tuple(states) if kind == "lstm" else states[0])
-    return hs, (tuple(last) if kind == "lstm" else (last,)), mine
+    # The layer's states are (num_layers, batch, H) (unbatched: (num_layers, H)); the
+    # operands' are one layer's. The reshapes are recorded: gradients reach the operands.
+    layered = [s.reshape((1,) + s.shape) for s in states]
+    hs, last = layer(xs, tuple(layered) if kind == "lstm" else layered[0])
+    last = tuple(last) if kind == "lstm" else (last,)
+    return hs, tuple(s.reshape(s.shape[1:]) for s in last), mine
 
 
 @pytest.mark.numpy_only("checks numpy_rnn.py alone: no minigrad runs")
@@ -334,7 +338,7 @@ LAYERS = [(nn.RNN, nn.RNNCell), (nn.LSTM, nn.LSTMCell), (nn.GRU, nn.GRUCell)]
 @pytest.mark.parametrize("layer, cell", LAYERS)
 def test_layer_has_its_cells_parameters_and_initialization(layer, cell):
     a, b = layer(4, 6, dtype="float64", rng=3), cell(4, 6, dtype="float64", rng=3)
-    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+    assert [n for n, _ in a.named_parameters()] == [n + "_l0" for n, _ in b.named_parameters()]
     for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data)
     assert repr(a) == repr(b).replace(cell.__name__, layer.__name__)
@@ -352,7 +356,7 @@ def test_layer_equals_its_cell_stepped_from_zeros(layer, cell, batch, rng):
         h = state[0] if isinstance(state, tuple) else state
         close(hs.data[t], h.data)
     if layer is nn.LSTM:
-        close(last[1].data, state[1].data)
+        close(last[1].data[0], state[1].data)   # the layer's state: (num_layers, ...)
     hs2, _ = a(xs, list(last) if layer is nn.LSTM else last)  # a state goes on; a list is taken
     assert hs2.shape == hs.shape
 
@@ -390,7 +394,8 @@ BAD_CALLS = [
     (lambda: F.gru(XS, S, *W[3][:3]), ValueError, "gru: give both bias_ih and bias_hh, or neither"),
     (lambda: nn.RNN(4, 5, nonlinearity="sigmoid"), ValueError, "RNN: nonlinearity must be"),
     (lambda: nn.LSTM(4, 0), ValueError, "LSTM: hidden_size must be an integer >= 1, got 0"),
-    (lambda: nn.GRU(4, 5)(mg.ones(2, 3, 3)), ValueError, r"gru: weight_ih \(15, 4\) does not fit"),
+    (lambda: nn.GRU(4, 5)(mg.ones(2, 3, 3)), ValueError,
+     r"GRU: input of shape \(2, 3, 3\) has 3 features; input_size is 4"),
 ]
 
 

@@ -89,7 +89,7 @@ def test_the_gpu_move_example_runs_on_the_cpu_with_cpu_for_cuda():
     namespace = {}
     exec(compile(move.replace('"cuda"', '"cpu"'), str(README), "exec"), namespace)
     hs, h, lstm = namespace["hs"], namespace["h"], namespace["lstm"]
-    assert hs.shape == (50, 64, 256) and h.shape == (64, 256)
+    assert hs.shape == (50, 64, 256) and h.shape == (1, 64, 256)
     assert all(p.grad is not None and p.grad.shape == p.shape for p in lstm.parameters())
     assert type(h.numpy()) is np.ndarray
 

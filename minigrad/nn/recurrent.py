@@ -21,8 +21,9 @@ are array primitives with a CUDA kernel each (backends/primitives.py: activation
 Elman cell, lstm_step, gru_step); this file does the affine part and the bookkeeping,
 for two kinds of op:
   - one time step, one record: rnn_cell, lstm_cell, gru_cell (PyTorch's RNNCell, ...);
-  - T time steps, one record: rnn, lstm, gru (PyTorch's nn.RNN, ... with one layer).
-    They do the same arithmetic in fewer calls: the input projections x_t W_ih^T of all
+  - T time steps, one record: rnn, lstm, gru (one layer and one direction of PyTorch's
+    nn.RNN, ...; nn/rnn.py stacks them into layers, reverse=True runs the steps from the
+    last to the first for the second direction of a bidirectional layer). They do the same arithmetic in fewer calls: the input projections x_t W_ih^T of all
     T steps are one matmul, each step is one matmul and the pointwise part (forward and
     backward; on a GPU the whole window's recurrence is one kernel where it fits), and
     each weight gradient is one matmul at the end.
@@ -124,16 +125,19 @@ def _affine_backward(tensors, k, g_a_ih, g_a_hh, X, Hprev, W_ih, W_hh, g_h=None)
     return grads
 
 
-def _sequence_backward(tensors, k, G_a_ih, G_a_hh, X, Hs, W_ih, W_hh, g_h0):
+def _sequence_backward(tensors, k, G_a_ih, G_a_hh, X, Hs, W_ih, W_hh, g_h0, reverse):
     """_affine_backward for T steps at once: G_a_ih and G_a_hh are (T, B, G*H), Hs is
-    (T + 1, B, H) with Hs[t] the state entering step t + 1, g_h0 the gradient reaching h0.
-    Every gradient comes back in its input's shape."""
+    (T + 1, B, H) with Hs[t] the state entering step t + 1, g_h0 the gradient reaching h0,
+    all in the order the steps ran (reverse: X is the input reversed in time). Every
+    gradient comes back in its input's shape and order."""
     T, B = X.shape[:2]
 
     def rows(a):  # (T, B, n) -> (T*B, n): the steps as one batch
         return a.reshape(T * B, a.shape[-1])
     grads = _affine_backward(tensors, k, rows(G_a_ih), rows(G_a_hh), rows(X), rows(Hs[:-1]),
                              W_ih, W_hh, g_h=g_h0)
+    if reverse and grads[0] is not None:
+        grads[0] = grads[0].reshape(X.shape)[::-1]
     return [g if g is None else g.reshape(t.shape) for g, t in zip(grads, tensors)]
 
 
@@ -235,23 +239,36 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
 # output and Hs[:-1] the states entering the steps (what g_W_hh needs). The backward walks
 # the steps in reverse, as min-char-rnn does: G_h[t] starts as the gradient h_t+1 gets from
 # the outputs, and each step's recurrent product g_a W_hh is added into G_h[t - 1].
+#
+# reverse=True (the second direction of a bidirectional layer) runs the same code on the
+# input reversed in time, X[::-1], so that step t of the run is x_{T+1-t}: only the
+# output, its gradient and the gradient of the input are turned back at the edges.
 
-def _outputs(Hs, extra, unbatched):
-    """(hs, h_T, *extra) as the op returns them: (T, B, H) and (B, H), or (T, H) and (H,)."""
+def _time_order(X, reverse):
+    """X (T, B, I) in the order the steps run."""
+    return X[::-1] if reverse else X
+
+
+def _outputs(Hs, extra, unbatched, reverse):
+    """(hs, h_T, *extra) as the op returns them: (T, B, H) and (B, H), or (T, H) and (H,);
+    hs in the input's time order (a fresh array when reversed, so that it is contiguous)."""
     pick = (lambda a: a[..., 0, :]) if unbatched else (lambda a: a)
-    return (pick(Hs[1:]), pick(Hs[-1])) + tuple(pick(e) for e in extra)
+    hs = array_module(Hs).ascontiguousarray(Hs[:0:-1]) if reverse else Hs[1:]
+    return (pick(hs), pick(Hs[-1])) + tuple(pick(e) for e in extra)
 
 
-def _state_gradients(g, T, B):
-    """G_h (T, B, H): G_h[t] = dL/dh_t+1 from the outputs, with the last state's own gradient
-    added to G_h[T - 1]. A copy the backward may write into (see above)."""
+def _state_gradients(g, T, B, reverse):
+    """G_h (T, B, H): G_h[t] = dL/dh_t+1 from the outputs (in the order the steps ran), with
+    the last state's own gradient added to G_h[T - 1]. A copy the backward may write into
+    (see above)."""
     g_hs, g_hT = g
-    G_h = g_hs.reshape(T, B, -1).copy()
+    G_h = _time_order(g_hs.reshape(T, B, -1), reverse).copy()
     G_h[T - 1] += g_hT.reshape(B, -1)
     return G_h
 
 
-def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):
+def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh",
+        reverse=False):
     """T steps of an Elman RNN (PyTorch's nn.RNN with one layer), one op on the tape:
 
         h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),   t = 1 .. T
@@ -259,10 +276,13 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     xs: (T, B, I) or (T, I)   h0: (B, H) or (H,)   weights and biases: as rnn_cell
     ->  (hs, h_T): hs (T, B, H) or (T, H) holds every h_t; h_T, the last, has h0's shape.
     The same numbers as T calls of rnn_cell, with fewer, larger array calls.
+    reverse: run t = T .. 1 instead, from h_{T+1} = h0 (h_t = act(... + h_{t+1} W_hh^T ...));
+    hs[t] is still the state computed at step t, and the last state is h_1.
     """
     relu = _check_nonlinearity("rnn", nonlinearity)
     tensors, (X, H0, W_ih, W_hh, *biases), unbatched = _cell_operands(
         "rnn", 1, xs, (h0,), weight_ih, weight_hh, bias_ih, bias_hh, sequence=True)
+    X = _time_order(X, reverse)
     xp = array_module(X)
     T, B = X.shape[:2]
     A = _projections(X, W_ih, biases)              # pre-activations, completed step by step
@@ -274,23 +294,25 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     need_h0 = tensors[1].requires_grad
 
     def backward(g):
-        G_h = _state_gradients(g, T, B)
+        G_h = _state_gradients(g, T, B, reverse)
         G_a = xp.empty((T, B, W_hh.shape[1]), X.dtype)  # written step by step
         g_h0 = primitives.elman_window_backward(G_h, Hs, A, W_hh, relu, G_a, need_h0)
-        return _sequence_backward(tensors, 1, G_a, G_a, X, Hs, W_ih, W_hh, g_h0)
-    return record("rnn", _outputs(Hs, (), unbatched), tensors, backward)
+        return _sequence_backward(tensors, 1, G_a, G_a, X, Hs, W_ih, W_hh, g_h0, reverse)
+    return record("rnn", _outputs(Hs, (), unbatched, reverse), tensors, backward)
 
 
-def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):
     """T steps of an LSTM (PyTorch's nn.LSTM with one layer), one op on the tape; each step
     is lstm_cell's.
 
     xs: (T, B, I) or (T, I)   state: (h0, c0), each (B, H) or (H,)   weights: as lstm_cell
     ->  (hs, (h_T, c_T)): hs (T, B, H) or (T, H) holds every h_t; h_T and c_T the last state.
+    reverse: the steps from the last to the first, as rnn's.
     """
     _check_state_pair("lstm", state)
     tensors, (X, H0, C0, W_ih, W_hh, *biases), unbatched = _cell_operands(
         "lstm", 4, xs, state, weight_ih, weight_hh, bias_ih, bias_hh, sequence=True)
+    X = _time_order(X, reverse)
     xp = array_module(X)
     T, B = X.shape[:2]
     A = _projections(X, W_ih, biases)              # the gates, completed and activated step by step
@@ -302,27 +324,29 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     need_h0, need_c0 = tensors[1].requires_grad, tensors[2].requires_grad
 
     def backward(g):
-        G_h = _state_gradients(g[:2], T, B)
+        G_h = _state_gradients(g[:2], T, B, reverse)
         G_a = xp.empty_like(A)
         g_h0, g_c0 = primitives.lstm_window_backward(G_h, g[2].reshape(B, -1), A, Cs, TC, W_hh,
                                                      G_a, need_h0)
-        grads = _sequence_backward(tensors, 2, G_a, G_a, X, Hs, W_ih, W_hh, g_h0)
+        grads = _sequence_backward(tensors, 2, G_a, G_a, X, Hs, W_ih, W_hh, g_h0, reverse)
         if need_c0:
             grads[2] = g_c0.reshape(tensors[2].shape)
         return grads
-    hs, h_T, c_T = record("lstm", _outputs(Hs, (Cs[-1],), unbatched), tensors, backward)
+    hs, h_T, c_T = record("lstm", _outputs(Hs, (Cs[-1],), unbatched, reverse), tensors, backward)
     return hs, (h_T, c_T)
 
 
-def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):
     """T steps of a GRU (PyTorch's nn.GRU with one layer), one op on the tape; each step is
     gru_cell's.
 
     xs: (T, B, I) or (T, I)   h0: (B, H) or (H,)   weights: as gru_cell
     ->  (hs, h_T): hs (T, B, H) or (T, H) holds every h_t; h_T, the last, has h0's shape.
+    reverse: the steps from the last to the first, as rnn's.
     """
     tensors, (X, H0, W_ih, W_hh, *biases), unbatched = _cell_operands(
         "gru", 3, xs, (h0,), weight_ih, weight_hh, bias_ih, bias_hh, sequence=True)
+    X = _time_order(X, reverse)
     xp = array_module(X)
     T, B = X.shape[:2]
     A_ih = _projections(X, W_ih, biases[:1])       # x_t W_ih^T + b_ih, every step at once
@@ -339,7 +363,7 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     need_h0 = tensors[1].requires_grad
 
     def backward(g):
-        G_h = _state_gradients(g, T, B)
+        G_h = _state_gradients(g, T, B, reverse)
         G_a_ih, G_a_hh = xp.empty_like(A_ih), xp.empty_like(A_hh)
         g_h0 = None
         for t in range(T - 1, -1, -1):
@@ -352,8 +376,8 @@ def gru(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
                 matmul_add(G_a_hh[t], W_hh, G_h[t - 1])
             elif need_h0:
                 g_h0 = matmul(G_a_hh[0], W_hh) + g_h_direct
-        return _sequence_backward(tensors, 1, G_a_ih, G_a_hh, X, Hs, W_ih, W_hh, g_h0)
-    return record("gru", _outputs(Hs, (), unbatched), tensors, backward)
+        return _sequence_backward(tensors, 1, G_a_ih, G_a_hh, X, Hs, W_ih, W_hh, g_h0, reverse)
+    return record("gru", _outputs(Hs, (), unbatched, reverse), tensors, backward)
 
 
 __all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn", "lstm", "gru"]

@@ -1,16 +1,25 @@
 """The recurrent modules: the cells (one time step) and the sequence layers, as PyTorch's."""
 import math
+import warnings
 
 import numpy as np
 
-from ..tensor import _dtype, _generator, zeros
+from .. import bptt
+from ..ops import concat, stack
+from ..tensor import Tensor, _dtype, _generator, tensor, zeros
 from . import functional as F
 from . import recurrent
 from .modules import Module, Parameter, _positive, _uniform
 
 
+def _flag(who, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{who}: {name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 class _Cell(Module):
-    """What the cells and the layers share: PyTorch's parameters weight_ih (G*H, I), weight_hh (G*H, H),
+    """What the cells share: PyTorch's parameters weight_ih (G*H, I), weight_hh (G*H, H),
     bias_ih and bias_hh (G*H,), all initialized U(-1/sqrt(H), 1/sqrt(H))."""
 
     gates = 1
@@ -18,6 +27,7 @@ class _Cell(Module):
     def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
         who = type(self).__name__
         _positive(who, input_size=input_size, hidden_size=hidden_size)
+        bias = _flag(who, "bias", bias)
         dtype = _dtype(dtype, who, float_only=True)
         rng = _generator(rng)
         self.input_size, self.hidden_size = input_size, hidden_size
@@ -27,18 +37,16 @@ class _Cell(Module):
         self.bias_ih = Parameter(_uniform(rng, bound, (rows,), dtype), device=device) if bias else None
         self.bias_hh = Parameter(_uniform(rng, bound, (rows,), dtype), device=device) if bias else None
 
-    def _zeros(self, x, sequence=False):
-        """The zero state for input x: (B, H), or (H,) for unbatched x; x is one step's input,
-        or with sequence=True a sequence of them, time first."""
+    def _zeros(self, x):
+        """The zero state for one step's input x: (B, H), or (H,) for unbatched x."""
         shape = x.shape if hasattr(x, "shape") else np.shape(x)
-        lead = shape[1:] if sequence else shape
-        shape = lead[:-1] + (self.hidden_size,) if lead else (self.hidden_size,)
+        shape = shape[:-1] + (self.hidden_size,) if shape else (self.hidden_size,)
         return zeros(shape, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
 
-    def _pair(self, x, state, sequence=False):
-        """An LSTM's state as the op takes it: zeros for None, a tuple for a list."""
+    def _pair(self, x, state):
+        """An LSTM cell's state as the op takes it: zeros for None, a tuple for a list."""
         if state is None:
-            return (self._zeros(x, sequence), self._zeros(x, sequence))
+            return (self._zeros(x), self._zeros(x))
         return tuple(state) if isinstance(state, list) else state
 
     def extra_repr(self):
@@ -103,51 +111,225 @@ class GRUCell(_Cell):
         return F.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
 
-# The sequence layers: a cell's parameters, run over T steps as one record (functional.rnn,
-# lstm, gru). NOTE: their states are (batch, hidden), as the cells' are, so a cell and a
-# layer can carry one state in turn; PyTorch's nn.RNN/LSTM/GRU add a leading layers axis,
-# (1, batch, hidden), and name their parameters weight_ih_l0, ...: load_state_dict needs
-# the names mapped.
+# -- the sequence layers ------------------------------------------------------------------
+#
+# PyTorch's nn.RNN, nn.LSTM and nn.GRU: num_layers layers, each of D = 1 or 2 directions.
+# Each layer and direction is one record on the tape (functional.rnn, lstm or gru, the
+# second direction with reverse=True); the layer's output is the two directions' outputs
+# side by side, and feeds the next layer (through dropout while training, but the last).
 
-class RNN(_Elman):
-    """An Elman RNN over a sequence, as PyTorch's nn.RNN with one layer and time first.
+class _RNNBase(Module):
+    """What nn.RNN, nn.LSTM and nn.GRU share: PyTorch's constructor, parameters, state layout
+    and stacking. Subclasses set `gates` (G) and `layer` (one layer and direction's op)."""
 
-    rnn(xs, h0=None) -> (hs, h_T).   xs: (T, batch, input_size) or (T, input_size);
-    h0, h_T: (batch, hidden_size) or (hidden_size,), h0=None means zeros;
-    hs: (T, batch, hidden_size) or (T, hidden_size), every step's h.
+    gates = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype=None, device=None, rng=None):
+        who = type(self).__name__
+        _positive(who, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+        self.bias = _flag(who, "bias", bias)
+        self.batch_first = _flag(who, "batch_first", batch_first)
+        self.bidirectional = _flag(who, "bidirectional", bidirectional)
+        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.number))
+                or not 0 <= dropout <= 1):
+            raise ValueError(f"{who}: dropout must be a number in [0, 1], the probability of "
+                             f"zeroing an element, got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"{who}: dropout acts after every recurrent layer but the last, so "
+                          f"dropout={dropout} with num_layers=1 does nothing", UserWarning, stacklevel=3)
+        dtype = _dtype(dtype, who, float_only=True)
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_layers, self.dropout = int(num_layers), float(dropout)
+        # One generator for the initialization and then, while training, the dropout masks.
+        self._rng = _generator(rng)
+        D, H, G = self.directions, self.hidden_size, self.gates
+        bound = 1 / math.sqrt(H)
+        self._names = []  # per layer and direction, in PyTorch's order: its parameters' names
+        for layer in range(self.num_layers):
+            inputs = self.input_size if layer == 0 else D * H
+            for direction in range(D):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = {"weight_ih": (G * H, inputs), "weight_hh": (G * H, H)}
+                if self.bias:
+                    shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
+                for name, shape in shapes.items():  # drawn in this order, as PyTorch does
+                    data = _uniform(self._rng, bound, shape, dtype)
+                    setattr(self, name + suffix, Parameter(data, device=device))
+                self._names.append([name + suffix for name in shapes])
+
+    @property
+    def directions(self):
+        return 2 if self.bidirectional else 1
+
+    def forward(self, input, hx=None):
+        """(output, h_n), LSTM: (output, (h_n, c_n)); see the class docstring for the shapes."""
+        who = type(self).__name__
+        x = input if isinstance(input, Tensor) else tensor(input, dtype=self.weight_hh_l0.dtype,
+                                                           device=self.weight_hh_l0.device)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{who}: input must be (L, N, H_in), (N, L, H_in) with batch_first, "
+                             f"or unbatched (L, H_in); got shape {x.shape}")
+        batched = x.ndim == 3
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{who}: input of shape {x.shape} has {x.shape[-1]} features; "
+                             f"input_size is {self.input_size}")
+        transposed = batched and self.batch_first
+        if transposed:
+            x = x.transpose(1, 0, 2)  # time first, as the recurrent ops take it
+        if self.bidirectional:
+            bptt._check_whole_segment(f"{who}(bidirectional=True)")
+        states = self._initial_states(who, hx, x, batched)
+        finals = []
+        for layer in range(self.num_layers):
+            if layer and self.dropout and self.training:
+                x = F.dropout(x, self.dropout, training=True, rng=self._rng)
+            outputs = []
+            for direction in range(self.directions):
+                k = layer * self.directions + direction
+                params = [getattr(self, name) for name in self._names[k]]
+                out, last = self._layer(x, states[k], params, reverse=direction == 1)
+                outputs.append(out)
+                finals.append(last)
+            x = outputs[0] if len(outputs) == 1 else concat(outputs, axis=-1)
+        output = x.transpose(1, 0, 2) if transposed else x
+        return output, self._final_states(finals)
+
+    def _expected_state(self, x, batched):
+        count = self.directions * self.num_layers
+        return (count, x.shape[1], self.hidden_size) if batched else (count, self.hidden_size)
+
+    def _split(self, who, name, h, x, batched):
+        """One state (D * num_layers, N, H) as the states of each layer and direction."""
+        if not isinstance(h, Tensor):
+            raise TypeError(f"{who}: {name} must be a Tensor, got {type(h).__name__}")
+        expected = self._expected_state(x, batched)
+        if h.shape != expected:
+            raise ValueError(f"{who}: {name} of shape {h.shape} for input of shape {x.shape}; "
+                             f"expected {expected} (num_layers * directions, "
+                             f"{'batch, ' if batched else ''}hidden_size)")
+        if expected[0] == 1:  # one layer, one direction: a reshape, cheaper than indexing
+            return [h.reshape(expected[1:])]
+        return [h[k] for k in range(expected[0])]
+
+    def _zeros(self, x, batched):
+        """The zero state of one layer and direction (shared by all of them: a constant)."""
+        shape = self._expected_state(x, batched)[1:]
+        return zeros(shape, dtype=self.weight_hh_l0.dtype, device=self.weight_hh_l0.device)
+
+    @staticmethod
+    def _join(states):
+        """Each layer and direction's last state, (N, H), as one (D * num_layers, N, H)."""
+        if len(states) == 1:
+            return states[0].reshape((1,) + states[0].shape)
+        return stack(states, axis=0)
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+
+class _OneState(_RNNBase):
+    """RNN and GRU: the state is one tensor, h."""
+
+    def _initial_states(self, who, hx, x, batched):
+        if hx is None:
+            return [self._zeros(x, batched)] * (self.directions * self.num_layers)
+        return self._split(who, "hx", hx, x, batched)
+
+    def _final_states(self, finals):
+        return self._join(finals)
+
+
+_LAYER_DOC = """
+    layer(input, {h0}=None) -> (output, {hn}), as PyTorch's nn.{name}. With D = 2 if
+    bidirectional else 1:
+      input   (L, N, H_in), or (N, L, H_in) with batch_first, or unbatched (L, H_in)
+      {states} (D * num_layers, N, H) or, unbatched, (D * num_layers, H); None means
+              zeros. Never batch-first.
+      output  (L, N, D * H) (batch_first: (N, L, D * H); unbatched: (L, D * H)): the last
+              layer's h at every step, the two directions side by side.
+    Parameters, as PyTorch names and shapes them: weight_ih_l{{k}} (G*H, H_in) for layer 0
+    and (G*H, D*H) above, weight_hh_l{{k}} (G*H, H), bias_ih_l{{k}} and bias_hh_l{{k}} (G*H,),
+    with the suffix _reverse for the second direction; all drawn U(-1/sqrt(H), 1/sqrt(H))
+    from rng (a seed or a numpy.random.Generator), which then draws the dropout masks.
+    dropout: applied to the output of every layer but the last, in training mode only.
+    Each layer and direction is one record on the tape. A bidirectional layer needs the
+    whole sequence: under train_sequence(segments=True), use it with BPTT() or TBPTT(k, k)
+    with k dividing the sequence's length, where every segment is a whole window
+    (anything else is an error, since its second direction would see part of a window)."""
+
+
+class RNN(_OneState):
+    __doc__ = """A stacked Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), G = 1.
+""" + _LAYER_DOC.format(h0="h_0", hn="h_n", name="RNN", states="h_0, h_n") + """
+    nonlinearity: "tanh" or "relu" (positional argument 4, as PyTorch's).
     """
 
-    def forward(self, xs, h0=None):
-        if h0 is None:
-            h0 = self._zeros(xs, sequence=True)
-        return F.rnn(xs, h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                     self.nonlinearity)
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=None, device=None,
+                 rng=None):
+        recurrent._check_nonlinearity("RNN", nonlinearity)
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, device=device, rng=rng)
+
+    def _layer(self, x, h0, params, reverse):
+        return F.rnn(x, h0, *params, nonlinearity=self.nonlinearity, reverse=reverse)
+
+    def extra_repr(self):
+        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity='relu'"
+        return super().extra_repr() + extra
 
 
-class LSTM(_Cell):
-    """An LSTM over a sequence, as PyTorch's nn.LSTM with one layer and time first.
-
-    lstm(xs, (h0, c0)=None) -> (hs, (h_T, c_T)).   xs: (T, batch, input_size) or (T, input_size);
-    states: (batch, hidden_size) or (hidden_size,), None means zeros for both;
-    hs: (T, batch, hidden_size) or (T, hidden_size).
-    """
-
-    gates = 4
-
-    def forward(self, xs, state=None):
-        return F.lstm(xs, self._pair(xs, state, sequence=True), self.weight_ih, self.weight_hh,
-                      self.bias_ih, self.bias_hh)
-
-
-class GRU(_Cell):
-    """A GRU over a sequence, as PyTorch's nn.GRU with one layer and time first.
-
-    gru(xs, h0=None) -> (hs, h_T), shapes as RNN's.
-    """
-
+class GRU(_OneState):
+    __doc__ = """A stacked GRU (gates r, z, n; see functional.gru_cell), G = 3.
+""" + _LAYER_DOC.format(h0="h_0", hn="h_n", name="GRU", states="h_0, h_n")
     gates = 3
 
-    def forward(self, xs, h0=None):
-        if h0 is None:
-            h0 = self._zeros(xs, sequence=True)
-        return F.gru(xs, h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+    def _layer(self, x, h0, params, reverse):
+        return F.gru(x, h0, *params, reverse=reverse)
+
+
+class LSTM(_RNNBase):
+    __doc__ = """A stacked LSTM (gates i, f, g, o; see functional.lstm_cell), G = 4.
+""" + _LAYER_DOC.format(h0="(h_0, c_0)", hn="(h_n, c_n)", name="LSTM",
+                        states="h_0, c_0, h_n, c_n:\n             ") + """
+    proj_size: only 0 (PyTorch's projections are not implemented).
+    """
+    gates = 4
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype=None, device=None,
+                 rng=None):
+        if proj_size != 0:
+            raise ValueError(f"LSTM: proj_size={proj_size!r} is not supported (only 0: no "
+                             "projection of h)")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, device=device, rng=rng)
+
+    def _layer(self, x, state, params, reverse):
+        return F.lstm(x, state, *params, reverse=reverse)
+
+    def _initial_states(self, who, hx, x, batched):
+        if hx is None:
+            zero = self._zeros(x, batched)
+            return [(zero, zero)] * (self.directions * self.num_layers)
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"{who}: the state must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        hs = self._split(who, "h_0", hx[0], x, batched)
+        cs = self._split(who, "c_0", hx[1], x, batched)
+        return list(zip(hs, cs))
+
+    def _final_states(self, finals):
+        return self._join([h for h, _ in finals]), self._join([c for _, c in finals])
