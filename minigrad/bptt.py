@@ -279,7 +279,7 @@ class _Run:
     """Runs the user's step over steps of the sequence, with checks; the records of step s
     carry the tape label base + s (segments: the label of their first step)."""
 
-    # While a call of `step` runs: (policy, n, a, b) if its steps a..b are not a whole
+    # While a call of `step` runs: (policy, n, a, b) if its steps a..b may not be a whole
     # window of the policy, else None. Read by _check_whole_segment.
     cut = None
 
@@ -288,12 +288,17 @@ class _Run:
         self.shapes = shapes  # the state's (shape, dtype) per tensor, once known
         self.segments = segments
         self.policy, self.n = policy, n
+        # Whether the windows tile the sequence (each begins right after the previous update:
+        # BPTT(), TBPTT(k, k) with k dividing n): then, and only then, are the segments
+        # exactly the windows, and a window's steps never reach into another window.
+        self.tiled = all(w.start == w.prev + 1 for w in policy.windows(n))
 
     def is_window(self, a, b):
-        """Whether steps a..b are exactly one window of the policy."""
-        k1 = self.policy.sizes(self.n)[0]
-        window = self.policy.update(-(-b // k1), self.n)  # the update after step b, if any
-        return window is not None and (window.start, window.end) == (a, b)
+        """Whether steps a..b are one window of the policy, and no other window reaches them."""
+        if not self.tiled:
+            return False
+        window = self.policy.update(-(-b // self.policy.sizes(self.n)[0]), self.n)  # after step b
+        return (window.start, window.end) == (a, b)
 
     def label(self, s):
         """The tape label of step s."""
@@ -362,10 +367,10 @@ def _check_whole_segment(who):
     if _Run.cut is not None:
         policy, n, a, b = _Run.cut
         raise ValueError(
-            f"{who}: train_sequence runs steps {a}..{b} of {n} in one call of step, not a whole "
-            f"window of {policy}: the layer would see only part of its window. Use BPTT(), or "
-            f"segments=True with TBPTT(k, k) and k dividing the sequence's length, so that every "
-            f"call is a whole window")
+            f"{who}: under {policy} with n = {n}, train_sequence runs parts of windows in one "
+            f"call of step (here steps {a}..{b}), and the layer would see only that part. Use "
+            f"BPTT(), or segments=True with TBPTT(k, k) and k dividing n, where every call is one "
+            f"whole window")
 
 
 def _where(a, b):
