@@ -209,7 +209,9 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
          step, so the windows, the updates' losses and the gradients are exactly those of 1-6
          (up to rounding). Under TBPTT(k, k) each segment is a whole window; under BPTT() the
          whole sequence. With a sequence layer (nn.RNN, nn.LSTM, nn.GRU) a segment is one
-         record on the tape instead of one per step and op, which is much faster.
+         record on the tape instead of one per step and op, which is much faster. A bidirectional
+         layer needs whole windows: it raises unless the windows tile the sequence (BPTT(), or
+         TBPTT(k, k) with k dividing n), where every segment is exactly one window.
     """
     n = _check_call(step, state, inputs, targets, policy, optimizer, clip_grad_norm, segments)
     dropped = sum(w.first_loss - (w.prev + 1) for w in policy.windows(n))
