@@ -1,6 +1,8 @@
 """nn.Sequential, nn.ModuleList, nn.ModuleDict: what they hold, how they name it (against
 PyTorch's names for the same definitions), indexing, printing, errors."""
+import importlib.util
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +188,37 @@ def test_module_dict_keys_are_names_and_update_takes_pairs():
     with pytest.raises(ValueError,
                        match=r"ModuleDict.update: element #1 must be a \(key, module\) pair, got 'ab'"):
         heads.update([("a", nn.Identity()), "ab"])
+
+
+# -- against PyTorch: the same definitions, built with either library --------------------
+
+REFERENCE = Path(__file__).parent / "torch_reference"
+REF = np.load(REFERENCE / "modules.npz")  # PyTorch's answers, from make_modules.py
+
+
+def _make_modules():
+    """tests/torch_reference/make_modules.py, whose definitions() builds the models in either
+    library (it imports PyTorch only when run)."""
+    spec = importlib.util.spec_from_file_location("make_modules", REFERENCE / "make_modules.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MAKE = _make_modules()
+DEFINITIONS = MAKE.definitions(nn, mg.zeros)
+
+
+@pytest.mark.parametrize("name", list(DEFINITIONS))
+def test_names_and_their_order_are_pytorchs_for_the_same_definition(name):
+    model = DEFINITIONS[name]()
+    for what, listed in MAKE.names(model).items():
+        assert listed == list(REF[f"keys.{name}.{what}"]), what  # "state_dict": list(model.state_dict())
+
+
+def test_a_state_dict_goes_from_one_definition_to_its_twin_and_back():
+    a, b = DEFINITIONS["holder"](), DEFINITIONS["holder"]()
+    assert b.load_state_dict(a.state_dict()) == ([], [])
+    x = mg.tensor(np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32))
+    close(b(x).data, a(x).data)
+    assert b.shared is b.layers[0]  # a module under two names loads twice, into one module

@@ -2,6 +2,7 @@
 nn.LayerNorm): dropout by its statistics and against a mask drawn by hand from the same seed,
 layer_norm against PyTorch (tests/torch_reference/modules.npz), both by float64 gradcheck."""
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import minigrad as mg
 from minigrad import nn
 from minigrad.nn import functional as F
 from helpers import F32, F64, close, rand_leaf
+
+REF = np.load(Path(__file__).parent / "torch_reference" / "modules.npz")  # from make_modules.py
 
 
 # -- dropout ---------------------------------------------------------------------------
@@ -91,6 +94,26 @@ def test_the_dropout_module_obeys_train_and_eval_and_draws_a_new_mask_each_call(
 
 
 # -- layer_norm --------------------------------------------------------------------------
+
+CASES = sorted({int(k.split(".")[1]) for k in REF.files if k.startswith("layer_norm.")})
+
+
+def reference(i):
+    """PyTorch's case i: its arrays by name (x, weight, bias, g, y, g_x, ...) and the call's arguments."""
+    case = {k.split(".", 2)[2]: REF[k] for k in REF.files if k.startswith(f"layer_norm.{i}.")}
+    return case, tuple(int(n) for n in case["normalized_shape"]), float(case["eps"])
+
+
+@pytest.mark.parametrize("i", CASES)
+def test_layer_norm_matches_pytorch(i, on_backend):
+    case, shape, eps = reference(i)
+    leaves = {k: mg.tensor(case[k], requires_grad=True) for k in ("x", "weight", "bias") if k in case}
+    y = F.layer_norm(leaves["x"], shape, leaves.get("weight"), leaves.get("bias"), eps)
+    close(y.data, case["y"])
+    y.backward(case["g"])
+    for k, t in leaves.items():
+        close(t.grad, case["g_" + k])
+
 
 def test_layer_norm_by_hand():
     y = F.layer_norm(mg.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=F64), 4, eps=0.0)

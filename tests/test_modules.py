@@ -1,6 +1,7 @@
 """nn.Module, Parameter, Linear, Embedding and Identity: discovery, modes, buffers, state,
 initialization, forward, errors. The containers are in test_containers.py."""
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ from minigrad import nn
 from minigrad.nn import functional as F
 from minigrad.backends import devices
 from helpers import F64, close
+
+# PyTorch's answers, from tests/torch_reference/make_modules.py
+REF = np.load(Path(__file__).parent / "torch_reference" / "modules.npz")
 
 
 class Net(nn.Module):
@@ -397,7 +401,7 @@ def test_embedding_rejects_bad_indices():
 
 def test_embedding_padding_row_starts_at_zero_and_gets_no_gradient():
     emb = nn.Embedding(6, 3, padding_idx=-2, dtype="float64", rng=0)
-    assert emb.padding_idx == 4  # counted from the end, as PyTorch
+    assert emb.padding_idx == 4 == REF["embedding.module_padding_idx"]  # counted from the end, as PyTorch
     assert (emb.weight.data[4] == 0).all() and (emb.weight.data[:4] != 0).all()
     assert repr(emb) == "Embedding(6, 3, padding_idx=4)"
     emb.weight.data = emb.weight.data + 1  # the padding row's values are used as they are
@@ -405,6 +409,14 @@ def test_embedding_padding_row_starts_at_zero_and_gets_no_gradient():
     close(out.data[0], 1)
     out.backward(np.ones((3, 3)))
     close(emb.weight.grad, [[0] * 3, [1] * 3, [0] * 3, [0] * 3, [0] * 3, [0] * 3])
+
+
+def test_embedding_with_a_padding_row_matches_pytorch(on_backend):
+    weight = mg.tensor(REF["embedding.weight"], requires_grad=True)
+    y = F.embedding(REF["embedding.indices"], weight, padding_idx=int(REF["embedding.padding_idx"]))
+    close(y.data, REF["embedding.y"])
+    y.backward(REF["embedding.g"])
+    close(weight.grad, REF["embedding.g_weight"])
 
 
 def test_embedding_with_a_padding_row_passes_a_float64_gradcheck(rng):
