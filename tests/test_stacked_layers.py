@@ -79,6 +79,7 @@ def leaves(layer, xs, state):
     return [xs] + (list(state) if isinstance(state, tuple) else [state]) + layer.parameters()
 
 
+@pytest.mark.usefixtures("on_backend")  # NumPy, the CUDA kernels emulated on the CPU, a GPU
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
 @pytest.mark.parametrize("num_layers", [1, 3])
 @pytest.mark.parametrize("batch", [None, N], ids=["unbatched", "batched"])
@@ -117,6 +118,7 @@ def test_stacked_bidirectional_layer_passes_gradcheck(kind, rng):
     assert mg.gradcheck(fn, inputs)
 
 
+@pytest.mark.usefixtures("on_backend")
 def test_reverse_sequence_op_is_the_op_on_the_reversed_input(rng):
     # Against numpy_rnn (BPTT by hand): reverse=True is the forward op on x[::-1], its output
     # turned back in time; the gradient of x comes back in x's order.
