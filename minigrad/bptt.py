@@ -282,7 +282,7 @@ class _Run:
     carry the tape label base + s (segments: the label of their first step)."""
 
     # While a call of `step` runs: (policy, n, a, b) if its steps a..b may not be a whole
-    # window of the policy, else None. Read by _check_whole_segment.
+    # window of the policy, else None. Read by require_whole_windows.
     cut = None
 
     def __init__(self, step, inputs, targets, base, shapes, segments, policy, n):
@@ -362,10 +362,11 @@ class _Run:
         return new_state, loss
 
 
-def _check_whole_segment(who):
-    """Raise if train_sequence is running a call of its step over part of a window only:
-    for a layer whose outputs depend on the whole sequence it is given (the second direction
-    of a bidirectional RNN), such a cut would change what it computes."""
+def require_whole_windows(who):
+    """For a layer whose outputs depend on the whole sequence it is given (the second
+    direction of a bidirectional RNN calls it): raise if train_sequence is running its step
+    over what may be only part of a window, which would change what the layer computes.
+    Outside train_sequence it does nothing."""
     if _Run.cut is not None:
         policy, n, a, b = _Run.cut
         raise ValueError(

@@ -178,7 +178,7 @@ class _RNNBase(Module):
         if transposed:
             x = x.transpose(1, 0, 2)  # time first, as the recurrent ops take it
         if self.bidirectional:
-            bptt._check_whole_segment(f"{who}(bidirectional=True)")
+            bptt.require_whole_windows(f"{who}(bidirectional=True)")
         states = self._initial_states(who, hx, x, batched)
         finals = []
         for layer in range(self.num_layers):
