@@ -99,6 +99,9 @@ def pytest_generate_tests(metafunc):
     if "recurrent" in metafunc.fixturenames:
         metafunc.parametrize("recurrent", [sized(w) for w in workloads.RECURRENT],
                              ids=[w.name for w in workloads.RECURRENT])
+    if "stacked" in metafunc.fixturenames:
+        metafunc.parametrize("stacked", [sized(w) for w in workloads.STACKED],
+                             ids=[w.name for w in workloads.STACKED])
     if "scaling" in metafunc.fixturenames:
         w4 = sized(workloads.W4)
         cases = [(w4, label, n) for label, *_ in w4.policies for n in w4.lengths]

@@ -9,6 +9,8 @@ so minigrad's time divided by this one is what recording a tape and walking it c
 """
 import numpy as np
 
+from .workloads import dropout_generator
+
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
@@ -140,20 +142,35 @@ def numpy_recurrent_window(w, weights, data):
     """The same training, written to make the fewest NumPy calls by hand: the input
     projections and the readout of a window's k steps are one matmul each, and only the
     recurrence goes step by step (forward, then backward in reverse time). This is the
-    floor for minigrad's sequence layers, which batch the same way."""
+    floor for minigrad's sequence layers, which batch the same way.
+
+    Stacked layers (W6) run one after the other over the window, each layer's states the
+    next one's inputs through dropout, with the masks minigrad's layer draws (from
+    workloads.dropout_generator: entries kept where a uniform draw is >= dropout)."""
     xs, ys = data
     forward, backward = {"rnn": (_elman_window, _elman_window_backward),
                          "lstm": (_lstm_window, _lstm_window_backward)}[w.cell]
+    keep = 1 - w.dropout
 
     def run():
         p = {k: v.copy() for k, v in weights.items()}
         sums = {k: np.zeros_like(v) for k, v in p.items()}  # Adagrad's running sums
-        state = None
+        states = [None] * w.layers
+        masks = dropout_generator(w)
         for start in range(0, w.steps, w.k):
             X, Y = xs[start:start + w.k], ys[start:start + w.k]
             T, B = X.shape[:2]
-            cache, state = forward(p, X, state)
-            Hs = cache["Hs"][1:].reshape(T * B, -1)            # every step's h, as rows
+            layers = [_layer(p, suffix) for suffix in w.layer_suffixes]
+            caches = []                     # per layer: (its cache, the mask on its input)
+            for k, q in enumerate(layers):
+                mask = None
+                if k and w.dropout:         # dropout on the states of the layer below
+                    mask = (masks.random(X.shape) >= w.dropout).astype(X.dtype)
+                    X = X * mask / keep
+                cache, states[k] = forward(q, X, states[k])
+                caches.append((cache, mask))
+                X = cache["Hs"][1:]         # every step's h: the next layer's inputs
+            Hs = X.reshape(T * B, -1)                          # every step's h, as rows
             out = np.dot(Hs, p["head.weight"].T) + p["head.bias"]
             if w.loss == "mse":  # the sum over steps of each step's mean squared error
                 d = out - Y.reshape(T * B, -1)
@@ -164,10 +181,23 @@ def numpy_recurrent_window(w, weights, data):
                 dout[np.arange(T * B), Y.reshape(-1)] -= 1
                 dout /= B
             grads = {"head.weight": np.dot(dout.T, Hs), "head.bias": dout.sum(axis=0)}
-            backward(p, cache, np.dot(dout, p["head.weight"]).reshape(T, B, -1), grads)
+            dHs = np.dot(dout, p["head.weight"]).reshape(T, B, -1)  # dL/dh of the top layer
+            for k in reversed(range(w.layers)):
+                (cache, mask), q, layer_grads = caches[k], layers[k], {}
+                D = backward(q, cache, dHs, layer_grads)
+                grads.update({name + w.layer_suffixes[k]: g for name, g in layer_grads.items()})
+                if k:                       # dL/dh of the layer below, back through dropout
+                    dHs = np.dot(D.reshape(T * B, -1), q["weight_ih"]).reshape(T, B, -1)
+                    if mask is not None:
+                        dHs = dHs * mask / keep
             _update(w, p, grads, sums)
         return p
     return run
+
+
+def _layer(p, suffix):
+    """One layer's weights, named as a cell's (weight_ih, ...), from the workload's names."""
+    return {name: p[name + suffix] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
 
 
 def _projections(p, X):
@@ -185,13 +215,15 @@ def _states(p, X, h):
 
 
 def _window_weight_grads(p, cache, D, grads):
-    """The cell's weight gradients from D = dL/d(pre-activations), (T, B, G*H): one matmul each."""
+    """The cell's weight gradients from D = dL/d(pre-activations), (T, B, G*H): one matmul
+    each. Returns D (a layer above the first passes it on to the layer below)."""
     X, Hs = cache["X"], cache["Hs"]
     T, B = X.shape[:2]
     D2 = D.reshape(T * B, -1)
     grads["weight_ih"] = np.dot(D2.T, X.reshape(T * B, -1))
     grads["weight_hh"] = np.dot(D2.T, Hs[:-1].reshape(T * B, -1))
     grads["bias_ih"] = grads["bias_hh"] = D2.sum(axis=0)
+    return D
 
 
 def _elman_window(p, X, h):
@@ -209,7 +241,7 @@ def _elman_window_backward(p, cache, dHs, grads):
     for t in range(len(D) - 1, -1, -1):
         D[t] = (dHs[t] + dh) * (1 - Hs[t + 1] * Hs[t + 1])
         dh = np.dot(D[t], p["weight_hh"])
-    _window_weight_grads(p, cache, D, grads)
+    return _window_weight_grads(p, cache, D, grads)
 
 
 def _lstm_window(p, X, state):
@@ -246,7 +278,7 @@ def _lstm_window_backward(p, cache, dHs, grads):
         D[t, :, 2 * n:3 * n] = dc * i * (1 - g * g)
         D[t, :, 3 * n:] = dh * tc * o * (1 - o)
         dh, dc = np.dot(D[t], p["weight_hh"]), dc * f
-    _window_weight_grads(p, cache, D, grads)
+    return _window_weight_grads(p, cache, D, grads)
 
 
 def numpy_chain(w, data):

@@ -29,6 +29,10 @@ VARIANTS = (("cells, per step", "minigrad", "numpy"),
             ("layer, per window", "minigrad-seq", "numpy-window"))
 # The targets: workload -> (largest minigrad / floor, largest minigrad / PyTorch eager)
 TARGETS = {"W1": (1.25, 1.0), "W2": (1.25, 1.0), "W3": (1.5, None), "W5": (None, 2.0)}
+# A stacked workload -> the one-layer workload it stacks: their ratio is what the layers cost.
+STACKED = {"W6": "W2"}
+STACKED_COLUMNS = (("minigrad", "minigrad-seq"), ("NumPy floor", "numpy-window"),
+                   ("PyTorch fused", "torch-fused"))
 # On a GPU, minigrad's sequence layer against PyTorch on the same GPU: faster than the eager
 # cell loop, and at most this many times cuDNN's fused layer.
 GPU_EAGER_MAX, GPU_CUDNN_MAX = 1.0, 1.5
@@ -124,6 +128,7 @@ def render(data):
     parts = [header(data)]
     if on_cpu:
         parts.append(main_table(on_cpu))
+        parts.append(stacked_table(on_cpu))
     scaling = [b for b in on_cpu if b["extra_info"]["workload"] == "W4"]
     if scaling:
         parts.append(scaling_tables(scaling))
@@ -146,19 +151,25 @@ def header(data):
     return "\n".join(lines)
 
 
-def main_table(benches):
-    """W1-W3 and W5: microseconds per unit, by implementation, and the ratios the targets use.
-
-    A recurrent workload has two rows: minigrad's cells (one call of the user's step and
-    a record per op per time step) against the per-step floor, and minigrad's sequence
-    layer (train_sequence(segments=True): a record per op per window) against the floor
-    that batches a window the same way."""
+def _per_workload(benches):
+    """workload -> {"unit": ..., "about": ..., impl: µs per unit}; W4 has tables of its own."""
     rows = {}
     for b in benches:
         e = b["extra_info"]
         if e["workload"] != "W4":
             row = rows.setdefault(e["workload"], {"unit": e["unit"], "about": e.get("about", "")})
             row[e["impl"]] = per_unit(b)
+    return rows
+
+
+def main_table(benches):
+    """W1-W3, W5 and W6: microseconds per unit, by implementation, and the ratios the targets use.
+
+    A recurrent workload has two rows: minigrad's cells (one call of the user's step and
+    a record per op per time step) against the per-step floor, and minigrad's sequence
+    layer (train_sequence(segments=True): a record per op per window) against the floor
+    that batches a window the same way (a stacked workload, W6, has the second only)."""
+    rows = _per_workload(benches)
     heads = ["minigrad", "NumPy floor", "PyTorch eager", "PyTorch fused"]
     lines = ["| workload | minigrad runs | µs per | " + " | ".join(heads)
              + " | minigrad / floor | minigrad / PyTorch eager | target |",
@@ -172,8 +183,7 @@ def main_table(benches):
                 continue
             if row["unit"] != "time step":
                 how = "ops"
-            r_floor = mg / fl if mg and fl else None
-            r_eager = mg / eager if mg and eager else None
+            r_floor, r_eager = _over(mg, fl), _over(mg, eager)
             cells = [_us(t) for t in (mg, fl, eager, fused)]
             lines.append(f"| {name} | {how} | {row['unit']} | " + " | ".join(cells)
                          + f" | {_ratio(r_floor)} | {_ratio(r_eager)} | {_verdict(name, r_floor, r_eager)} |")
@@ -188,15 +198,35 @@ def main_table(benches):
     return "\n".join(lines)
 
 
+def stacked_table(benches):
+    """What stacking costs: the layer form of each stacked workload and of the one-layer
+    workload it stacks, in microseconds per time step, minigrad against the floor and
+    PyTorch's fused layer, and the stacked one divided by the other, implementation by
+    implementation. Empty when the run has no such pair."""
+    rows = _per_workload(benches)
+    lines = []
+    for stacked, single in STACKED.items():
+        if stacked not in rows or single not in rows:
+            continue
+        if not lines:
+            lines = ["What stacking costs, µs per time step of the layer form:", "",
+                     "| workload | " + " | ".join(head for head, _ in STACKED_COLUMNS)
+                     + " | minigrad / floor | minigrad / PyTorch fused |",
+                     "|---|" + "---:|" * (len(STACKED_COLUMNS) + 2)]
+        for name in (single, stacked):
+            mg, fl, fused = (rows[name].get(impl) for _, impl in STACKED_COLUMNS)
+            lines.append(f"| {name} | " + " | ".join(_us(t) for t in (mg, fl, fused))
+                         + f" | {_ratio(_over(mg, fl))} | {_ratio(_over(mg, fused))} |")
+        ratios = [_over(rows[stacked].get(impl), rows[single].get(impl)) for _, impl in STACKED_COLUMNS]
+        lines.append(f"| {stacked} / {single} | " + " | ".join(_ratio(r) for r in ratios) + " | | |")
+    return "\n".join(lines)
+
+
 def gpu_table(benches, gpu):
     """The workloads run on a GPU: microseconds per time step of minigrad's cells, its
     sequence layer (with and without the whole-window kernel) and PyTorch on the same GPU,
     and the layer's ratios to PyTorch's eager cell loop and to cuDNN, judged."""
-    rows = {}
-    for b in benches:
-        e = b["extra_info"]
-        row = rows.setdefault(e["workload"], {"about": e.get("about", "")})
-        row[e["impl"]] = per_unit(b)
+    rows = _per_workload(benches)
     lines = [f"On the GPU ({gpu or 'unknown'}), µs per time step:", "",
              "| workload | " + " | ".join(head for head, _ in GPU_COLUMNS)
              + " | layer / eager | layer / cuDNN | target |",
@@ -204,8 +234,7 @@ def gpu_table(benches, gpu):
     for name in sorted(rows):
         row = rows[name]
         layer, eager, cudnn = row.get("minigrad-seq"), row.get("torch-cell"), row.get("torch-fused")
-        r_eager = layer / eager if layer and eager else None
-        r_cudnn = layer / cudnn if layer and cudnn else None
+        r_eager, r_cudnn = _over(layer, eager), _over(layer, cudnn)
         verdict = _judge([(f"< {GPU_EAGER_MAX:g}× eager", r_eager, GPU_EAGER_MAX),
                           (f"≤ {GPU_CUDNN_MAX:g}× cuDNN", r_cudnn, GPU_CUDNN_MAX)])
         lines.append(f"| {name} | " + " | ".join(_us(row.get(impl)) for _, impl in GPU_COLUMNS)
@@ -292,6 +321,11 @@ def _us(t):
         return "-"
     t = round(t, 2)  # 99.999 is shown as 100, not 100.0
     return f"{t:.0f}" if t >= 100 else f"{t:.1f}" if t >= 1 else f"{t:.2f}"
+
+
+def _over(a, b):
+    """a / b, or None where either was not measured."""
+    return a / b if a and b else None
 
 
 def _ratio(r):

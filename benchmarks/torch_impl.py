@@ -2,8 +2,9 @@
 
 Two for W1-W3: the eager cell loop (nn.RNNCell / nn.LSTMCell called once per step,
 as minigrad runs) and the fused layer (nn.RNN / nn.LSTM over a whole window, which
-batches the input projections and runs the recurrence in C++). Same weights, same
-data, same losses and updates as the other implementations.
+batches the input projections and runs the recurrence in C++); for W6 the fused layer,
+stacked, with PyTorch's own dropout masks. Same weights, same data, same losses and
+updates as the other implementations.
 """
 import numpy as np
 
@@ -34,14 +35,15 @@ def _trained(modules):
             for name, p in ((prefix + n, p) for n, p in m.named_parameters())}
 
 
-def _model(w, kinds, weights, data, suffix="", device="cpu"):
-    """(inputs, targets, cell or layer, readout, optimizer), starting from `weights`, on `device`."""
+def _model(w, kinds, weights, data, device="cpu", **options):
+    """(inputs, targets, cell or layer, readout, optimizer), starting from `weights`, on
+    `device`; options go to the cell's or layer's constructor."""
     xs, ys = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in data)
-    cell = kinds[w.cell](w.input, w.hidden, dtype=xs.dtype, device=device)
+    cell = kinds[w.cell](w.input, w.hidden, dtype=xs.dtype, device=device, **options)
     head = torch.nn.Linear(w.hidden, w.output, dtype=xs.dtype, device=device)
     with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name + suffix).copy_(torch.from_numpy(weights[name]))
+        for name, p in cell.named_parameters():
+            p.copy_(torch.from_numpy(weights[w.weight_name(name)]))
         head.weight.copy_(torch.from_numpy(weights["head.weight"]))
         head.bias.copy_(torch.from_numpy(weights["head.bias"]))
     return xs, ys, cell, head, _optimizer(w, list(cell.parameters()) + list(head.parameters()))
@@ -71,7 +73,8 @@ def torch_cell_loop(w, weights, data, device="cpu"):
 def torch_fused(w, weights, data, device="cpu"):
     """The fused layer: nn.RNN / nn.LSTM runs a whole window in one call (cuDNN on a GPU)."""
     xs, ys, layer, head, opt = _model(w, {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM},
-                                      weights, data, suffix="_l0", device=device)
+                                      weights, data, device=device, num_layers=w.layers,
+                                      dropout=w.dropout)
 
     def run():
         state = None
@@ -89,7 +92,7 @@ def torch_fused(w, weights, data, device="cpu"):
             opt.step()
             state = tuple(s.detach() for s in state) if w.cell == "lstm" else state.detach()
         trained = _trained([("", layer), ("head.", head)])
-        return {k.replace("_l0", ""): v for k, v in trained.items()}
+        return {w.weight_name(k): v for k, v in trained.items()}
     return run
 
 

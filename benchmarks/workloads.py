@@ -1,4 +1,4 @@
-"""The fixed workloads W1-W5: their sizes, their data, their starting weights, and
+"""The fixed workloads W1-W6: their sizes, their data, their starting weights, and
 minigrad's implementation of each.
 
 Every implementation of a workload (minigrad here, the NumPy floor in floor.py,
@@ -8,7 +8,8 @@ check that, which keeps the floor honest.
 
 An implementation is a function `prepare(workload, weights, data) -> run`, where
 `run()` does the timed work and returns the trained weights as a dict of NumPy arrays
-(named as PyTorch names them: weight_ih, ..., head.weight, head.bias).
+(named as PyTorch names them: weight_ih, ..., head.weight, head.bias; a stacked workload's
+layers as PyTorch's nn.LSTM names them: weight_ih_l0, ..., weight_ih_l1, ...).
 """
 from dataclasses import dataclass, replace
 
@@ -19,10 +20,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Recurrent:
-    """W1-W3: train a cell and a linear readout on one sequence under TBPTT(k, k).
+    """W1-W3 and W6: train a cell and a linear readout on one sequence under TBPTT(k, k).
 
     Every time step: state = cell(x_t, state); loss_t = loss(readout(h), y_t). Every k
     steps: back-propagate the sum of the window's losses through its k steps, and update.
+    With layers > 1 (W6) the cells are stacked as in PyTorch's nn.LSTM(num_layers=layers,
+    dropout=dropout): each layer's h is the next one's x, through dropout; such a workload
+    runs only in the sequence-layer form (nn.LSTM and train_sequence(segments=True)).
     """
     name: str
     cell: str           # "rnn" (Elman, tanh) or "lstm"
@@ -36,6 +40,8 @@ class Recurrent:
     optimizer: str      # "sgd" or "adagrad"
     lr: float
     eps: float = 1e-8   # Adagrad's epsilon (min-char-rnn's)
+    layers: int = 1     # stacked layers (the sequence-layer form only)
+    dropout: float = 0.0  # the probability of zeroing an entry of h between two layers
     about: str = ""
 
     units = property(lambda self: self.steps)
@@ -45,6 +51,16 @@ class Recurrent:
         """The same workload at tiny sizes, odd so that shape mistakes show."""
         return replace(self, input=self.output if self.loss == "ce" else 5, hidden=7, batch=3,
                        output=self.output if self.loss == "ce" else 4, k=4, steps=12)
+
+    @property
+    def layer_suffixes(self):
+        """The suffix of each layer's weight names: none for one layer (named as a cell's)."""
+        return ("",) if self.layers == 1 else tuple(f"_l{k}" for k in range(self.layers))
+
+    def weight_name(self, name):
+        """The workload's name of a cell's or a sequence layer's parameter: a one-layer
+        workload names its weights as the cell does (weight_ih for the layer's weight_ih_l0)."""
+        return name.removesuffix("_l0") if self.layers == 1 else name
 
 
 W1 = Recurrent("W1", "rnn", input=64, hidden=128, output=64, batch=32, k=20, steps=400,
@@ -57,6 +73,11 @@ W3 = Recurrent("W3", "rnn", input=65, hidden=100, output=65, batch=1, k=25, step
                about="min-char-rnn: one-hot 65 -> Elman 100, batch 1, cross-entropy, Adagrad, "
                      "TBPTT(25, 25)")
 RECURRENT = (W1, W2, W3)
+# W6 is W2 with a second layer: W6 / W2 is what the second layer costs.
+W6 = replace(W2, name="W6", layers=2, dropout=0.2,
+             about="2-layer LSTM 64->128->128, dropout 0.2 between the layers, batch 32, "
+                   "readout to 64 + MSE, SGD, TBPTT(20, 20)")
+STACKED = (W6,)
 
 
 @dataclass(frozen=True)
@@ -130,16 +151,41 @@ def recurrent_data(w, dtype=np.float32, seed=0):
 
 
 def recurrent_weights(w, dtype=np.float32, seed=1):
-    """Starting weights, uniform in +-1/sqrt(hidden) as PyTorch initializes its cells."""
+    """Starting weights, uniform in +-1/sqrt(hidden) as PyTorch initializes its cells: the
+    layers' in the order PyTorch draws them (_layer_shapes), then the readout's."""
     rng = np.random.default_rng(seed)
-    gates = 4 if w.cell == "lstm" else 1
     bound = 1 / np.sqrt(w.hidden)
 
     def u(*shape):
         return rng.uniform(-bound, bound, shape).astype(dtype)
-    return {"weight_ih": u(gates * w.hidden, w.input), "weight_hh": u(gates * w.hidden, w.hidden),
-            "bias_ih": u(gates * w.hidden), "bias_hh": u(gates * w.hidden),
-            "head.weight": u(w.output, w.hidden), "head.bias": u(w.output)}
+    weights = {name: u(*shape) for name, shape in _layer_shapes(w)}
+    return weights | {"head.weight": u(w.output, w.hidden), "head.bias": u(w.output)}
+
+
+def _layer_shapes(w):
+    """(name, shape) of every layer's weights, layer by layer, in the order that PyTorch's
+    and minigrad's nn.LSTM (and nn.RNN) draw them."""
+    rows = (4 if w.cell == "lstm" else 1) * w.hidden
+    for k, suffix in enumerate(w.layer_suffixes):
+        inputs = w.input if k == 0 else w.hidden
+        yield from (("weight_ih" + suffix, (rows, inputs)), ("weight_hh" + suffix, (rows, w.hidden)),
+                    ("bias_ih" + suffix, (rows,)), ("bias_hh" + suffix, (rows,)))
+
+
+# minigrad's sequence layers draw their initial weights and then their dropout masks from
+# one generator, rng; the workloads seed it with this (their own weights replace the drawn ones).
+LAYER_SEED = 3
+
+
+def dropout_generator(w):
+    """The generator of the dropout masks where minigrad's nn.LSTM(..., rng=LAYER_SEED) holds
+    it after drawing its initial weights: the next draw is the first window's mask, (k, batch,
+    hidden), kept where >= dropout. The NumPy floor draws its masks from it, to train as minigrad."""
+    rng = np.random.default_rng(LAYER_SEED)
+    bound = 1 / np.sqrt(w.hidden)
+    for _, shape in _layer_shapes(w):
+        rng.uniform(-bound, bound, shape)  # the layer's initial weights, as it draws them
+    return rng
 
 
 def chain_data(w, dtype=np.float32, seed=2):
@@ -156,12 +202,15 @@ def _minigrad_setup(w, weights, layer, device="cpu"):
     starting from `weights`, on `device`."""
     from minigrad import nn, optim
 
-    dtype = weights["weight_hh"].dtype
-    kinds = {"rnn": (nn.RNNCell, nn.RNN), "lstm": (nn.LSTMCell, nn.LSTM)}
-    rnn = kinds[w.cell][layer](w.input, w.hidden, dtype=dtype)
+    dtype = weights["head.weight"].dtype
+    if layer:  # its generator draws the initial weights (replaced below), then the dropout masks
+        kind = {"rnn": nn.RNN, "lstm": nn.LSTM}[w.cell]
+        rnn = kind(w.input, w.hidden, num_layers=w.layers, dropout=w.dropout, dtype=dtype,
+                   rng=LAYER_SEED)
+    else:
+        rnn = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell}[w.cell](w.input, w.hidden, dtype=dtype)
     head = nn.Linear(w.hidden, w.output, dtype=dtype)
-    suffix = "_l0" if layer else ""  # a layer names its parameters per layer, as PyTorch's
-    rnn.load_state_dict({k + suffix: v for k, v in weights.items() if not k.startswith("head.")})
+    rnn.load_state_dict({name: weights[w.weight_name(name)] for name, _ in rnn.named_parameters()})
     head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
     rnn.to(device)
     head.to(device)
@@ -173,9 +222,9 @@ def _minigrad_setup(w, weights, layer, device="cpu"):
     return rnn, head, opt
 
 
-def _trained(rnn, head):
+def _trained(w, rnn, head):
     """The trained weights as NumPy arrays (waiting for a GPU to finish: copies synchronize)."""
-    trained = {k.removesuffix("_l0"): p.numpy() for k, p in rnn.named_parameters()}
+    trained = {w.weight_name(k): p.numpy() for k, p in rnn.named_parameters()}
     trained.update({"head." + k: p.numpy() for k, p in head.named_parameters()})
     return trained
 
@@ -204,13 +253,14 @@ def minigrad_recurrent(w, weights, data, policy=None, device="cpu"):
 
     def run():
         bptt.train_sequence(step, None, xs, ys, policy=policy, optimizer=opt)
-        return _trained(cell, head)
+        return _trained(w, cell, head)
     return run
 
 
 def minigrad_sequence(w, weights, data, policy=None, device="cpu"):
-    """The same training written with the sequence layer (nn.RNN, nn.LSTM) and
-    train_sequence(segments=True): one call of `step` per window, a record per op."""
+    """The same training written with the sequence layer (nn.RNN, nn.LSTM; stacked and with
+    dropout for W6) and train_sequence(segments=True): one call of `step` per window, a record
+    per op (one per layer for the recurrence)."""
     import minigrad.nn.functional as F
     from minigrad import bptt
 
@@ -226,7 +276,7 @@ def minigrad_sequence(w, weights, data, policy=None, device="cpu"):
 
     def run():
         bptt.train_sequence(step, None, xs, ys, policy=policy, optimizer=opt, segments=True)
-        return _trained(layer, head)
+        return _trained(w, layer, head)
     return run
 
 

@@ -4,12 +4,13 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks import floor, report, workloads
+from benchmarks import floor, report, torch_impl, workloads
 from benchmarks.test_workloads import _peak_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,18 +29,67 @@ def test_floors_and_minigrad_train_to_the_same_weights(w):
     weights = workloads.recurrent_weights(w, np.float64)
     hand = floor.numpy_recurrent(w, weights, data)()
     for other in (workloads.minigrad_recurrent, workloads.minigrad_sequence, floor.numpy_recurrent_window):
-        ours = other(w, weights, data)()
-        assert ours.keys() == hand.keys() == weights.keys()
-        for name in weights:
-            assert not np.allclose(hand[name], weights[name]), f"{name} did not train"
-            np.testing.assert_allclose(ours[name], hand[name], rtol=1e-10, atol=1e-13,
-                                       err_msg=f"{other.__name__}: {name}")
+        _assert_same_training(other, w, weights, data, hand)
 
 
-@pytest.mark.parametrize("w", workloads.RECURRENT, ids=lambda w: w.name)
+def _assert_same_training(implementation, w, weights, data, hand):
+    """implementation trains w to the weights `hand` (which did train), to rounding error."""
+    ours = implementation(w, weights, data)()
+    assert ours.keys() == hand.keys() == weights.keys()
+    for name in weights:
+        assert not np.allclose(hand[name], weights[name]), f"{name} did not train"
+        np.testing.assert_allclose(ours[name], hand[name], rtol=1e-10, atol=1e-13,
+                                   err_msg=f"{implementation.__name__}: {name}")
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_the_stacked_floor_and_minigrad_train_to_the_same_weights(dropout):
+    # W6 (2-layer LSTM) at smoke sizes in float64; with dropout, the floor draws the masks
+    # minigrad's layer draws, from the generator it holds after its initial weights
+    w = replace(workloads.W6.smoke(), dropout=dropout)
+    data = workloads.recurrent_data(w, np.float64)
+    weights = workloads.recurrent_weights(w, np.float64)
+    hand = floor.numpy_recurrent_window(w, weights, data)()
+    _assert_same_training(workloads.minigrad_sequence, w, weights, data, hand)
+    if dropout:  # the masks changed the training
+        without = floor.numpy_recurrent_window(replace(w, dropout=0.0), weights, data)()
+        assert not np.allclose(hand["weight_ih_l0"], without["weight_ih_l0"])
+
+
+def test_the_dropout_generator_skips_the_draws_minigrads_layer_makes_first():
+    # nn.LSTM(rng=LAYER_SEED) draws its initial weights as recurrent_weights(seed=LAYER_SEED)
+    # does: the same values in the same order, after which dropout_generator stands
+    from minigrad import nn
+    w = workloads.W6.smoke()
+    layer = nn.LSTM(w.input, w.hidden, num_layers=2, dropout=0.2, dtype=np.float64,
+                    rng=workloads.LAYER_SEED)
+    drawn = workloads.recurrent_weights(w, np.float64, seed=workloads.LAYER_SEED)
+    assert [name for name, _ in layer.named_parameters()] == list(drawn)[:-2]  # all but the head
+    for name, p in layer.named_parameters():
+        np.testing.assert_array_equal(p.numpy(), drawn[name], err_msg=name)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason=torch_impl.MISSING)
+@pytest.mark.parametrize("w", workloads.RECURRENT + workloads.STACKED, ids=lambda w: w.name)
+def test_pytorch_trains_to_the_floors_weights_without_dropout(w):
+    # PyTorch draws its own dropout masks: compared with dropout 0
+    w = replace(w.smoke(), dropout=0.0)
+    data = workloads.recurrent_data(w, np.float64)
+    weights = workloads.recurrent_weights(w, np.float64)
+    hand = floor.numpy_recurrent_window(w, weights, data)()
+    _assert_same_training(torch_impl.torch_fused, w, weights, data, hand)
+
+
+@pytest.mark.parametrize("w", workloads.RECURRENT + workloads.STACKED, ids=lambda w: w.name)
 def test_the_full_workloads_are_what_the_issue_fixes(w):
-    assert (w.batch, w.k) == {"W1": (32, 20), "W2": (32, 20), "W3": (1, 25)}[w.name]
+    assert (w.batch, w.k) == {"W1": (32, 20), "W2": (32, 20), "W3": (1, 25), "W6": (32, 20)}[w.name]
     assert w.steps % w.k == 0  # every window full, as the floor and PyTorch loops assume
+
+
+def test_w6_is_w2_with_a_second_layer_and_dropout():
+    w6 = workloads.W6
+    assert (w6.layers, w6.dropout) == (2, 0.2)
+    assert replace(w6, name="W2", layers=1, dropout=0.0, about=workloads.W2.about) == workloads.W2
 
 
 def test_floor_chain_and_minigrad_chain_give_the_same_gradient():
@@ -79,10 +129,12 @@ def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
         assert f"test_recurrent[{workload}-numpy]" in names
         assert f"test_recurrent[{workload}-minigrad-seq]" in names
         assert f"test_recurrent[{workload}-numpy-window]" in names
+    assert "test_stacked[W6-minigrad-seq]" in names and "test_stacked[W6-numpy-window]" in names
     assert "test_chain[W5-minigrad]" in names
     assert "test_scaling[BPTT-n24]" in names
     assert "| W1 | cells, per step | time step |" in proc.stdout
     assert "| W1 | layer, per window | time step |" in proc.stdout and "| W5 | ops | op |" in proc.stdout
+    assert "| W6 | layer, per window | time step |" in proc.stdout and "| W6 / W2 |" in proc.stdout
     assert "**Smoke sizes**" in proc.stdout
     assert "1 thread(s)" in proc.stdout
     if not HAS_TORCH:
@@ -121,6 +173,21 @@ def test_the_table_divides_by_the_units_and_judges_the_targets():
     assert "2.00×" in w3 and "≤ 1.5× floor: missed" in w3
     w5 = next(line for line in text.splitlines() if line.startswith("| W5 |"))
     assert "| ops | op |" in w5 and "3.00×" in w5 and "≤ 2× PyTorch eager: missed" in w5
+
+
+def test_the_stacked_table_divides_the_stacked_workload_by_the_one_it_stacks():
+    benches = [_bench("W6", "minigrad-seq", 0.090, 400),   # 225 us per step
+               _bench("W6", "numpy-window", 0.064, 400),   # 160
+               _bench("W6", "torch-fused", 0.036, 400),    # 90
+               _bench("W2", "minigrad-seq", 0.040, 400),   # 100
+               _bench("W2", "numpy-window", 0.032, 400),   # 80
+               _bench("W2", "torch-fused", 0.020, 400)]    # 50
+    text = report.render({"benchmarks": benches})
+    assert "| W6 | layer, per window | time step | 225 | 160 | - | 90.0 | 1.41× | - | - |" in text
+    assert "| W2 | 100 | 80.0 | 50.0 | 1.25× | 2.00× |" in text
+    assert "| W6 | 225 | 160 | 90.0 | 1.41× | 2.50× |" in text
+    assert "| W6 / W2 | 2.25× | 2.00× | 1.80× | | |" in text
+    assert "What stacking costs" not in report.render({"benchmarks": benches[:3]})  # W2 not run
 
 
 def test_the_gpu_table_judges_the_layer_against_pytorch_on_the_same_gpu():
