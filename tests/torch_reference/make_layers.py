@@ -13,7 +13,8 @@ and its tests never import it) with
 
     PYTHONPATH=. /path/to/python-with-torch tests/torch_reference/make_layers.py
 
-It writes the file atomically: an interrupted run leaves the old one in place.
+It writes the file atomically (an interrupted run leaves the old one in place), and the same
+bytes on every run with the same PyTorch (make_modules.save).
 """
 import os
 
@@ -22,7 +23,7 @@ import torch
 
 import layer_cases
 from layer_cases import FIXTURE, H, H_IN, cases
-from minigrad.io import atomic_file
+from make_modules import save
 
 
 def run(case):
@@ -38,8 +39,7 @@ def main():
     for case in cases():
         fixture[case.name], names = run(case)
         keys.append([case.name, " ".join(names)])
-    with atomic_file(FIXTURE, "wb") as f:
-        np.savez_compressed(f, **fixture, state_dict_keys=np.array(keys))
+    save({**fixture, "state_dict_keys": np.array(keys)}, FIXTURE)
     print(f"{FIXTURE}: {len(keys)} cases, {os.path.getsize(FIXTURE)} bytes")
 
 

@@ -9,7 +9,7 @@ corpus from a NumPy seed in place of Wikitext-2.
     PYTHONPATH=. /path/to/python-with-torch tests/torch_reference/word_language_model_torch.py
 
 prints the losses of 20 updates. With --write-fixture (and PYTHONPATH=. from the repository
-root: it borrows minigrad.io's atomic write) it also writes word_language_model.npz, which
+root, for make_modules.save's atomic write) it also writes word_language_model.npz, which
 tests/test_word_language_model.py holds minigrad to: the initial state_dict (state/<name>),
 the 20 losses with dropout 0 (losses) and the loss on held-out text after them (eval_loss).
 """
@@ -149,13 +149,12 @@ def main(dropout=0.0, state_dict=None):
 
 def write_fixture(path):
     """The initial state_dict, the 20 losses (dropout 0) and the held-out loss after them."""
-    from minigrad.io import atomic_file
+    from make_modules import save  # atomically, and the same bytes on every run
     torch.manual_seed(SEED)
     initial = RNNModel(NTOKEN, NINP, NHID, NLAYERS, 0.0).state_dict()
     model, losses = main(0.0, initial)
     arrays = {f"state/{name}": value.numpy() for name, value in initial.items()}
-    with atomic_file(path, "wb") as f:
-        np.savez_compressed(f, **arrays, losses=np.array(losses), eval_loss=evaluate(model, corpus()[1]))
+    save({**arrays, "losses": np.array(losses), "eval_loss": np.array(evaluate(model, corpus()[1]))}, path)
 
 
 if __name__ == "__main__":
