@@ -55,6 +55,23 @@ def test_readme_layer_example_gives_the_cell_examples_losses():
         assert abs(a - b) <= 0.002 + 0.01 * a
 
 
+def test_the_pytorch_port_example_trains_and_keeps_pytorchs_layout():
+    text = README.read_text()
+    code = re.search(r"## From PyTorch to minigrad\n.*?```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    model, hidden, logits = namespace["model"], namespace["hidden"], namespace["logits"]
+    assert not model.training and not model.drop.training and not model.rnn.training
+    assert logits.shape == (20, 4, 50) and [h.shape for h in hidden] == [(2, 4, 32)] * 2
+    assert list(model.state_dict())[:6] == [
+        "encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0",
+        "rnn.bias_hh_l0", "rnn.weight_ih_l1"]
+    assert abs(float(namespace["loss"].item()) - np.log(50)) < 0.5  # random tokens: about log 50
+    tokens = namespace["text"][:20]
+    first = model(tokens, None)[0].data
+    np.testing.assert_array_equal(model(tokens, None)[0].data, first)  # eval: deterministic
+
+
 def test_readme_states_the_semantics_of_bptt_py():
     """The seven rules in the README are the ones in train_sequence's docstring, word for word."""
     from minigrad.bptt import train_sequence
