@@ -316,6 +316,17 @@ def test_positional_arguments_are_pytorchs():
     assert repr(nn.GRU(3, 4, 3, dropout=0.5)) == "GRU(3, 4, num_layers=3, dropout=0.5)"
 
 
+def test_dtype_device_and_rng_are_keywords_only():
+    # PyTorch's positional order ends in (device, dtype) for cells, (proj_size, device, dtype)
+    # for LSTM: a positional value there must not be read as minigrad's dtype or seed.
+    for make_it in (lambda: nn.RNNCell(3, 4, True, "tanh", "float64"),
+                    lambda: nn.LSTMCell(3, 4, True, "cpu"),
+                    lambda: nn.GRU(3, 4, 1, True, False, 0.0, False, "float64"),
+                    lambda: nn.LSTM(3, 4, 1, True, False, 0.0, False, 0, "cpu")):
+        with pytest.raises(TypeError, match="positional argument"):
+            make_it()
+
+
 def test_initialization_is_uniform_within_one_over_sqrt_hidden():
     lstm = nn.LSTM(5, 16, 2, bidirectional=True, dtype="float64", rng=0)
     for name, p in lstm.named_parameters():

@@ -24,7 +24,9 @@ class _Cell(Module):
 
     gates = 1
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None, rng=None):
+    # dtype, device and rng are keywords: PyTorch's cells take (device, dtype) in that order
+    # after bias, so a positional argument would be read as something else.
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype=None, device=None, rng=None):
         who = type(self).__name__
         _positive(who, input_size=input_size, hidden_size=hidden_size)
         bias = _flag(who, "bias", bias)
@@ -56,10 +58,10 @@ class _Cell(Module):
 class _Elman(_Cell):
     """What RNNCell and RNN share: _Cell's parameters and the nonlinearity."""
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
                  dtype=None, device=None, rng=None):
         recurrent._check_nonlinearity(type(self).__name__, nonlinearity)
-        super().__init__(input_size, hidden_size, bias, dtype, device, rng)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, device=device, rng=rng)
         self.nonlinearity = nonlinearity
 
     def extra_repr(self):
