@@ -317,12 +317,16 @@ def test_positional_arguments_are_pytorchs():
 
 
 def test_dtype_device_and_rng_are_keywords_only():
-    # PyTorch's positional order ends in (device, dtype) for cells, (proj_size, device, dtype)
-    # for LSTM: a positional value there must not be read as minigrad's dtype or seed.
+    # PyTorch's positional order goes on where minigrad's stops ((device, dtype) for cells,
+    # Dropout's inplace, ...): a positional value there must not be read as a dtype or a seed.
     for make_it in (lambda: nn.RNNCell(3, 4, True, "tanh", "float64"),
                     lambda: nn.LSTMCell(3, 4, True, "cpu"),
                     lambda: nn.GRU(3, 4, 1, True, False, 0.0, False, "float64"),
-                    lambda: nn.LSTM(3, 4, 1, True, False, 0.0, False, 0, "cpu")):
+                    lambda: nn.LSTM(3, 4, 1, True, False, 0.0, False, 0, "cpu"),
+                    lambda: nn.Linear(3, 4, True, "cpu"),
+                    lambda: nn.Embedding(10, 3, 0, 1.0),            # PyTorch: max_norm=1.0
+                    lambda: nn.Dropout(0.2, True),                  # PyTorch: inplace=True
+                    lambda: nn.LayerNorm(4, 1e-5, True, True, "cpu")):
         with pytest.raises(TypeError, match="positional argument"):
             make_it()
 

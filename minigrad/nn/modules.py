@@ -1,5 +1,9 @@
 """Modules: objects that own Parameters, buffers and other Modules and compute with them; the
-containers that hold Modules (Sequential, ModuleList, ModuleDict); the plain layers."""
+containers that hold Modules (Sequential, ModuleList, ModuleDict); the plain layers.
+
+Every layer takes PyTorch's arguments in PyTorch's positional order, and minigrad's own
+(dtype, device, rng) as keywords only: where PyTorch goes on positionally (Dropout's
+inplace, Embedding's max_norm, device and dtype), a value is refused, never misread."""
 import math
 import operator
 from collections import namedtuple
@@ -531,7 +535,7 @@ class Linear(Module):
     numpy.random.Generator.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=None, device=None, rng=None):
+    def __init__(self, in_features, out_features, bias=True, *, dtype=None, device=None, rng=None):
         super().__init__()
         _positive("Linear", in_features=in_features, out_features=out_features)
         dtype = _dtype(dtype, "Linear", float_only=True)
@@ -557,7 +561,8 @@ class Embedding(Module):
     gradient, as PyTorch's (see functional.embedding). rng: a seed or a numpy.random.Generator.
     """
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=None, device=None, rng=None):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *, dtype=None, device=None,
+                 rng=None):
         super().__init__()
         _positive("Embedding", num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         dtype = _dtype(dtype, "Embedding", float_only=True)
@@ -585,7 +590,7 @@ class LayerNorm(Module):
     leaves both out, bias=False the bias.
     """
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *,
                  dtype=None, device=None):
         super().__init__()
         self.normalized_shape = F._normalized_shape("LayerNorm", normalized_shape)
@@ -612,7 +617,7 @@ class Dropout(Module):
     mask from it at each call, so that a seed makes a whole run reproducible.
     """
 
-    def __init__(self, p=0.5, rng=None):
+    def __init__(self, p=0.5, *, rng=None):
         super().__init__()
         self.p = F._probability("Dropout", p)
         self.rng = _generator(rng)
