@@ -13,11 +13,11 @@ pytest.importorskip("ipykernel", reason='needs the tutorials extra: pip install 
 from tutorials import execute  # noqa: E402
 
 EXPECTED = ["1-autodiff-from-scratch", "2-unrolling-an-rnn", "3-truncated-bptt",
-            "4-unfold-and-average", "5-a-cuda-kernel"]
+            "4-unfold-and-average", "5-a-cuda-kernel", "6-a-character-language-model"]
 MAX_KIB = 400  # a saved notebook, figures included: small enough to read well on the web
 
 
-def test_the_five_tutorials_are_there_in_order():
+def test_the_tutorials_are_there_in_order():
     assert [p.stem for p in execute.NOTEBOOKS] == EXPECTED
 
 
