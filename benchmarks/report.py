@@ -4,16 +4,23 @@
     python -m benchmarks.report --threads 2     # BLAS and PyTorch with 2 threads
     python -m benchmarks.report --smoke         # tiny sizes, one round: does it all run?
     python -m benchmarks.report --readme        # also put the table into README.md
+    python -m benchmarks.report --repeat 3      # the suite 3 times: medians over the runs
 
 It saves pytest-benchmark's JSON (--json, by default .benchmarks/latest.json) and the run
 in pytest-benchmark's storage (.benchmarks/), so that a later `pytest benchmarks
---benchmark-compare` compares with it. `--from PATH` prints the table of a saved JSON
+--benchmark-compare` compares with it. `--from PATH ...` prints the table of saved JSON
 without running anything. Results worth keeping go to benchmarks/results/ (see its README).
+
+A benchmark runs its rounds one after the other, so on a shared machine two benchmarks can
+meet different loads; --repeat N runs the whole suite N times and takes each benchmark's
+median over the runs, so that a ratio compares times taken throughout the same minutes.
 """
 import argparse
+import copy
 import datetime
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -53,16 +60,22 @@ def main(argv=None):
                         help="where to save pytest-benchmark's JSON (default .benchmarks/latest.json)")
     parser.add_argument("--no-autosave", action="store_true",
                         help="do not add the run to pytest-benchmark's storage (.benchmarks/)")
-    parser.add_argument("--from", dest="source", type=Path, metavar="PATH",
-                        help="print the table of a saved JSON instead of running the suite")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the suite N times; the table takes each benchmark's median "
+                             "over the runs (default 1)")
+    parser.add_argument("--from", dest="sources", type=Path, nargs="+", metavar="PATH",
+                        help="print the table of saved JSON instead of running the suite (of "
+                             "several runs: each benchmark's median over them)")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md too")
     parser.add_argument("-k", dest="select", metavar="EXPR", help="run only the benchmarks pytest -k selects")
     args = parser.parse_args(argv)
     try:
         if args.threads < 1:
             raise ReportError(f"--threads must be >= 1, got {args.threads}")
-        path = args.source or run_suite(args)
-        text = render(load(path))
+        if args.repeat < 1:
+            raise ReportError(f"--repeat must be >= 1, got {args.repeat}")
+        paths = args.sources or run_suites(args)
+        text = render(combine([load(path) for path in paths]))
         print(text)
         if args.readme:
             write_readme(ROOT / "README.md", text)
@@ -75,11 +88,22 @@ def main(argv=None):
     return 0
 
 
-def run_suite(args):
-    """Run `pytest benchmarks` with the JSON going to a temporary file, moved into place
+def run_suites(args):
+    """Run the suite --repeat times, one run after the other; returns their JSON files. Several
+    runs are saved as NAME.run1.json, ... beside --json, which then holds them combined."""
+    if args.repeat == 1:
+        return [run_suite(args, args.json)]
+    paths = [run_suite(args, args.json.with_suffix(f".run{i}.json")) for i in range(1, args.repeat + 1)]
+    args.json.write_text(json.dumps(combine([load(path) for path in paths]), indent=4))
+    print(f"saved the {args.repeat} runs combined in {args.json}", file=sys.stderr)
+    return paths
+
+
+def run_suite(args, path):
+    """Run `pytest benchmarks` with the JSON going to a temporary file, moved to `path`
     only when the run succeeds (a failed run leaves the previous results as they were)."""
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.json.with_name(args.json.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
     cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider",
            "--benchmark-quiet", f"--benchmark-json={partial}", f"--threads={args.threads}"]
     if not args.no_autosave:
@@ -93,9 +117,9 @@ def run_suite(args):
     if code != 0 or not partial.exists():
         partial.unlink(missing_ok=True)
         raise ReportError(f"the benchmark run failed (pytest exit code {code}); see its output above")
-    os.replace(partial, args.json)
-    print(f"saved {args.json}", file=sys.stderr)
-    return args.json
+    os.replace(partial, path)
+    print(f"saved {path}", file=sys.stderr)
+    return path
 
 
 def load(path):
@@ -109,6 +133,24 @@ def load(path):
     if not isinstance(data, dict) or "benchmarks" not in data:
         raise ReportError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks')")
     return data
+
+
+def combine(runs):
+    """Several runs of the suite as one: the first run's JSON, each benchmark's median
+    replaced by the median of its medians over the runs (those are kept in its extra_info,
+    as run_medians) and machine_info["minigrad"]["runs"] saying how many there were."""
+    if len(runs) == 1:
+        return runs[0]
+    medians = {}
+    for data in runs:
+        for b in data["benchmarks"]:
+            medians.setdefault(b["name"], []).append(b["stats"]["median"])
+    combined = copy.deepcopy(runs[0])
+    for b in combined["benchmarks"]:
+        b["stats"]["median"] = statistics.median(medians[b["name"]])
+        b.setdefault("extra_info", {})["run_medians"] = medians[b["name"]]
+    combined.setdefault("machine_info", {}).setdefault("minigrad", {})["runs"] = len(runs)
+    return combined
 
 
 # -- the tables ---------------------------------------------------------------------------
@@ -142,10 +184,14 @@ def header(data):
     ours = info.get("minigrad", {})
     when = data.get("datetime", "")[:10] or datetime.date.today().isoformat()
     torch = ours.get("torch") or "not installed"
+    runs = ours.get("runs", 1)
+    medians = ("Medians of repeated runs; ratios are within this one run." if runs == 1 else
+               f"Medians over {runs} runs of the suite, one after the other (of each run's median "
+               f"of repeated rounds); ratios are within these runs.")
     lines = [f"Measured {when} on {ours.get('cpu') or info.get('processor') or 'an unknown CPU'}, "
              f"{ours.get('threads', '?')} thread(s) ({ours.get('blas', 'BLAS unknown')}); "
              f"Python {info.get('python_version', '?')}, NumPy {ours.get('numpy', '?')}, "
-             f"PyTorch {torch}. Medians of repeated runs; ratios are within this one run."]
+             f"PyTorch {torch}. " + medians]
     if ours.get("smoke"):
         lines.append("**Smoke sizes**: these numbers only show that everything runs.")
     return "\n".join(lines)

@@ -246,9 +246,26 @@ def test_the_real_readme_has_the_markers():
     assert text.index(report.README_START) < text.index(report.README_END)
 
 
+def test_several_runs_give_each_benchmark_its_median_over_them(tmp_path, capsys):
+    paths = []
+    for i, median in enumerate((0.040, 0.100, 0.048)):  # W1-minigrad: 100, 250, 120 us per step
+        path = tmp_path / f"run{i}.json"
+        path.write_text(json.dumps({"machine_info": {"minigrad": {"threads": 1}},
+                                    "benchmarks": [_bench("W1", "minigrad", median, 400),
+                                                   _bench("W1", "numpy", 0.040, 400)]}))
+        paths.append(str(path))
+    assert report.main(["--from", *paths]) == 0
+    out = capsys.readouterr().out
+    assert "Medians over 3 runs of the suite" in out
+    assert "| W1 | cells, per step | time step | 120 | 100 | - | - | 1.20× |" in out
+    combined = report.combine([report.load(path) for path in paths])
+    assert combined["benchmarks"][0]["extra_info"]["run_medians"] == [0.040, 0.100, 0.048]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--from", "no/such/file.json"], "cannot read no/such/file.json"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--repeat", "0"], "--repeat must be >= 1, got 0"),
 ])
 def test_report_errors_are_one_line_and_exit_1(argv, message, capsys):
     assert report.main(argv) == 1
