@@ -72,6 +72,22 @@ def test_the_pytorch_port_example_trains_and_keeps_pytorchs_layout():
     np.testing.assert_array_equal(model(tokens, None)[0].data, first)  # eval: deterministic
 
 
+def test_the_checkpoint_example_round_trips(tmp_path, monkeypatch):
+    text = README.read_text()
+    code = re.search(r"## Checkpoints and interchange\n.*?```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # it writes run.npz and lstm.safetensors where it runs
+    out, namespace = io.StringIO(), {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), namespace)
+    assert out.getvalue() == "['model/weight_ih_l0', 'model/weight_hh_l0']\n"
+    model, weights, w = namespace["model"], namespace["weights"], namespace["w"]
+    assert list(weights) == sorted(model.state_dict())
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(weights[name], value)
+    assert np.shares_memory(w, model.weight_ih_l0.data)
+    assert namespace["x"].shape == (5, 3)
+
+
 def test_readme_states_the_semantics_of_bptt_py():
     """The seven rules in the README are the ones in train_sequence's docstring, word for word."""
     from minigrad.bptt import train_sequence
