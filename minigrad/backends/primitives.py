@@ -11,7 +11,6 @@ The ops of the core (ops.py) and of nn call these by what they compute
 """
 import operator
 
-import numpy as np
 
 from .devices import array_module
 from .dispatch import primitive
