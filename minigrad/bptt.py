@@ -282,7 +282,8 @@ class _Run:
     carry the tape label base + s (segments: the label of their first step)."""
 
     # While a call of `step` runs: (policy, n, a, b) if its steps a..b may not be a whole
-    # window of the policy, else None. Read by require_whole_windows.
+    # window of the policy, else None. Read by require_whole_windows: a layer called inside
+    # `step` cannot see the policy, and the cuts stay decided here, in one place.
     cut = None
 
     def __init__(self, step, inputs, targets, base, shapes, segments, policy, n):
@@ -299,7 +300,8 @@ class _Run:
         """Whether steps a..b are one window of the policy, and no other window reaches them."""
         if not self.tiled:
             return False
-        window = self.policy.update(-(-b // self.policy.sizes(self.n)[0]), self.n)  # after step b
+        k1 = self.policy.sizes(self.n)[0]
+        window = self.policy.update(-(-b // k1), self.n)  # update ceil(b / k1): the first after b
         return (window.start, window.end) == (a, b)
 
     def label(self, s):

@@ -344,7 +344,7 @@ def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device="cp
 def _generator(rng):
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_))):
         return np.random.default_rng(rng)
     raise TypeError(f"rng: expected an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 

@@ -220,11 +220,11 @@ def test_load_state_dict_checks_keys_and_shapes_and_changes_nothing_on_error():
     net = Net()
     before = net.state_dict()
     bad = dict(before, **{"head.weight": np.zeros((3, 2)), "scale": np.zeros(4)})
-    with pytest.raises(ValueError, match=r"load_state_dict: Net: size mismatch for scale: expected shape "
+    with pytest.raises(RuntimeError, match=r"load_state_dict: Net: size mismatch for scale: expected shape "
                                          r"\(3,\), got \(4,\); head\.weight: expected shape \(2, 3\), "
                                          r"got \(3, 2\)"):
         net.load_state_dict(bad)
-    with pytest.raises(ValueError, match=r"head\.weight: expected shape"):  # strict or not
+    with pytest.raises(RuntimeError, match=r"head\.weight: expected shape"):  # strict or not
         net.load_state_dict(bad, strict=False)
     with pytest.raises(RuntimeError, match=r'error\(s\) in loading state_dict for Net:\n'
                                            r'\tMissing key\(s\) in state_dict: "scale"\.\n'
@@ -446,3 +446,46 @@ def test_identity_returns_its_input_and_ignores_its_arguments():
     x = mg.tensor([1.0, 2.0])
     assert nn.Identity(3, unused="yes")(x) is x
     assert repr(nn.Identity()) == "Identity()" and nn.Identity().parameters() == []
+
+
+# -- PyTorch's reading of arguments and calls (review of issue 17) ---------------------------
+
+def test_train_calls_each_childs_own_train_as_pytorch():
+    class Frozen(nn.Module):  # keeps its dropout off whatever the parent's mode
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(0.5)
+
+        def train(self, mode=True):
+            super().train(mode)
+            self.drop.training = False
+            return self
+    net = nn.Sequential(nn.Linear(2, 2), Frozen())
+    net.train()
+    assert net.training and net[0].training and net[1].training and not net[1].drop.training
+
+
+def test_dropouts_fourth_argument_is_not_read_as_a_seed():
+    x = mg.ones(4, 4)
+    with pytest.raises(TypeError, match="positional argument"):  # PyTorch's 4th is inplace
+        nn.functional.dropout(x, 0.5, True, False)
+    with pytest.raises(TypeError, match="dropout: training must be True or False, got 1"):
+        nn.functional.dropout(x, 0.5, 1)
+    with pytest.raises(TypeError, match="rng: expected an int seed or a numpy.random.Generator, got bool"):
+        nn.Linear(2, 3, rng=True)
+
+
+def test_layer_norm_refuses_a_negative_or_non_number_eps_and_non_bool_flags():
+    with pytest.raises(ValueError, match="LayerNorm: eps must be a number >= 0, got -1"):
+        nn.LayerNorm(4, -1)
+    with pytest.raises(ValueError, match="layer_norm: eps must be a number >= 0, got 'a'"):
+        nn.functional.layer_norm(mg.ones(2, 4), 4, eps="a")
+    with pytest.raises(TypeError, match="LayerNorm: elementwise_affine must be True or False, got int 1"):
+        nn.LayerNorm(4, 1e-5, 1)
+
+
+def test_module_dict_takes_another_module_dict():
+    a = nn.ModuleDict({"x": nn.Identity(), "y": nn.Linear(2, 2)})
+    b = nn.ModuleDict(a)
+    b.update(nn.ModuleDict({"z": nn.Identity()}))
+    assert list(b.keys()) == ["x", "y", "z"] and b["y"] is a["y"]

@@ -381,7 +381,8 @@ BAD_CALLS = [
      r"LSTM: the state must be a tuple \(h_0, c_0\), got Tensor"),
     (lambda: make("lstm")(X64, (mg.zeros(4, N, H, dtype="float64"), mg.zeros(4, 1, H, dtype="float64"))),
      ValueError, r"LSTM: c_0 of shape \(4, 1, 4\)"),
-    (lambda: make("gru")(X64, np.zeros((4, N, H))), TypeError, "GRU: hx must be a Tensor, got ndarray"),
+    (lambda: make("gru")(X64, np.zeros((4, N, H), np.float32)), TypeError,  # arrays keep their dtype
+     "gru: dtypes float64 and float32 differ"),
     (lambda: make("gru")(X64.astype("float32")), TypeError, "gru: dtypes float32 and float64 differ"),
 ]
 

@@ -208,6 +208,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         g_weight = sum of g x̂,   g_bias = sum of g   over the leading axes
     """
     shape = _normalized_shape("layer_norm", normalized_shape)
+    eps = _eps("layer_norm", eps)
     tensors = _tensors("layer_norm", [t for t in (x, weight, bias) if t is not None])
     x, rest = tensors[0], iter(tensors[1:])
     weight = None if weight is None else next(rest)
@@ -253,7 +254,7 @@ def _normalized_shape(op, normalized_shape):
     return tuple(int(n) for n in shape)
 
 
-def dropout(x, p=0.5, training=True, rng=None):
+def dropout(x, p=0.5, training=True, *, rng=None):
     """Inverted dropout, as PyTorch's: each entry is kept with probability 1 - p and scaled by
     1/(1 - p), so that the mean is unchanged, and zeroed otherwise.
 
@@ -262,9 +263,12 @@ def dropout(x, p=0.5, training=True, rng=None):
     training=False or p=0 returns x itself; p=1 gives zeros. The mask is drawn with NumPy
     (then moved to x's device), so that one seed gives one mask on every device.
     rng: an int seed, a numpy.random.Generator (advanced by the call: nn.Dropout and the
-    recurrent layers pass theirs, for a new mask at each call), or None (fresh entropy).
+    recurrent layers pass theirs, for a new mask at each call), or None (fresh entropy); a
+    keyword, since PyTorch's fourth argument is `inplace`.
     """
     p = _probability("dropout", p)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"dropout: training must be True or False, got {training!r}")
     (x,) = _tensors("dropout", [x])
     if not training or p == 0:
         return x
@@ -279,6 +283,13 @@ def dropout(x, p=0.5, training=True, rng=None):
     def backward(g):  # y = x * mask / (1 - p)  ->  g_x = g * mask / (1 - p)
         return (g * mask / keep,)
     return record("dropout", y, (x,), backward)
+
+
+def _eps(op, eps):
+    """eps as a float >= 0 (a negative one makes var + eps negative: NaN); ValueError otherwise."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not eps >= 0:
+        raise ValueError(f"{op}: eps must be a number >= 0, got {eps!r}")
+    return float(eps)
 
 
 def _probability(op, p):

@@ -164,8 +164,11 @@ class Module:
         descendant; layers such as Dropout read `self.training`. Returns self."""
         if not isinstance(mode, bool):
             raise ValueError(f"train: the training mode is expected to be a bool, got {mode!r}")
-        for m in self.modules():
-            m.training = mode
+        # Each child's own train(), as PyTorch calls it: a subclass may override it (to keep a
+        # part frozen, say) and is obeyed.
+        self.training = mode
+        for child in self.children():
+            child.train(mode)
         return self
 
     def eval(self):
@@ -236,8 +239,8 @@ class Module:
                     misfits.append(f"{key}: expected shape {t.shape}, got {array.shape}")
                 else:
                     new[key] = devices.to_device(array.astype(t.dtype, copy=True), t.device)
-        if misfits:
-            raise ValueError(f"load_state_dict: {type(self).__name__}: size mismatch for "
+        if misfits:  # RuntimeError, as PyTorch's: code ported with `except RuntimeError` catches it
+            raise RuntimeError(f"load_state_dict: {type(self).__name__}: size mismatch for "
                              + "; ".join(misfits))
         for key, array in new.items():
             own[key].data = array  # replaced, not written into: records keep their values
@@ -489,7 +492,7 @@ class ModuleDict(_Container):
 
     def update(self, modules):
         """Add (or replace) the modules of a mapping, or of an iterable of (key, module) pairs."""
-        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        pairs = modules.items() if isinstance(modules, (Mapping, ModuleDict)) else modules
         for i, pair in enumerate(pairs):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise ValueError(f"ModuleDict.update: element #{i} must be a (key, module) pair, "
@@ -508,6 +511,12 @@ class ModuleDict(_Container):
 
 def _uniform(rng, bound, shape, dtype):
     return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
+def _flag(who, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{who}: {name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def _positive(who, **sizes):
@@ -594,7 +603,10 @@ class LayerNorm(Module):
                  dtype=None, device=None):
         super().__init__()
         self.normalized_shape = F._normalized_shape("LayerNorm", normalized_shape)
-        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.eps = F._eps("LayerNorm", eps)
+        self.elementwise_affine = elementwise_affine = _flag("LayerNorm", "elementwise_affine",
+                                                             elementwise_affine)
+        bias = _flag("LayerNorm", "bias", bias)
         dtype = _dtype(dtype, "LayerNorm", float_only=True)
         shape = self.normalized_shape
         self.weight = Parameter(np.ones(shape, dtype), device=device) if elementwise_affine else None
@@ -623,7 +635,7 @@ class Dropout(Module):
         self.rng = _generator(rng)
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training, self.rng)
+        return F.dropout(x, self.p, self.training, rng=self.rng)
 
     def extra_repr(self):
         return f"p={self.p}"

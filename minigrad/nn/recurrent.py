@@ -23,10 +23,11 @@ for two kinds of op:
   - one time step, one record: rnn_cell, lstm_cell, gru_cell (PyTorch's RNNCell, ...);
   - T time steps, one record: rnn, lstm, gru (one layer and one direction of PyTorch's
     nn.RNN, ...; nn/rnn.py stacks them into layers, reverse=True runs the steps from the
-    last to the first for the second direction of a bidirectional layer). They do the same arithmetic in fewer calls: the input projections x_t W_ih^T of all
-    T steps are one matmul, each step is one matmul and the pointwise part (forward and
-    backward; on a GPU the whole window's recurrence is one kernel where it fits), and
-    each weight gradient is one matmul at the end.
+    last to the first for the second direction of a bidirectional layer). They do the
+    same arithmetic in fewer calls: the input projections x_t W_ih^T of all T steps are
+    one matmul, each step is one matmul and the pointwise part (forward and backward; on
+    a GPU the whole window's recurrence is one kernel where it fits), and each weight
+    gradient is one matmul at the end.
 A step's x is (B, I) or, unbatched, (I,); the states are (B, H) or (H,); a sequence of
 inputs is (T, B, I) or (T, I), time first.
 

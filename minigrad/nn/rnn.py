@@ -9,13 +9,13 @@ from ..ops import concat, stack
 from ..tensor import Tensor, _dtype, _generator, tensor, zeros
 from . import functional as F
 from . import recurrent
-from .modules import Module, Parameter, _positive, _uniform
+from .modules import Module, Parameter, _flag, _positive, _uniform
 
 
-def _flag(who, name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{who}: {name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
+def _as_tensor(value, device):
+    """A layer's input or state: a Tensor as it is, an array as minigrad.tensor reads it
+    (its dtype kept: a float64 array into a float32 layer is the ops' dtype error)."""
+    return value if isinstance(value, Tensor) else tensor(value, device=device)
 
 
 class _Cell(Module):
@@ -65,8 +65,11 @@ class _Elman(_Cell):
         self.nonlinearity = nonlinearity
 
     def extra_repr(self):
-        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity='relu'"
-        return super().extra_repr() + extra
+        return super().extra_repr() + _nonlinearity_repr(self)
+
+
+def _nonlinearity_repr(module):
+    return "" if module.nonlinearity == "tanh" else ", nonlinearity='relu'"
 
 
 class RNNCell(_Elman):
@@ -138,8 +141,11 @@ class _RNNBase(Module):
             raise ValueError(f"{who}: dropout must be a number in [0, 1], the probability of "
                              f"zeroing an element, got {dropout!r}")
         if dropout > 0 and num_layers == 1:
+            # Reported at the caller's line: GRU inherits this __init__, RNN and LSTM call it.
+            level = 2 if type(self).__init__ is _RNNBase.__init__ else 3
             warnings.warn(f"{who}: dropout acts after every recurrent layer but the last, so "
-                          f"dropout={dropout} with num_layers=1 does nothing", UserWarning, stacklevel=3)
+                          f"dropout={dropout} with num_layers=1 does nothing", UserWarning,
+                          stacklevel=level)
         dtype = _dtype(dtype, who, float_only=True)
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers, self.dropout = int(num_layers), float(dropout)
@@ -167,8 +173,7 @@ class _RNNBase(Module):
     def forward(self, input, hx=None):
         """(output, h_n), LSTM: (output, (h_n, c_n)); see the class docstring for the shapes."""
         who = type(self).__name__
-        x = input if isinstance(input, Tensor) else tensor(input, dtype=self.weight_hh_l0.dtype,
-                                                           device=self.weight_hh_l0.device)
+        x = _as_tensor(input, self.weight_hh_l0.device)
         if x.ndim not in (2, 3):
             raise ValueError(f"{who}: input must be (L, N, H_in), (N, L, H_in) with batch_first, "
                              f"or unbatched (L, H_in); got shape {x.shape}")
@@ -203,8 +208,7 @@ class _RNNBase(Module):
 
     def _split(self, who, name, h, x, batched):
         """One state (D * num_layers, N, H) as the states of each layer and direction."""
-        if not isinstance(h, Tensor):
-            raise TypeError(f"{who}: {name} must be a Tensor, got {type(h).__name__}")
+        h = _as_tensor(h, self.weight_hh_l0.device)
         expected = self._expected_state(x, batched)
         if h.shape != expected:
             raise ValueError(f"{who}: {name} of shape {h.shape} for input of shape {x.shape}; "
@@ -257,8 +261,8 @@ _LAYER_DOC = """
     layer(input, {h0}=None) -> (output, {hn}), as PyTorch's nn.{name}. With D = 2 if
     bidirectional else 1:
       input   (L, N, H_in), or (N, L, H_in) with batch_first, or unbatched (L, H_in)
-      {states} (D * num_layers, N, H) or, unbatched, (D * num_layers, H); None means
-              zeros. Never batch-first.
+      states  {states}: each (D * num_layers, N, H) or, unbatched, (D * num_layers, H);
+              None means zeros. Never batch-first. Row layer * D + direction.
       output  (L, N, D * H) (batch_first: (N, L, D * H); unbatched: (L, D * H)): the last
               layer's h at every step, the two directions side by side.
     Parameters, as PyTorch names and shapes them: weight_ih_l{{k}} (G*H, H_in) for layer 0
@@ -269,7 +273,11 @@ _LAYER_DOC = """
     Each layer and direction is one record on the tape. A bidirectional layer needs the
     whole sequence: under train_sequence(segments=True), use it with BPTT() or TBPTT(k, k)
     with k dividing the sequence's length, where every segment is a whole window
-    (anything else is an error, since its second direction would see part of a window)."""
+    (anything else is an error, since its second direction would see part of a window).
+    There, as in PyTorch when h_n is passed to the next call, the state carried to the
+    next window holds the second direction's last state, the one at the window's first
+    step, and that starts the next window's second direction at its last step: pass
+    zeros in those rows to keep the windows' second directions apart."""
 
 
 class RNN(_OneState):
@@ -290,8 +298,7 @@ class RNN(_OneState):
         return F.rnn(x, h0, *params, nonlinearity=self.nonlinearity, reverse=reverse)
 
     def extra_repr(self):
-        extra = "" if self.nonlinearity == "tanh" else ", nonlinearity='relu'"
-        return super().extra_repr() + extra
+        return super().extra_repr() + _nonlinearity_repr(self)
 
 
 class GRU(_OneState):
@@ -306,7 +313,7 @@ class GRU(_OneState):
 class LSTM(_RNNBase):
     __doc__ = """A stacked LSTM (gates i, f, g, o; see functional.lstm_cell), G = 4.
 """ + _LAYER_DOC.format(h0="(h_0, c_0)", hn="(h_n, c_n)", name="LSTM",
-                        states="h_0, c_0, h_n, c_n:\n             ") + """
+                        states="h_0, c_0, h_n, c_n") + """
     proj_size: only 0 (PyTorch's projections are not implemented).
     """
     gates = 4
@@ -314,7 +321,7 @@ class LSTM(_RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, dtype=None, device=None,
                  rng=None):
-        if proj_size != 0:
+        if isinstance(proj_size, (bool, np.bool_)) or proj_size != 0:
             raise ValueError(f"LSTM: proj_size={proj_size!r} is not supported (only 0: no "
                              "projection of h)")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
