@@ -391,3 +391,17 @@ BAD_CALLS = [
 def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.usefixtures("on_backend")
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_a_batch_of_none_gives_empty_outputs_as_pytorch(kind):
+    # PyTorch returns empty outputs and states for N = 0; the weights get zero gradients.
+    layer = make(kind, num_layers=2, bidirectional=True)
+    xs = mg.zeros(L, 0, IN, dtype="float64", requires_grad=True)
+    out, state = flat(layer(xs))[0], flat(layer(xs))[1:]
+    assert out.shape == (L, 0, 2 * H) and all(s.shape == (4, 0, H) for s in state)
+    (out.sum() + sum(s.sum() for s in state)).backward()
+    assert xs.grad.shape == (L, 0, IN)
+    for p in layer.parameters():
+        np.testing.assert_array_equal(p.grad, 0)

@@ -98,7 +98,7 @@ def _gates(X, Hprev, W_ih, W_hh, biases):
 def _projections(X, W_ih, biases):
     """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one matmul."""
     T, B, inputs = X.shape
-    A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, -1)
+    A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, W_ih.shape[0])  # no -1: B may be 0
     for b in biases:
         A += b
     return A
@@ -263,8 +263,9 @@ def _state_gradients(g, T, B, reverse):
     the last state's own gradient added to G_h[T - 1]. A copy the backward may write into
     (see above)."""
     g_hs, g_hT = g
-    G_h = _time_order(g_hs.reshape(T, B, -1), reverse).copy()
-    G_h[T - 1] += g_hT.reshape(B, -1)
+    H = g_hT.shape[-1]  # not reshape(..., -1), which cannot size an empty batch (B = 0)
+    G_h = _time_order(g_hs.reshape(T, B, H), reverse).copy()
+    G_h[T - 1] += g_hT.reshape(B, H)
     return G_h
 
 
@@ -327,7 +328,7 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=Fa
     def backward(g):
         G_h = _state_gradients(g[:2], T, B, reverse)
         G_a = xp.empty_like(A)
-        g_h0, g_c0 = primitives.lstm_window_backward(G_h, g[2].reshape(B, -1), A, Cs, TC, W_hh,
+        g_h0, g_c0 = primitives.lstm_window_backward(G_h, g[2].reshape(B, W_hh.shape[1]), A, Cs, TC, W_hh,
                                                      G_a, need_h0)
         grads = _sequence_backward(tensors, 2, G_a, G_a, X, Hs, W_ih, W_hh, g_h0, reverse)
         if need_c0:
