@@ -186,7 +186,12 @@ def pow(a, exponent):
     p = _python_number(exponent)
 
     def backward(g):  # d(x^p) = p x^(p-1) dx
-        # NOTE: for p < 1 this is infinite at x = 0, as the derivative is.
+        # NOTE: for p = 0, x^0 = 1 is a constant and its derivative is 0 everywhere; the
+        # formula would give 0 * 0^-1 = 0 * inf = NaN at x = 0, so that case is written
+        # out (as PyTorch does). For p < 1 otherwise the derivative is infinite at x = 0,
+        # and so is this; at a negative x it is real only for an integer p, as x^p is.
+        if p == 0:
+            return (array_module(g).zeros_like(g),)
         return (g * (p * x ** (p - 1)),)
     return record("pow", x ** p, (a,), backward)
 

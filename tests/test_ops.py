@@ -170,6 +170,38 @@ def test_scalar_operand_by_hand(name, dtype, rng):
         assert gradcheck(fn, [rand_leaf(rng, 2, 3, low=0.5, high=2.0)])
 
 
+# d/dx x^p at x = 0 and at negative bases, worked by hand (PyTorch gives the same numbers).
+# minigrad's only power is tensor ** scalar; a tensor exponent is (y * x.log()).exp().
+# At x = 0: x^0 = 1 is constant (0, not 0 * 0^-1 = NaN); 1 x^0 = 1; 2 x = 0; 3 x^2 = 0;
+# -1 x^-2 and -2 x^-3 are -inf; 0.5 x^-0.5 is +inf. At x = -2: 0; 1; 2(-2) = -4;
+# 3(-2)^2 = 12; -1/(-2)^2 = -0.25; -2/(-2)^3 = 0.25; 0.5 (-2)^-0.5 is NaN (no real root).
+POWER_AT_ZERO_AND_NEGATIVE = {
+    0: [0.0, 0.0],
+    1: [1.0, 1.0],
+    2: [0.0, -4.0],
+    3: [0.0, 12.0],
+    -1: [-np.inf, -0.25],
+    -2: [-np.inf, 0.25],
+    0.5: [np.inf, np.nan],
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", POWER_AT_ZERO_AND_NEGATIVE)
+def test_power_gradient_at_zero_and_negative_bases(p, dtype):
+    x = leaf([0.0, -2.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0 ** -2 and (-2) ** -0.5 warn
+        (gx,) = backprop(x ** p, [1.0, 1.0], x)
+    np.testing.assert_array_equal(np.asarray(gx), np.array(POWER_AT_ZERO_AND_NEGATIVE[p], dtype))
+
+
+def test_power_zero_has_a_zero_gradient_even_for_infinite_upstream():
+    x = leaf([0.0, 3.0])
+    (gx,) = backprop(x ** 0, [np.inf, 1.0], x)  # PyTorch: zeros, whatever the upstream gradient
+    np.testing.assert_array_equal(np.asarray(gx), [0.0, 0.0])
+
+
 # -- matmul --------------------------------------------------------------------
 
 def test_matmul_by_hand():
