@@ -36,8 +36,8 @@ class Optimizer:
             groups = [{"params": groups}]
         self.param_groups = []
         self.state = {}  # id(param) -> {name: array or number}
-        seen = set()
-        for group in groups:
+        seen = {}  # id(param) -> (group index, position in the group)
+        for g, group in enumerate(groups):
             if not isinstance(group, dict) or "params" not in group:
                 raise TypeError(f"{type(self).__name__}: a parameter group is a dict with 'params'")
             unknown = set(group) - set(defaults) - {"params"}
@@ -45,13 +45,17 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: unknown options {sorted(unknown)}")
             params = group["params"]
             params = [params] if isinstance(params, Tensor) else list(params)
-            for p in params:
+            for k, p in enumerate(params):
                 if not isinstance(p, Tensor) or not p.requires_grad:
                     raise ValueError(f"{type(self).__name__}: can only optimize tensors that require "
                                      f"grad, got {type(p).__name__}")
                 if id(p) in seen:
+                    first_group, first_position = seen[id(p)]
+                    if first_group == g:
+                        raise ValueError(f"{type(self).__name__}: a parameter appears twice in "
+                                         f"parameter group {g} (positions {first_position} and {k})")
                     raise ValueError(f"{type(self).__name__}: a parameter appears in two groups")
-                seen.add(id(p))
+                seen[id(p)] = (g, k)
             full = {**defaults, **group, "params": params}
             self._check(full)
             self.param_groups.append(full)
@@ -226,18 +230,54 @@ def _grads(params):
     return [p for p in params if p.grad is not None]
 
 
-def clip_grad_norm_(params, max_norm):
-    """Scale the gradients together so that their joint 2-norm is at most max_norm.
+def _total_norm(grads, norm_type):
+    """The norm_type-norm of all the gradients joined into one vector, as a float (float64).
 
-    Returns the norm before clipping (a float). As PyTorch: the factor is
-    max_norm / (norm + 1e-6), applied only when it is below 1. Changes .grad in place.
+    Summing |g|^p overflows to inf for float64 gradients near 1e200 (p = 2) and underflows
+    to 0 near 1e-200, where the norm itself is finite and not 0. Then the sum is taken
+    again over |g| / scale, scale = max |g|, and the norm is scale * (that sum)^(1/p).
+    NaN and inf gradients give a NaN or inf norm either way.
+    """
+    if not grads:
+        return 0.0
+    abs_grads = [array_module(g).abs(g.astype(np.float64)) for g in grads]
+    maxima = [float(a.max()) for a in abs_grads if a.size]  # NaN where a gradient has one
+    if any(math.isnan(m) for m in maxima):
+        return math.nan  # (Python's max would skip a NaN that comes after a number)
+    scale = max(maxima, default=0.0)
+    if norm_type == math.inf:
+        return scale
+    total = sum(float((a ** norm_type).sum()) for a in abs_grads) ** (1 / norm_type)
+    if (total == 0 or math.isinf(total)) and 0 < scale < math.inf:
+        total = scale * sum(float(((a / scale) ** norm_type).sum())
+                            for a in abs_grads) ** (1 / norm_type)
+    return total
+
+
+def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale the gradients together so that their joint norm_type-norm is at most max_norm.
+
+    Returns the norm before clipping (a float). As PyTorch's (same positional order): the
+    factor is min(max_norm / (norm + 1e-6), 1), so a NaN norm makes every gradient NaN and
+    an inf norm makes the finite entries 0 (and the inf ones NaN), unless error_if_nonfinite,
+    which raises RuntimeError instead and leaves the gradients alone. Unlike PyTorch, a
+    float64 norm whose squares overflow (gradients of 1e200) is still computed right
+    (see _total_norm). Changes .grad in place.
     """
     if max_norm < 0:
         raise ValueError(f"clip_grad_norm_: max_norm must be >= 0, got {max_norm}")
+    norm_type = float(norm_type)
+    if not norm_type > 0:
+        raise ValueError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type}")
     with_grad = _grads(params)
-    total = math.sqrt(sum(float((p.grad.astype(np.float64) ** 2).sum()) for p in with_grad))
-    factor = max_norm / (total + 1e-6)
-    if factor < 1:
+    total = _total_norm([p.grad for p in with_grad], norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} for gradients "
+                           f"from `parameters` is non-finite ({total}), so it cannot be clipped. "
+                           f"To disable this error and scale the gradients by the non-finite norm "
+                           f"anyway, set `error_if_nonfinite=False`")
+    factor = min(max_norm / (total + 1e-6), 1.0) if not math.isnan(total) else math.nan
+    if not factor == 1.0:  # a factor of 1 changes nothing; NaN is not 1
         for p in with_grad:
             p.grad *= p.grad.dtype.type(factor)
     return total

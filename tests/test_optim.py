@@ -282,7 +282,17 @@ def test_a_parameter_in_two_groups_raises():
     with pytest.raises(ValueError, match="SGD.*two groups"):
         SGD([{"params": [p]}, {"params": [p], "lr": 1.0}], lr=0.1)
     with pytest.raises(ValueError, match="Adam.*two groups"):
-        Adam([p, p])
+        Adam([{"params": [p]}, {"params": [Parameter(np.ones(2)), p]}])
+
+
+def test_a_parameter_twice_in_one_group_says_so():
+    p, q = Parameter(np.ones(2)), Parameter(np.ones(2))
+    with pytest.raises(ValueError, match=r"SGD: a parameter appears twice in parameter group 0 "
+                                         r"\(positions 0 and 1\)"):
+        SGD([p, p], lr=0.1)
+    with pytest.raises(ValueError, match=r"Adam: a parameter appears twice in parameter group 1 "
+                                         r"\(positions 0 and 2\)"):
+        Adam([{"params": [q]}, {"params": [p, Parameter(np.ones(2)), p]}])
 
 
 def test_unknown_option_raises():
@@ -550,3 +560,71 @@ def test_clipping_after_backward_then_step():
     assert clip_grad_norm_([w], 1.0) == 10.0
     SGD([w], lr=1.0).step()
     close(w.data, np.array([3.0, 4.0]) - np.array([6.0, 8.0]) / (10 + 1e-6))
+
+
+# -- clipping non-finite and huge norms --------------------------------------------
+# torch 2.13 (float64): a NaN gradient gives the norm NaN and makes every gradient NaN
+# (the factor min(max_norm / (nan + 1e-6), 1) is NaN); an inf gradient gives the norm inf,
+# the factor 0, so finite entries become 0 and the inf entry 0 * inf = NaN.
+
+def test_clip_grad_norm_nan_makes_every_grad_nan():
+    a, b = with_grads([1.0, float("nan")], [3.0, 4.0])
+    total = clip_grad_norm_([a, b], 1.0)
+    assert type(total) is float and math.isnan(total)
+    assert np.isnan(a.grad).all() and np.isnan(b.grad).all()
+
+
+def test_clip_grad_norm_nan_float32_stays_float32():
+    (a,) = with_grads([1.0, float("nan")], dtype=F32)
+    assert math.isnan(clip_grad_norm_([a], 1.0))
+    assert a.grad.dtype == F32 and np.isnan(a.grad).all()
+
+
+def test_clip_grad_norm_inf_as_torch():
+    a, b = with_grads([1.0, float("inf"), 3.0], [-2.0])
+    assert clip_grad_norm_([a, b], 1.0) == math.inf
+    np.testing.assert_array_equal(a.grad, [0.0, np.nan, 0.0])
+    np.testing.assert_array_equal(b.grad, [0.0])
+
+
+@pytest.mark.parametrize("grad", [float("nan"), float("inf"), -float("inf")])
+def test_clip_grad_norm_error_if_nonfinite(grad):
+    (a,) = with_grads([1.0, grad])
+    with pytest.raises(RuntimeError, match=r"total norm of order 2\.0 .* is non-finite"):
+        clip_grad_norm_([a], 1.0, 2.0, True)         # PyTorch's positional order
+    np.testing.assert_array_equal(a.grad, [1.0, grad])  # untouched
+    (b,) = with_grads([3.0, 4.0])
+    assert clip_grad_norm_([b], 1.0, error_if_nonfinite=True) == 5.0
+
+
+def test_clip_grad_norm_huge_float64_grads_do_not_overflow():
+    """(1e200)^2 overflows float64; the norm must not: by hand, |[3e200, 4e200]| = 5e200."""
+    a, b = with_grads([3e200], [-4e200])
+    total = clip_grad_norm_([a, b], 1.0)
+    assert total / 5e200 == pytest.approx(1.0, rel=1e-15)
+    factor = 1.0 / (5e200 + 1e-6)
+    np.testing.assert_allclose(np.concatenate([a.grad, b.grad]), [3e200 * factor, -4e200 * factor],
+                               rtol=1e-15, atol=0)
+    np.testing.assert_allclose(np.hypot(a.grad, b.grad), [1.0], rtol=1e-15)
+
+
+def test_clip_grad_norm_tiny_float64_grads_do_not_underflow():
+    (a,) = with_grads([3e-200, 4e-200])              # squares underflow to 0
+    assert clip_grad_norm_([a], 1.0) / 5e-200 == pytest.approx(1.0, rel=1e-15)
+    np.testing.assert_array_equal(a.grad, [3e-200, 4e-200])
+
+
+@pytest.mark.parametrize("norm_type, expected, factor", [(1.0, 7.0, 1.0 / (7 + 1e-6)),
+                                                         (math.inf, 4.0, 1.0 / (4 + 1e-6)),
+                                                         (3.0, 91.0 ** (1 / 3), 1.0 / (91.0 ** (1 / 3) + 1e-6))])
+def test_clip_grad_norm_norm_type(norm_type, expected, factor):
+    """By hand on [3, -4]; torch 2.13 gives the same (inf: norm 4, grads [0.75, -1])."""
+    (a,) = with_grads([3.0, -4.0])
+    assert clip_grad_norm_([a], 1.0, norm_type) == pytest.approx(expected, rel=1e-15)
+    np.testing.assert_allclose(a.grad, np.array([3.0, -4.0]) * factor, rtol=1e-15, atol=0)
+
+
+def test_clip_grad_norm_bad_norm_type_raises():
+    (a,) = with_grads([3.0, -4.0])
+    with pytest.raises(ValueError, match="clip_grad_norm_.*norm_type"):
+        clip_grad_norm_([a], 1.0, norm_type=-1.0)
