@@ -331,3 +331,33 @@ def test_dtype_is_preserved(name, dtype, rng):
     assert all(d.dtype == dtype for d in out._record.backward(g) if d is not None)
     out.backward(g)
     assert [x.grad.dtype for x in xs] == [dtype] * len(shapes)
+
+
+def cross_entropy_grad_f64(x, t):
+    """The mean cross-entropy's gradient in float64, slowly: (softmax(x_k) - onehot(t_k)) / N,
+    softmax(v) = exp(v - max v) / sum exp(v - max v), one row at a time."""
+    x = np.asarray(x, F64)
+    grad = np.zeros(x.shape)
+    for k, (v, c) in enumerate(zip(x, t)):
+        e = np.exp(v - v.max())
+        grad[k] = e / e.sum()
+        grad[k, c] -= 1
+    return grad / len(x)
+
+
+@pytest.mark.parametrize("base", [1e3, -1e3, 1e5, -1e5])
+def test_cross_entropy_gradient_keeps_float32_precision_for_large_logits(base, rng):
+    # Logits near `base` differ by a few units: softmax is moderate, but a float32 lse near 1e5
+    # is rounded by up to 0.004, so exp(x - lse) would be off by that much relative, and the
+    # row would not sum to 0. The backward must shift by the row maximum and normalize.
+    N, C = 8, 5
+    x = (base + rng.uniform(-3, 3, (N, C))).astype(np.float32)
+    t = rng.integers(0, C, N)
+    logits = leaf(x, np.float32)
+    (g,) = backprop(F.cross_entropy(logits, t), 1.0, logits)
+    assert g.dtype == np.float32
+    expected = cross_entropy_grad_f64(x, t)  # from the same float32 logits, exactly
+    eps, largest = np.finfo(np.float32).eps, np.abs(expected).max()
+    np.testing.assert_allclose(g, expected, rtol=0, atol=8 * eps * largest)  # ~1e-6 of the largest
+    # softmax sums to 1 and onehot to 1: each row's gradient sums to 0, within C roundings
+    np.testing.assert_allclose(g.astype(F64).sum(axis=1), 0, rtol=0, atol=C * eps * largest)

@@ -114,13 +114,18 @@ def softmax_xent(x, t):
 
 
 @primitive("loss")
-def softmax_xent_backward(x, t, lse, scale):
+def softmax_xent_backward(x, t, scale):
     """d loss / d x for softmax_xent, each row k scaled by scale_k (K,): (K, C),
 
-        (softmax(x_k) - onehot(t_k)) scale_k,   softmax(x_k) = exp(x_k - lse_k)
+        (softmax(x_k) - onehot(t_k)) scale_k,   softmax(x_k) = exp(x_k - m_k) / sum_c exp(x_kc - m_k)
+
+    with m_k the row maximum, as in the forward. (Not exp(x_k - lse_k): lse_k is rounded to
+    the dtype, and at logits near 1e5 a float32 lse is off by up to 0.004, which scales every
+    entry of the row by exp(0.004) and leaves the row's gradient not summing to 0.)
     """
     xp = array_module(x)
-    grad = xp.exp(x - lse[:, None])
+    e = xp.exp(x - x.max(axis=1, keepdims=True))  # every exponent <= 0: nothing overflows
+    grad = e / e.sum(axis=1, keepdims=True)
     grad[xp.arange(t.size), t] -= 1
     grad *= scale[:, None]
     return grad

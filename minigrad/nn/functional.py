@@ -137,7 +137,7 @@ def cross_entropy(logits, targets, reduction="mean"):
     t = to_device(t, logits.device)
     # Work on rows: (K, C) logits and K targets, K = the product of the leading axes.
     x2, t1 = x.reshape(-1, classes), t.reshape(-1)
-    losses, lse = primitives.softmax_xent(x2, t1)
+    losses, _ = primitives.softmax_xent(x2, t1)  # the backward recomputes softmax: no lse
     count = losses.size  # 0 for an empty input: its mean is 0 / 0 = NaN, as numpy.mean's and PyTorch's
     if reduction == "none":
         out = losses.reshape(t.shape)
@@ -147,7 +147,7 @@ def cross_entropy(logits, targets, reduction="mean"):
     def backward(g):  # d loss_k / d logits_k = softmax(logits_k) - onehot(target_k)
         scale = xp.empty(t1.size, dtype=x.dtype)  # dL/d loss_k
         scale[...] = g.reshape(-1) if reduction == "none" else (g / count if reduction == "mean" else g)
-        return (primitives.softmax_xent_backward(x2, t1, lse, scale).reshape(x.shape),)
+        return (primitives.softmax_xent_backward(x2, t1, scale).reshape(x.shape),)
     return record("cross_entropy", out, (logits,), backward)
 
 
