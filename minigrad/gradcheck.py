@@ -36,6 +36,19 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     analytic = _analytic_jacobians(fn, inputs, checked)
     numeric = _numeric_jacobians(fn, inputs, checked, eps)
 
+    # A NaN compares False with everything, so the tolerance test below would let it
+    # pass: any non-finite entry in either Jacobian fails first, naming where it is.
+    for k in checked:
+        for which, jac, other in (("analytic", analytic[k], numeric[k]),
+                                  ("numerical", numeric[k], analytic[k])):
+            bad = np.argwhere(~np.isfinite(jac))
+            if bad.size:
+                o, i = bad[0]
+                raise GradcheckError(
+                    f"gradcheck: the {which} Jacobian is not finite at "
+                    f"{_where(fn, inputs, k, o, i)}: {which} {jac[o, i]} "
+                    f"(the other one says {other[o, i]:.10g})")
+
     worst = None
     for k in checked:
         a, n = analytic[k], numeric[k]
@@ -46,19 +59,21 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
                 worst = (excess[o, i], k, o, i, a[o, i], n[o, i])
     if worst is not None:
         _, k, o, i, a, n = worst
-        out_idx = [int(j) for j in np.unravel_index(o, _output_shape(fn, inputs))]
-        in_idx = [int(j) for j in np.unravel_index(i, inputs[k].shape)]
         raise GradcheckError(
-            f"gradcheck: d output{out_idx} / d input {k}{in_idx}: analytic {a:.10g} "
+            f"gradcheck: {_where(fn, inputs, k, o, i)}: analytic {a:.10g} "
             f"vs numerical {n:.10g} (difference {abs(a - n):.3g} > atol + rtol * |numerical| "
             f"= {atol + rtol * abs(n):.3g})"
         )
     return True
 
 
-def _output_shape(fn, inputs):
+def _where(fn, inputs, k, o, i):
+    """'d output[..] / d input k[..]' for row o, column i of input k's Jacobian."""
     with no_grad():
-        return fn(*inputs).shape
+        out_shape = fn(*inputs).shape
+    out_idx = [int(j) for j in np.unravel_index(o, out_shape)]
+    in_idx = [int(j) for j in np.unravel_index(i, inputs[k].shape)]
+    return f"d output{out_idx} / d input {k}{in_idx}"
 
 
 def _analytic_jacobians(fn, inputs, checked):

@@ -1,4 +1,6 @@
 """gradcheck: it accepts right gradients, rejects wrong ones, and leaves the inputs as they were."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,34 @@ def test_bad_arguments():
         mg.gradcheck(lambda x: x * 2, [f64([1.0], requires_grad=False)])
     with pytest.raises(TypeError, match="fn must return a Tensor"):
         mg.gradcheck(lambda x: 3.0, [f64([1.0])])
+
+
+def test_a_nan_analytic_gradient_fails_naming_the_entry():
+    def op(t):
+        x = t.data
+
+        def backward(g):  # NaN where x is 2, right elsewhere
+            return (g * np.where(x == 2.0, np.nan, 2 * x),)
+        return record("square", x * x, (t,), backward)
+    with pytest.raises(mg.GradcheckError) as info:
+        mg.gradcheck(op, [f64([0.5, 2.0])])
+    message = str(info.value)
+    assert "analytic" in message and "nan" in message
+    # the first NaN: the backward of output 0 multiplies its seed's 0 by NaN at input 1
+    assert "d output[0] / d input 0[1]" in message
+
+
+def test_an_infinite_forward_fails_naming_the_numerical_jacobian():
+    def op(t):  # x^2, but +inf where x > 1: the differences there are inf - inf = NaN or inf
+        x = t.data
+
+        def backward(g):
+            return (g * 2 * x,)
+        return record("square", np.where(x > 1.0, np.inf, x * x), (t,), backward)
+    with pytest.raises(mg.GradcheckError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf
+        mg.gradcheck(op, [f64([0.5, 2.0])])
+    message = str(info.value)
+    assert "numerical" in message and "not finite" in message
+    # the first NaN: output 1 stays inf as input 0 moves, and inf - inf is NaN
+    assert "d output[1] / d input 0[0]" in message
