@@ -247,7 +247,8 @@ def _total_norm(grads, norm_type):
     scale = max(maxima, default=0.0)
     if norm_type == math.inf:
         return scale
-    total = sum(float((a ** norm_type).sum()) for a in abs_grads) ** (1 / norm_type)
+    with np.errstate(over="ignore", under="ignore"):  # an overflow (or all-zero) sum is redone below
+        total = sum(float((a ** norm_type).sum()) for a in abs_grads) ** (1 / norm_type)
     if (total == 0 or math.isinf(total)) and 0 < scale < math.inf:
         total = scale * sum(float(((a / scale) ** norm_type).sum())
                             for a in abs_grads) ** (1 / norm_type)
@@ -278,8 +279,9 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
                            f"anyway, set `error_if_nonfinite=False`")
     factor = min(max_norm / (total + 1e-6), 1.0) if not math.isnan(total) else math.nan
     if not factor == 1.0:  # a factor of 1 changes nothing; NaN is not 1
-        for p in with_grad:
-            p.grad *= p.grad.dtype.type(factor)
+        with np.errstate(invalid="ignore"):  # an inf norm: factor 0, inf * 0 = NaN, as PyTorch
+            for p in with_grad:
+                p.grad *= p.grad.dtype.type(factor)
     return total
 
 
