@@ -460,13 +460,18 @@ def max(a, axis=None, keepdims=False):
 # -- shapes and indexing ------------------------------------------------------
 
 def reshape(a, *shape):
+    return _reshape("reshape", a, shape)
+
+
+def _reshape(op, a, shape):
+    """reshape, with errors naming `op` (view, unsqueeze, squeeze, flatten are reshapes)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     x = a.data
     try:
         out = x.reshape(shape)
     except (ValueError, TypeError):
-        raise ValueError(f"reshape: cannot reshape {x.shape} ({x.size} entries) into {shape}") from None
+        raise ValueError(f"{op}: cannot reshape {x.shape} ({x.size} entries) into {shape}") from None
     old_shape = x.shape
 
     def backward(g):  # the same entries, in the old shape
@@ -488,6 +493,92 @@ def transpose(a, *axes):
     def backward(g):  # the inverse permutation
         return (g.transpose(inverse),)
     return record("transpose", x.transpose(axes), (a,), backward)
+
+
+def _dim_of(op, dim, ndim):
+    """A PyTorch dim in [-ndim, ndim) as a non-negative int; an error naming op otherwise."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{op}: dim {dim} is out of range for {ndim} dimensions "
+                         f"(expected {-ndim} to {ndim - 1})")
+    return int(dim) % ndim
+
+
+def clone(a):
+    """A copy of a's data that stays in the graph, as torch.clone."""
+    def backward(g):  # the identity: d(copy of x) = dx
+        return (g,)
+    return record("clone", a.data.copy(), (a,), backward)
+
+
+def _sizes(op, sizes):
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"{op}: sizes must be ints, got {sizes!r}")
+    return tuple(int(n) for n in sizes)
+
+
+def expand(a, *sizes):
+    """a broadcast to `sizes`, as torch.Tensor.expand: new axes may be added in front, axes
+    of length 1 stretched; -1 keeps an axis's size."""
+    sizes = _sizes("expand", sizes)
+    x = a.data
+    lead = len(sizes) - x.ndim
+    shape = []
+    for i, n in enumerate(sizes):
+        old = x.shape[i - lead] if i >= lead else None
+        if n == -1 and old is not None:
+            n = old
+        if n < 0 or (old is not None and old != 1 and old != n):
+            raise ValueError(f"expand: cannot expand {x.shape} to {sizes}: each size must be "
+                             f"the old one, -1 (keep it), or any size where the old one is 1 "
+                             f"(new leading axes cannot be -1)")
+        shape.append(n)
+    if lead < 0:
+        raise ValueError(f"expand: cannot expand {x.shape} to {sizes}: fewer sizes than dimensions")
+    # broadcast_to gives a read-only view; nothing in minigrad writes into an array
+    out = array_module(x).broadcast_to(x, tuple(shape))
+    x_shape = x.shape
+
+    def backward(g):  # each input entry was copied along the stretched axes: sum them back
+        return (unbroadcast(g, x_shape),)
+    return record("expand", out, (a,), backward)
+
+
+def repeat(a, *sizes):
+    """a tiled sizes[i] times along axis i, as torch.Tensor.repeat (numpy.tile); more sizes
+    than dimensions add leading axes."""
+    sizes = _sizes("repeat", sizes)
+    x = a.data
+    if len(sizes) < x.ndim or any(n < 0 for n in sizes):
+        raise ValueError(f"repeat: sizes {sizes} must be non-negative and at least one per "
+                         f"dimension of {x.shape}")
+    shape = (1,) * (len(sizes) - x.ndim) + x.shape  # x with the leading axes added
+    out = array_module(x).tile(x.reshape(shape), sizes)
+    x_shape = x.shape
+
+    def backward(g):
+        # out[r * s + j] = x[j] along each axis (s the old size, r the repeat): split each
+        # axis of g into (r, s) and sum over the r axes, every copy's gradient to its entry
+        g = g.reshape(tuple(n for pair in zip(sizes, shape) for n in pair))
+        g = primitives.sum_axes(g, tuple(range(0, 2 * len(sizes), 2)))
+        return (g.reshape(x_shape),)
+    return record("repeat", out, (a,), backward)
+
+
+def arg(op, a, dim=None, keepdim=False):
+    """argmax / argmin as PyTorch's: int64 indices (into the flattened tensor when dim is
+    None), outside the graph (no gradient)."""
+    x = a.data
+    xp = array_module(x)
+    axis = None if dim is None else _dim_of(op, dim, x.ndim)
+    fn = xp.argmax if op == "argmax" else xp.argmin
+    if x.size == 0:
+        raise ValueError(f"{op}: the tensor of shape {x.shape} is empty")
+    out = fn(x, axis=axis, keepdims=bool(keepdim))
+    return _make(xp.asarray(out, dtype=xp.int64), a.device)
 
 
 def _is_basic(index):

@@ -65,6 +65,20 @@ class Tensor:
         """The name of the op that made this tensor, or None for a leaf."""
         return None if self._record is None else self._record.op
 
+    def size(self, dim=None):
+        """The shape as a tuple, as PyTorch's t.size(); t.size(dim) is one axis's length."""
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[ops._dim_of("size", dim, self.data.ndim)]
+
+    def dim(self):
+        """The number of dimensions (ndim)."""
+        return self.data.ndim
+
+    def numel(self):
+        """The number of entries."""
+        return int(self.data.size)
+
     def __len__(self):
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -108,6 +122,20 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item: only one-element tensors convert to a number, got shape {self.shape}")
         return self.data.item()
+
+    def __float__(self):
+        if self.data.size != 1:
+            raise ValueError(f"float(): only one-element tensors convert to a number, got shape {self.shape}")
+        return float(self.data.item())
+
+    def __int__(self):
+        if self.data.size != 1:
+            raise ValueError(f"int(): only one-element tensors convert to a number, got shape {self.shape}")
+        return int(self.data.item())
+
+    def tolist(self):
+        """The data as (nested) Python lists of numbers; a 0-d tensor gives a number."""
+        return devices.to_numpy(self.data).tolist()
 
     def detach(self):
         """A new leaf on the same data, cut off from the graph (requires_grad=False)."""
@@ -187,10 +215,64 @@ class Tensor:
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
 
     def reshape(self, *shape): return ops.reshape(self, *shape)
+    def astype(self, dtype): return ops.astype(self, dtype)
+    def clone(self): return ops.clone(self)
+    def expand(self, *sizes): return ops.expand(self, *sizes)
+    def repeat(self, *sizes): return ops.repeat(self, *sizes)
+    def argmax(self, dim=None, keepdim=False): return ops.arg("argmax", self, dim, keepdim)
+    def argmin(self, dim=None, keepdim=False): return ops.arg("argmin", self, dim, keepdim)
+
+    # PyTorch's shape methods: reshapes and a transpose under PyTorch's names, so they
+    # add no records of their own (the tape shows reshape / transpose).
+    def view(self, *shape):
+        """As reshape (-1 for the one size left to infer); minigrad always copies where
+        NumPy must, so there is no view-or-fail rule as in PyTorch."""
+        return ops._reshape("view", self, shape)
+
+    def permute(self, *dims):
+        """The axes in the order dims (a permutation of all of them), as torch.permute."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        n = self.data.ndim
+        normal = [ops._dim_of("permute", d, n) for d in dims]
+        if sorted(normal) != list(range(n)):
+            raise ValueError(f"permute: dims {dims} are not a permutation of the {n} "
+                             f"dimensions of {self.shape}")
+        return ops.transpose(self, *normal)
+
+    def unsqueeze(self, dim):
+        """A new axis of length 1 at dim, in [-ndim - 1, ndim] (np.expand_dims)."""
+        n = self.data.ndim
+        d = ops._dim_of("unsqueeze", dim, n + 1)
+        return ops._reshape("unsqueeze", self, self.shape[:d] + (1,) + self.shape[d:])
+
+    def squeeze(self, dim=None):
+        """Drop axes of length 1: all of them, or those among dim (an int or a tuple).
+        As PyTorch (unlike np.squeeze), naming an axis whose length is not 1 leaves it."""
+        n = self.data.ndim
+        if dim is None:
+            drop = set(range(n))
+        else:
+            dims = dim if isinstance(dim, tuple) else (dim,)
+            drop = {ops._dim_of("squeeze", d, max(n, 1)) for d in dims}
+        shape = tuple(k for i, k in enumerate(self.shape) if not (i in drop and k == 1))
+        return ops._reshape("squeeze", self, shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        """Merge the axes start_dim..end_dim (both included) into one."""
+        n = self.data.ndim
+        if n == 0:
+            return ops._reshape("flatten", self, (1,))
+        start = ops._dim_of("flatten", start_dim, n)
+        end = ops._dim_of("flatten", end_dim, n)
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for shape {self.shape}")
+        merged = int(np.prod(self.shape[start:end + 1]))
+        return ops._reshape("flatten", self, self.shape[:start] + (merged,) + self.shape[end + 1:])
     def transpose(self, *axes): return ops.transpose(self, *axes)
     @property
     def T(self): return ops.transpose(self)
-    def astype(self, dtype): return ops.astype(self, dtype)
 
 
 def _make(data, device=devices.CPU, requires_grad=False):
