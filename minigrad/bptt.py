@@ -22,6 +22,7 @@ sequence layer's) may span several steps; it carries the label of its first. Seg
 cut at every window's first step (TBPTT.starts), so neither `since_step` nor the freeing
 ever falls inside one, and everything above holds unchanged.
 """
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -281,20 +282,23 @@ class _Run:
     """Runs the user's step over steps of the sequence, with checks; the records of step s
     carry the tape label base + s (segments: the label of their first step)."""
 
-    # While a call of `step` runs: (policy, n, a, b) if its steps a..b may not be a whole
-    # window of the policy, else None. Read by require_whole_windows: a layer called inside
-    # `step` cannot see the policy, and the cuts stay decided here, in one place.
-    cut = None
+    # While a call of `step` runs: (the _Run, a, b) for its steps a..b, else None. Read by
+    # require_whole_windows: a layer called inside `step` cannot see the policy, and the cuts
+    # stay decided here, in one place. Only that check looks further (this runs every step).
+    running = None
 
     def __init__(self, step, inputs, targets, base, shapes, segments, policy, n):
         self.step, self.inputs, self.targets, self.base = step, inputs, targets, base
         self.shapes = shapes  # the state's (shape, dtype) per tensor, once known
         self.segments = segments
         self.policy, self.n = policy, n
-        # Whether the windows tile the sequence (each begins right after the previous update:
-        # BPTT(), TBPTT(k, k) with k dividing n): then, and only then, are the segments
-        # exactly the windows, and a window's steps never reach into another window.
-        self.tiled = all(w.start == w.prev + 1 for w in policy.windows(n))
+
+    @functools.cached_property
+    def tiled(self):
+        """Whether the windows tile the sequence (each begins right after the previous update:
+        BPTT(), TBPTT(k, k) with k dividing n): then, and only then, are the segments exactly
+        the windows, and a window's steps never reach into another window."""
+        return all(w.start == w.prev + 1 for w in self.policy.windows(self.n))
 
     def is_window(self, a, b):
         """Whether steps a..b are one window of the policy, and no other window reaches them."""
@@ -341,12 +345,12 @@ class _Run:
             x, y = _span(self.inputs, a - 1, b), _span(self.targets, a - 1, b)
         else:
             x, y = _at(self.inputs, a - 1), _at(self.targets, a - 1)
-        outer, _Run.cut = _Run.cut, None if self.is_window(a, b) else (self.policy, self.n, a, b)
+        outer, _Run.running = _Run.running, (self, a, b)
         try:
             with TAPE.at_step(self.label(a), record=record):
                 out = self.step(state, x, y)
         finally:
-            _Run.cut = outer
+            _Run.running = outer
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(f"train_sequence: step must return (new_state, loss), got "
                             f"{type(out).__name__} at {_where(a, b)}")
@@ -369,13 +373,15 @@ def require_whole_windows(who):
     direction of a bidirectional RNN calls it): raise if train_sequence is running its step
     over what may be only part of a window, which would change what the layer computes.
     Outside train_sequence it does nothing."""
-    if _Run.cut is not None:
-        policy, n, a, b = _Run.cut
+    if _Run.running is None:
+        return
+    run, a, b = _Run.running
+    if not run.is_window(a, b):
         raise ValueError(
-            f"{who}: under {policy} with n = {n}, train_sequence runs parts of windows in one "
-            f"call of step (here steps {a}..{b}), and the layer would see only that part. Use "
-            f"BPTT(), or segments=True with TBPTT(k, k) and k dividing n, where every call is one "
-            f"whole window")
+            f"{who}: under {run.policy} with n = {run.n}, train_sequence runs parts of windows "
+            f"in one call of step (here steps {a}..{b}), and the layer would see only that "
+            f"part. Use BPTT(), or segments=True with TBPTT(k, k) and k dividing n, where every "
+            f"call is one whole window")
 
 
 def _where(a, b):

@@ -241,17 +241,19 @@ def _total_norm(grads, norm_type):
     if not grads:
         return 0.0
     abs_grads = [array_module(g).abs(g.astype(np.float64)) for g in grads]
-    maxima = [float(a.max()) for a in abs_grads if a.size]  # NaN where a gradient has one
-    if any(math.isnan(m) for m in maxima):
-        return math.nan  # (Python's max would skip a NaN that comes after a number)
-    scale = max(maxima, default=0.0)
+
+    def largest():  # max |g|; NaN where a gradient has one (Python's max would skip it)
+        maxima = [float(a.max()) for a in abs_grads if a.size]
+        return math.nan if any(math.isnan(m) for m in maxima) else max(maxima, default=0.0)
     if norm_type == math.inf:
-        return scale
+        return largest()
     with np.errstate(over="ignore", under="ignore"):  # an overflow (or all-zero) sum is redone below
         total = sum(float((a ** norm_type).sum()) for a in abs_grads) ** (1 / norm_type)
-    if (total == 0 or math.isinf(total)) and 0 < scale < math.inf:
-        total = scale * sum(float(((a / scale) ** norm_type).sum())
-                            for a in abs_grads) ** (1 / norm_type)
+    if total == 0 or math.isinf(total):  # a NaN gradient gave NaN already; only then the max
+        scale = largest()
+        if 0 < scale < math.inf:
+            total = scale * sum(float(((a / scale) ** norm_type).sum())
+                                for a in abs_grads) ** (1 / norm_type)
     return total
 
 
