@@ -8,7 +8,9 @@ and send each g_x on: to the record that made x, or, if x is a leaf, into x's su
 
 Names follow ops.py: `g` is dL/d(output) of the record at hand, `g_x` is dL/dx for its input x.
 The loop is in `backward`; the bookkeeping around it is in `_Path` (which records hold
-gradients, the cut of truncated BPTT, freed records) and `_LeafSums` (the leaves' sums).
+gradients, the cut of truncated BPTT, freed records), `_LeafSums` (the leaves' sums) and
+`_watched` (Tensor.register_hook and retain_grad: a tensor's hooks run when its gradient is
+complete, before it goes on).
 """
 import numpy as np
 
@@ -30,12 +32,14 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
     """
     seed = _seed(root, grad)
     if root._record is None:  # a leaf: the gradient of x with respect to x is the seed itself
-        _add_to_leaf(root, seed)
+        _add_to_leaf(root, seed if root._hooks is None else root._hooks.run(root, seed))
         return
     path = _Path(root, seed, since_step)  # the records that hold output gradients
     leaves = _LeafSums()
     try:
         for rec, g in path.reached(TAPE.newest_first()):  # g: dL/d(rec's outputs), complete
+            if rec.watched is not None:             # an output has hooks or keeps its gradient
+                g = _watched(rec, g, leaves)
             in_grads = _local_gradients(rec, g)     # the chain rule at one op: g -> (g_x, ...)
             for x, g_x in zip(rec.inputs, in_grads):
                 if g_x is None or not x.requires_grad:
@@ -118,17 +122,20 @@ class _Path:
 
 
 class _LeafSums:
-    """Each leaf's gradient summed over its uses, added into its .grad once the walk succeeds.
+    """Each leaf's gradient summed over its uses, added into its .grad once the walk succeeds
+    (after the leaf's hooks, if it has any); so are the gradients of non-leaves that keep
+    theirs (retain_grad).
 
     Leaf ownership: the first gradient to reach a leaf may be an array someone else holds
     too (add's backward hands the same g to both inputs), so it is never added into in place;
     the second makes a fresh array, ours, and the uses after it add into that.
     """
 
-    __slots__ = ("sums",)
+    __slots__ = ("sums", "kept")
 
     def __init__(self):
         self.sums = {}  # id(leaf) -> [leaf, its gradient so far, is that array ours?]
+        self.kept = []  # (non-leaf, its gradient): retain_grad's
 
     def add(self, x, g_x, by):
         """Add g_x, computed by the record `by`, into the sum of the leaf x."""
@@ -144,8 +151,31 @@ class _LeafSums:
 
     def add_into_grads(self):
         """Add each sum into its leaf's .grad (the walk succeeded)."""
-        for x, g_x, ours in self.sums.values():
+        sums = self.sums.values()
+        if any(x._hooks is not None for x, _, _ in sums):
+            # every hook first, so that a hook that raises leaves every .grad as it was;
+            # a hook may return an array it keeps, so what it returns is not ours
+            sums = [(x, g_x, ours) if x._hooks is None else (x, x._hooks.run(x, g_x), False)
+                    for x, g_x, ours in sums]
+        for x, g_x, ours in sums:
             _add_to_leaf(x, g_x, ours)
+        for x, g_x in self.kept:
+            _add_to_leaf(x, g_x)
+
+
+def _watched(rec, g, leaves):
+    """rec's output gradients g after the hooks of its outputs; those that keep their
+    gradient (retain_grad) are noted in `leaves`, to get it once the walk succeeds."""
+    several = len(rec.shapes) > 1
+    gs = list(g) if several else [g]
+    for slot, ref in rec.watched.items():
+        t = ref()
+        if t is None:  # the output is gone: nobody can read its gradient or remove its hooks
+            continue
+        gs[slot] = t._hooks.run(t, gs[slot])
+        if t._hooks.retain:
+            leaves.kept.append((t, gs[slot]))
+    return tuple(gs) if several else gs[0]
 
 
 def _local_gradients(rec, g):

@@ -235,7 +235,7 @@ def matmul(a, b):
 
 
 def compare(op, a, b):
-    """a < b and friends: a boolean tensor, outside the graph (no gradient).
+    """a < b, a == b and friends: a boolean tensor, outside the graph (no gradient).
 
     Two tensors must agree in dtype and device, as everywhere; a scalar of any kind
     compares with any tensor (idx < 2.5), since no gradient flows back.
@@ -247,7 +247,8 @@ def compare(op, a, b):
     # (not getattr(x, "data", x): an ndarray's .data is its raw buffer)
     x = a.data if isinstance(a, Tensor) else to_device(np.asarray(a), like.device)
     y = b.data if isinstance(b, Tensor) else to_device(np.asarray(b), like.device)
-    fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal}[op]
+    fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal,
+          "eq": xp.equal, "ne": xp.not_equal}[op]
     try:
         out = fn(x, y)
     except ValueError:

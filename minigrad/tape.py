@@ -36,10 +36,12 @@ class Record:
     shapes, dtypes: of the outputs (kept for the listing; the outputs may be gone)
     index:    position in the order of all records ever made (increasing)
     step:     the time step that made it, or None outside any step
+    watched:  None, or {output slot: weak reference to that output} for outputs with hooks
+              or a kept gradient (Tensor.register_hook, Tensor.retain_grad)
     """
 
     __slots__ = ("op", "inputs", "backward", "shapes", "dtypes", "index", "step",
-                 "grads", "__weakref__")
+                 "grads", "watched", "__weakref__")
 
     def __init__(self, op, inputs, backward, shapes, dtypes, index, step):
         self.op = op
@@ -50,6 +52,7 @@ class Record:
         self.index = index
         self.step = step
         self.grads = None  # the outputs' gradients, only while backward runs
+        self.watched = None
 
     @property
     def freed(self):

@@ -1,4 +1,6 @@
 """The Tensor: an array, the gradient that flows into it, and the record that made it."""
+import weakref
+
 import numpy as np
 
 from .backends import devices
@@ -21,7 +23,8 @@ class Tensor:
     Build one with `minigrad.tensor(...)`; `Tensor(data, ...)` takes the same arguments.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "device", "_record", "_slot", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "device", "_record", "_slot", "_hooks",
+                 "__weakref__")
 
     # numpy defers to our reflected operators (ndarray * Tensor -> Tensor.__rmul__)
     # instead of treating a Tensor as an object to loop over.
@@ -41,6 +44,7 @@ class Tensor:
         self.device = device
         self._record = None  # the Record whose output this is; None for a leaf
         self._slot = 0       # which of that record's outputs
+        self._hooks = None   # register_hook / retain_grad: see _Hooks
 
     # -- what it is ---------------------------------------------------------
 
@@ -178,6 +182,50 @@ class Tensor:
         """Clear the gradient (set it to None; the next backward starts from zero)."""
         self.grad = None
 
+    def register_hook(self, hook):
+        """Call hook(g) each time a backward computes g = dL/d(self), as PyTorch's register_hook.
+
+        g is an array of self's shape (minigrad's gradients are arrays, as .grad is); the hook
+        must not write into it, and may return a replacement (an array or a Tensor of the same
+        shape and dtype), which is used in its place: passed on to the record that made self,
+        or added into .grad for a leaf. None keeps g. Several hooks run in the order they were
+        registered, each on what the one before returned. A leaf's hooks run once per backward,
+        on the sum of its gradients; a kept gradient (retain_grad) is the one after the hooks.
+        Returns a handle whose remove() takes the hook off.
+        """
+        if not callable(hook):
+            raise TypeError(f"register_hook: the hook must be callable, got {type(hook).__name__}")
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not "
+                               "require grad")
+        return self._watch().add(hook)
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in .grad after backward (summed over backwards,
+        as a leaf's). On a leaf that requires grad it does nothing: leaves keep theirs anyway."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: cannot retain the gradient of a tensor that does not "
+                               "require grad")
+        if self._record is not None:
+            self._watch().retain = True
+
+    @property
+    def retains_grad(self):
+        """Whether retain_grad() was called on this non-leaf tensor."""
+        return self._hooks is not None and self._hooks.retain
+
+    def _watch(self):
+        """This tensor's _Hooks, made on first use; a non-leaf is also named on its record, so
+        that the reverse walk, which goes record by record, finds it (backward.py)."""
+        if self._hooks is None:
+            self._hooks = _Hooks()
+            rec = self._record
+            if rec is not None:
+                if rec.watched is None:
+                    rec.watched = {}
+                rec.watched[self._slot] = weakref.ref(self)  # weak: self owns rec, not the reverse
+        return self._hooks
+
     # -- ops: defined in ops.py, forward and backward side by side ----------
 
     def __add__(self, other): return ops.add(self, other)
@@ -194,8 +242,22 @@ class Tensor:
     def __rmatmul__(self, other): return ops.matmul(other, self)
     def __getitem__(self, index): return ops.getitem(self, index)
 
-    # Comparisons give boolean tensors (masks for where); they have no gradient.
-    # `==` is left as identity so tensors stay hashable (optimizers keep them in sets).
+    # Comparisons give boolean tensors (masks for where); they have no gradient. == and !=
+    # compare entry by entry too, as PyTorch's; hashing stays by identity, so tensors still
+    # work as dict keys and in sets (a dict compares with == only after equal hashes, and
+    # identity hashes of live objects differ).
+    def __eq__(self, other):
+        if not isinstance(other, (Tensor, np.ndarray, np.generic, int, float)):
+            return NotImplemented  # t == None, t == "a": Python's identity answer, False
+        return ops.compare("eq", self, other)
+
+    def __ne__(self, other):
+        if not isinstance(other, (Tensor, np.ndarray, np.generic, int, float)):
+            return NotImplemented
+        return ops.compare("ne", self, other)
+
+    __hash__ = object.__hash__
+
     def __lt__(self, other): return ops.compare("lt", self, other)
     def __le__(self, other): return ops.compare("le", self, other)
     def __gt__(self, other): return ops.compare("gt", self, other)
@@ -275,6 +337,50 @@ class Tensor:
     def T(self): return ops.transpose(self)
 
 
+class _Hooks:
+    """A tensor's backward hooks (register_hook), in order, and whether it keeps its gradient
+    (retain_grad). backward.py runs them: `run` when the tensor's gradient is complete."""
+
+    __slots__ = ("fns", "retain", "_next")
+
+    def __init__(self):
+        self.fns = {}        # key -> hook, in the order registered (dicts keep it)
+        self.retain = False
+        self._next = 0
+
+    def add(self, hook):
+        key, self._next = self._next, self._next + 1
+        self.fns[key] = hook
+        return _HookHandle(self.fns, key)
+
+    def run(self, t, g):
+        """g, dL/dt, passed through t's hooks in order; each may return a replacement."""
+        for hook in list(self.fns.values()):
+            new = hook(g)
+            if new is None:
+                continue
+            new = new.data if isinstance(new, Tensor) else new
+            if getattr(new, "shape", None) != g.shape or getattr(new, "dtype", None) != g.dtype:
+                raise RuntimeError(
+                    f"register_hook: a hook on a tensor of shape {t.shape} and dtype {t.dtype} "
+                    f"returned {type(new).__name__} of shape {getattr(new, 'shape', None)} and "
+                    f"dtype {getattr(new, 'dtype', None)}; a replacement gradient must match")
+            g = new
+        return g
+
+
+class _HookHandle:
+    """What register_hook returns: remove() takes the hook off (a second remove() is a no-op)."""
+
+    __slots__ = ("_fns", "_key")
+
+    def __init__(self, fns, key):
+        self._fns, self._key = fns, key
+
+    def remove(self):
+        self._fns.pop(self._key, None)
+
+
 def _make(data, device=devices.CPU, requires_grad=False):
     """A Tensor around a backend array, without checks: the fast path ops use."""
     t = Tensor.__new__(Tensor)
@@ -284,6 +390,7 @@ def _make(data, device=devices.CPU, requires_grad=False):
     t.device = device
     t._record = None
     t._slot = 0
+    t._hooks = None
     return t
 
 

@@ -213,3 +213,40 @@ def test_argmax_errors():
         x.argmax(2)
     with pytest.raises(ValueError, match=r"argmin: the tensor of shape \(0,\) is empty"):
         mg.zeros(0).argmin()
+
+
+# -- == and != ----------------------------------------------------------------
+
+def test_eq_ne_compare_entry_by_entry_with_no_gradient():
+    data = np.array([[1.0, 2.0, np.nan], [4.0, 2.0, 0.0]])
+    t = mg.tensor(data, requires_grad=True, dtype="float64")
+    other = np.array([1.0, 2.0, np.nan])               # broadcast along the rows
+    for result, expected in [(t == 2, data == 2), (t != 2, data != 2),
+                             (t == other, data == other), (t != other, data != other),
+                             (other == t, other == data),  # NumPy hands the work to the tensor
+                             (t == mg.tensor(other, dtype="float64"), data == other)]:
+        assert isinstance(result, mg.Tensor) and result.dtype == bool
+        assert not result.requires_grad and result.is_leaf
+        np.testing.assert_array_equal(result.numpy(), expected)
+    assert not (t == t).numpy()[0, 2]                   # NaN != NaN, as IEEE and PyTorch
+    assert bool(mg.tensor(3.0) == 3) and not bool(mg.tensor(3.0) != 3)
+
+
+def test_eq_with_something_that_is_not_a_number_is_identity():
+    t = mg.tensor([1.0, 2.0])
+    assert (t == None) is False and (t != None) is True  # noqa: E711 (PyTorch gives the same)
+    assert (t == "a") is False
+
+
+def test_tensors_stay_hashable_by_identity():
+    a, b = mg.tensor([1.0, 2.0]), mg.tensor([1.0, 2.0])
+    d = {a: "a", b: "b"}                                # equal values, two keys
+    assert d[a] == "a" and d[b] == "b" and len({a, b, a}) == 2
+    assert hash(a) != hash(b) and a in [a]
+
+
+def test_eq_errors_name_the_op():
+    with pytest.raises(TypeError, match="eq: dtypes float32 and float64 differ"):
+        mg.tensor([1.0]) == mg.tensor([1.0], dtype="float64")
+    with pytest.raises(ValueError, match=r"ne: shapes \(2,\) and \(3,\) do not broadcast"):
+        mg.tensor([1.0, 2.0]) != np.ones(3, dtype=np.float32)
