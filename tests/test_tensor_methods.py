@@ -1,10 +1,12 @@
-"""PyTorch's Tensor methods (size, view, permute, squeeze, expand, repeat, clone, argmax, ...):
-values and shapes against NumPy's equivalents, float64 gradchecks, and the errors."""
+"""PyTorch's Tensor methods (size, view, permute, squeeze, expand, repeat, clone, argmax, ==, ...):
+values and shapes against NumPy's equivalents and against PyTorch's stored numbers
+(torch_reference/make_tensor_methods.py), float64 gradchecks, and the errors."""
 import numpy as np
 import pytest
 
 import minigrad as mg
 from minigrad.gradcheck import gradcheck
+from torch_reference import tensor_method_cases
 
 
 def _x(*shape, seed=0):
@@ -250,3 +252,25 @@ def test_eq_errors_name_the_op():
         mg.tensor([1.0]) == mg.tensor([1.0], dtype="float64")
     with pytest.raises(ValueError, match=r"ne: shapes \(2,\) and \(3,\) do not broadcast"):
         mg.tensor([1.0, 2.0]) != np.ones(3, dtype=np.float32)
+
+
+# -- against PyTorch's numbers (tests/torch_reference/make_tensor_methods.py) ---------
+
+_CASES, _TORCH = tensor_method_cases, np.load(tensor_method_cases.FIXTURE)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", _CASES.CASES, ids=_CASES.name)
+def test_methods_match_pytorch(case, dtype):
+    method, _, args, differentiable, _ = case
+    key = _CASES.name(case)
+    x = mg.tensor(_CASES.inputs(case), dtype=dtype, requires_grad=differentiable)
+    out = getattr(x, method)(*args)
+    expected = _TORCH[key + "/out"]
+    assert out.shape == expected.shape
+    assert out.dtype == (np.dtype(dtype) if expected.dtype.kind == "f" else expected.dtype)
+    np.testing.assert_array_equal(out.numpy(), expected.astype(out.dtype))  # moves and picks: exact
+    if differentiable:
+        (out * mg.tensor(_CASES.weights(case, out.shape), dtype=dtype)).sum().backward()
+        tol = 1e-12 if dtype == "float64" else 1e-5  # repeat and expand sum several weights
+        np.testing.assert_allclose(x.grad, _TORCH[key + "/grad"], rtol=tol, atol=tol)
