@@ -247,12 +247,12 @@ class Tensor:
     # work as dict keys and in sets (a dict compares with == only after equal hashes, and
     # identity hashes of live objects differ).
     def __eq__(self, other):
-        if not isinstance(other, (Tensor, np.ndarray, np.generic, int, float)):
+        if not isinstance(other, _COMPARABLE):
             return NotImplemented  # t == None, t == "a": Python's identity answer, False
         return ops.compare("eq", self, other)
 
     def __ne__(self, other):
-        if not isinstance(other, (Tensor, np.ndarray, np.generic, int, float)):
+        if not isinstance(other, _COMPARABLE):
             return NotImplemented
         return ops.compare("ne", self, other)
 
@@ -335,6 +335,10 @@ class Tensor:
     def transpose(self, *axes): return ops.transpose(self, *axes)
     @property
     def T(self): return ops.transpose(self)
+
+
+# What == and != compare entry by entry; anything else is compared by identity.
+_COMPARABLE = (Tensor, np.ndarray, np.generic, int, float, list, tuple)
 
 
 class _Hooks:

@@ -230,6 +230,8 @@ def test_eq_ne_compare_entry_by_entry_with_no_gradient():
         assert isinstance(result, mg.Tensor) and result.dtype == bool
         assert not result.requires_grad and result.is_leaf
         np.testing.assert_array_equal(result.numpy(), expected)
+    np.testing.assert_array_equal((t[0] == [1, 0, 0]).numpy(), [True, False, False])  # a list
+    np.testing.assert_array_equal((t[1] != (4, 2, 0)).numpy(), [False, False, False])  # a tuple
     assert not (t == t).numpy()[0, 2]                   # NaN != NaN, as IEEE and PyTorch
     assert bool(mg.tensor(3.0) == 3) and not bool(mg.tensor(3.0) != 3)
 
