@@ -2,7 +2,8 @@
 
 // optim.cu: SGD, Adam and Adagrad updates of every parameter of a group in one launch.
 //
-// Primitives: sgd_step, adam_step, adagrad_step (PyTorch's formulas).
+// Primitives: sgd_step, adam_step, adagrad_step (PyTorch's formulas). Adam's amsgrad is not
+// here: its wrapper declines it and the NumPy reference runs on the GPU arrays.
 // A group has P parameters of different shapes in separate arrays. Instead of one
 // launch per parameter, the wrapper hands the kernel a table (one array of 64-bit
 // words, copied to the GPU at once):
@@ -37,12 +38,14 @@ __device__ __forceinline__ T* array_of(const unsigned long long* table, int role
 
 // SGD. Roles: 0 w, 1 grad, 2 momentum buffer b (absent when use_buf = 0), 3 new w.
 //     g = grad + weight_decay w
-//     b = momentum b + g                          (use_buf: b starts at 0, so b = g first)
+//     b = momentum b + (1 - dampening) g          (use_buf: b starts at 0, and the wrapper
+//                                                  passes dampening 0 at the first step: b = g)
 //     g = g + momentum b if nesterov else b       (use_buf only)
 //     w' = w - lr g
 template <typename T>
 __device__ void sgd_step(const unsigned long long* table, int P, long long total,
-                         T lr, T momentum, T weight_decay, int nesterov, int use_buf) {
+                         T lr, T momentum, T weight_decay, int nesterov, int use_buf,
+                         T dampening) {
     const unsigned long long* offsets = table + 4 * (long long)P;
     for (long long i = global_index(); i < total; i += grid_stride()) {
         int p = parameter_of(offsets, P, i);
@@ -52,7 +55,7 @@ __device__ void sgd_step(const unsigned long long* table, int P, long long total
         if (weight_decay != T(0)) g = g + weight_decay * w;
         if (use_buf) {
             T* buf = array_of<T>(table, 2, P, p);
-            T b = momentum * buf[e] + g;
+            T b = momentum * buf[e] + (T(1) - dampening) * g;
             buf[e] = b;
             g = nesterov ? g + momentum * b : b;
         }
@@ -87,9 +90,12 @@ __device__ void adam_step(const unsigned long long* table, int P, long long tota
 }
 
 // Adagrad. Roles: 0 w, 1 grad, 2 s (the sum of squared gradients), 3 new w.
-//     s = s + grad^2        w' = w - lr grad / (sqrt(s) + eps)
+//     g = grad + weight_decay w
+//     s = s + g^2        w' = w - lr g / (sqrt(s) + eps)
+// (lr is PyTorch's clr = lr / (1 + (t - 1) lr_decay), computed by the optimizer.)
 template <typename T>
-__device__ void adagrad_step(const unsigned long long* table, int P, long long total, T lr, T eps) {
+__device__ void adagrad_step(const unsigned long long* table, int P, long long total, T lr, T eps,
+                             T weight_decay) {
     const unsigned long long* offsets = table + 4 * (long long)P;
     for (long long i = global_index(); i < total; i += grid_stride()) {
         int p = parameter_of(offsets, P, i);
@@ -97,6 +103,7 @@ __device__ void adagrad_step(const unsigned long long* table, int P, long long t
         T w = array_of<T>(table, 0, P, p)[e];
         T g = array_of<T>(table, 1, P, p)[e];
         T* s = array_of<T>(table, 2, P, p);
+        if (weight_decay != T(0)) g = g + weight_decay * w;
         T s_new = s[e] + g * g;
         s[e] = s_new;
         array_of<T>(table, 3, P, p)[e] = w - lr * g / (sqrt_t(s_new) + eps);
@@ -107,13 +114,13 @@ __device__ void adagrad_step(const unsigned long long* table, int P, long long t
 
 extern "C" __global__ void sgd_step_f32(const unsigned long long* table, int P, long long total,
                                         float lr, float momentum, float weight_decay,
-                                        int nesterov, int use_buf) {
-    sgd_step<float>(table, P, total, lr, momentum, weight_decay, nesterov, use_buf);
+                                        int nesterov, int use_buf, float dampening) {
+    sgd_step<float>(table, P, total, lr, momentum, weight_decay, nesterov, use_buf, dampening);
 }
 extern "C" __global__ void sgd_step_f64(const unsigned long long* table, int P, long long total,
                                         double lr, double momentum, double weight_decay,
-                                        int nesterov, int use_buf) {
-    sgd_step<double>(table, P, total, lr, momentum, weight_decay, nesterov, use_buf);
+                                        int nesterov, int use_buf, double dampening) {
+    sgd_step<double>(table, P, total, lr, momentum, weight_decay, nesterov, use_buf, dampening);
 }
 
 extern "C" __global__ void adam_step_f32(const unsigned long long* table, int P, long long total,
@@ -128,10 +135,10 @@ extern "C" __global__ void adam_step_f64(const unsigned long long* table, int P,
 }
 
 extern "C" __global__ void adagrad_step_f32(const unsigned long long* table, int P, long long total,
-                                            float lr, float eps) {
-    adagrad_step<float>(table, P, total, lr, eps);
+                                            float lr, float eps, float weight_decay) {
+    adagrad_step<float>(table, P, total, lr, eps, weight_decay);
 }
 extern "C" __global__ void adagrad_step_f64(const unsigned long long* table, int P, long long total,
-                                            double lr, double eps) {
-    adagrad_step<double>(table, P, total, lr, eps);
+                                            double lr, double eps, double weight_decay) {
+    adagrad_step<double>(table, P, total, lr, eps, weight_decay);
 }

@@ -633,26 +633,29 @@ def _update_group(name, ws, gs, states, scalars):
 
 
 @wrapper
-def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
+def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov, dampening=0.0):
     """Primitive: sgd_step; the momentum buffers are updated in place."""
     _require(bufs is not None or not momentum)  # the reference says what is wrong
     bufs = bufs if momentum else None  # as the reference: buffers only with momentum
     new_ws = _update_group("sgd_step", ws, gs, [bufs],
                            (float(lr), float(momentum), float(weight_decay),
-                            int(bool(nesterov)), int(bufs is not None)))
+                            int(bool(nesterov)), int(bufs is not None), float(dampening)))
     return new_ws, bufs
 
 
 @wrapper
-def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay):
-    """Primitive: adam_step; m and v are updated in place."""
+def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay, max_vs=None):
+    """Primitive: adam_step; m and v are updated in place. amsgrad (max_vs given) is not in
+    the kernel: the reference runs it, on the GPU arrays (CuPy)."""
+    _require(max_vs is None)
     new_ws = _update_group("adam_step", ws, gs, [ms, vs],
                            (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
                             1 - beta1 ** t, 1 - beta2 ** t))  # the bias corrections, in double
-    return new_ws, ms, vs
+    return new_ws, ms, vs, None
 
 
 @wrapper
-def adagrad_step(ws, gs, ss, lr, eps):
+def adagrad_step(ws, gs, ss, lr, eps, weight_decay=0.0):
     """Primitive: adagrad_step; the sums of squares are updated in place."""
-    return _update_group("adagrad_step", ws, gs, [ss], (float(lr), float(eps))), ss
+    return _update_group("adagrad_step", ws, gs, [ss],
+                         (float(lr), float(eps), float(weight_decay))), ss

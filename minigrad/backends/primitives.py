@@ -324,15 +324,16 @@ def lstm_window_backward(G_h, g_c, A, Cs, TC, W_hh, G_a, need_h0):
 # own state arrays in place, never the weights).
 
 @primitive("optim")
-def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
+def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov, dampening=0.0):
     """SGD on lists of weights ws and gradients gs; bufs: momentum buffers, or None without
-    momentum. Returns (new weights, new buffers or None)."""
+    momentum. Returns (new weights, new buffers or None). The caller passes dampening 0 at a
+    buffer's first step (PyTorch's rule: the first buffer is g itself)."""
     new_ws, new_bufs = [], []
     for k, (w, g) in enumerate(zip(ws, gs)):
         if weight_decay:
             g = g + weight_decay * w
         if momentum:
-            b = momentum * bufs[k] + g
+            b = momentum * bufs[k] + (1 - dampening) * g
             new_bufs.append(b)
             g = g + momentum * b if nesterov else b
         new_ws.append(w - lr * g)
@@ -340,29 +341,35 @@ def sgd_step(ws, gs, bufs, lr, momentum, weight_decay, nesterov):
 
 
 @primitive("optim")
-def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay):
-    """Adam's step t (from 1) on lists of weights, gradients and averages m, v.
-    Returns (new weights, new m, new v)."""
-    new_ws, new_ms, new_vs = [], [], []
-    for w, g, m, v in zip(ws, gs, ms, vs):
+def adam_step(ws, gs, ms, vs, t, lr, beta1, beta2, eps, weight_decay, max_vs=None):
+    """Adam's step t (from 1) on lists of weights, gradients and averages m, v; with max_vs
+    (amsgrad), the largest v so far, which then takes v's place in the denominator.
+    Returns (new weights, new m, new v, new max_vs or None)."""
+    new_ws, new_ms, new_vs, new_max_vs = [], [], [], []
+    for k, (w, g, m, v) in enumerate(zip(ws, gs, ms, vs)):
         if weight_decay:
             g = g + weight_decay * w
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * (g * g)
-        denom = (v / (1 - beta2 ** t)) ** 0.5 + eps
+        if max_vs is not None:
+            v_max = array_module(v).maximum(max_vs[k], v)
+            new_max_vs.append(v_max)
+        denom = ((v if max_vs is None else v_max) / (1 - beta2 ** t)) ** 0.5 + eps
         new_ws.append(w - lr * (m / (1 - beta1 ** t)) / denom)
         new_ms.append(m)
         new_vs.append(v)
-    return new_ws, new_ms, new_vs
+    return new_ws, new_ms, new_vs, (new_max_vs if max_vs is not None else None)
 
 
 @primitive("optim")
-def adagrad_step(ws, gs, ss, lr, eps):
-    """Adagrad on lists of weights, gradients and sums of squares. Returns (new weights, new sums)."""
+def adagrad_step(ws, gs, ss, lr, eps, weight_decay=0.0):
+    """Adagrad on lists of weights, gradients and sums of squares. Returns (new weights, new
+    sums). lr is PyTorch's clr = lr / (1 + (t - 1) lr_decay), computed by the optimizer."""
     new_ws, new_ss = [], []
     for w, g, s in zip(ws, gs, ss):
+        if weight_decay:
+            g = g + weight_decay * w
         s = s + g * g
         new_ws.append(w - lr * g / (s ** 0.5 + eps))
         new_ss.append(s)
     return new_ws, new_ss
-
