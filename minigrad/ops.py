@@ -19,6 +19,9 @@ The few hot array primitives whose speed on a GPU comes from a fused kernel of o
 2-D matmul, a broadcasting binary op, a reduction) are called by what they compute,
 `primitives.matmul(x, y)`; everything else is plain array maths.
 """
+import math
+import warnings
+
 import numpy as np
 
 from .backends import primitives
@@ -346,6 +349,79 @@ def clip(a, min=None, max=None):
     return record("clip", xp.clip(x, min, max), (a,), backward)
 
 
+def log1p(a):
+    """log(1 + x), accurate where x is small (1 + x would round x away)."""
+    x = a.data
+
+    def backward(g):  # d log(1 + x) = dx / (1 + x)
+        return (g / (1 + x),)
+    return record("log1p", array_module(x).log1p(x), (a,), backward)
+
+
+def expm1(a):
+    """exp(x) - 1, accurate where x is small."""
+    y = array_module(a.data).expm1(a.data)
+
+    def backward(g):  # d(exp(x) - 1) = exp(x) dx = (y + 1) dx, read off the output
+        return (g * (y + 1),)
+    return record("expm1", y, (a,), backward)
+
+
+def sin(a):
+    xp = array_module(a.data)
+    x = a.data
+
+    def backward(g):  # d sin(x) = cos(x) dx
+        return (g * xp.cos(x),)
+    return record("sin", xp.sin(x), (a,), backward)
+
+
+def cos(a):
+    xp = array_module(a.data)
+    x = a.data
+
+    def backward(g):  # d cos(x) = -sin(x) dx
+        return (g * -xp.sin(x),)
+    return record("cos", xp.cos(x), (a,), backward)
+
+
+def square(a):
+    x = a.data
+
+    def backward(g):  # d x^2 = 2 x dx
+        return (g * 2 * x,)
+    return record("square", x * x, (a,), backward)
+
+
+def maximum(a, b):
+    """The larger of a and b, entry by entry (a and b broadcast), as torch.maximum."""
+    return _pick("maximum", a, b)
+
+
+def minimum(a, b):
+    """The smaller of a and b, entry by entry (a and b broadcast), as torch.minimum."""
+    return _pick("minimum", a, b)
+
+
+def _pick(op, a, b):
+    """maximum or minimum (op): each output entry is a copy of x's or of y's, which gets its gradient."""
+    a, b = _operands(op, a, b)
+    x, y = a.data, b.data
+    xp = array_module(x)
+    try:
+        out = xp.maximum(x, y) if op == "maximum" else xp.minimum(x, y)
+    except ValueError:
+        raise _broadcast_error(op, x, y) from None
+
+    def backward(g):  # d max(x, y) = dx where x won, dy where y won
+        # NOTE: at x == y there is no derivative; the gradient is split half and half
+        # between x and y there, as PyTorch's (so that the two sides stay symmetric).
+        won = x > y if op == "maximum" else x < y
+        share = (won + 0.5 * (x == y)).astype(g.dtype)  # x's part: 1 won, 1/2 tied, 0 lost
+        return unbroadcast(g * share, x.shape), unbroadcast(g * (1 - share), y.shape)
+    return record(op, out, (a, b), backward)
+
+
 def astype(a, dtype):
     """Cast to another dtype; differentiable between float dtypes.
 
@@ -412,7 +488,32 @@ def _spread(g, axes, keepdims, shape):
     return xp.broadcast_to(g, shape)
 
 
-def sum(a, axis=None, keepdims=False):
+def _dims(op, axis, dim, keepdims=None, keepdim=None):
+    """(axis, keepdims) from NumPy's names (axis, keepdims) or PyTorch's (dim, keepdim):
+    each pair is one argument under two names, so a reduction takes either, never both.
+    A list of dims (PyTorch's spelling) is taken as a tuple; keepdims is False unless given."""
+    if axis is not None and dim is not None:
+        raise TypeError(f"{op}: got both axis={axis!r} and dim={dim!r}; they are one argument "
+                        "(NumPy's and PyTorch's name for it), give one")
+    if keepdims is not None and keepdim is not None:
+        raise TypeError(f"{op}: got both keepdims={keepdims!r} and keepdim={keepdim!r}; they are "
+                        "one argument (NumPy's and PyTorch's name for it), give one")
+    axis = dim if axis is None else axis
+    return (tuple(axis) if isinstance(axis, list) else axis), bool(keepdim if keepdims is None else keepdims)
+
+
+def _count(shape, axes):
+    """N, the number of entries each output entry of a reduction over `axes` gathers."""
+    n = 1
+    for ax in axes:
+        n *= shape[ax]
+    return n
+
+
+def sum(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
+    """Sum over axis (None: all axes; an int or a tuple). dim and keepdim, PyTorch's names,
+    are taken for axis and keepdims here and in every reduction below (see _dims)."""
+    axis, keepdims = _dims("sum", axis, dim, keepdims, keepdim)
     x = a.data
     axes = _axes("sum", axis, x.ndim)
     shape = x.shape
@@ -422,40 +523,223 @@ def sum(a, axis=None, keepdims=False):
     return record("sum", primitives.sum_axes(x, axes, keepdims), (a,), backward)
 
 
-def mean(a, axis=None, keepdims=False):
+def mean(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
+    axis, keepdims = _dims("mean", axis, dim, keepdims, keepdim)
     x = a.data
     axes = _axes("mean", axis, x.ndim)
     shape = x.shape
-    count = 1
-    for ax in axes:
-        count *= shape[ax]
+    count = _count(shape, axes)
 
     def backward(g):  # every entry gets 1/count of the gradient of its mean
         return (_spread(g / count, axes, keepdims, shape),)
     return record("mean", x.mean(axis=axes, keepdims=keepdims), (a,), backward)
 
 
-def max(a, axis=None, keepdims=False):
-    """The largest values along the axes; the gradient goes to the arg-max."""
+def max(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
+    """The largest values along the axes; the gradient goes to the arg-max.
+
+    Values only, as numpy.max; PyTorch's max(dim) also returns their indices (argmax gives them).
+    """
+    axis, keepdims = _dims("max", axis, dim, keepdims, keepdim)
+    return _extreme("max", a, axis, keepdims)
+
+
+def min(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
+    """The smallest values along the axes; the gradient goes to the arg-min.
+
+    Values only, as numpy.min; PyTorch's min(dim) also returns their indices (argmin gives them).
+    """
+    axis, keepdims = _dims("min", axis, dim, keepdims, keepdim)
+    return _extreme("min", a, axis, keepdims)
+
+
+def _extreme(op, a, axis, keepdims):
+    """max or min (op) over the axes: the value of one entry per group, which gets the gradient."""
     xp = array_module(a.data)
     x = a.data
-    axes = _axes("max", axis, x.ndim)
+    axes = _axes(op, axis, x.ndim)
     if x.size == 0:
-        raise ValueError(f"max: empty tensor of shape {x.shape} has no maximum")
+        raise ValueError(f"{op}: empty tensor of shape {x.shape} has no {op}imum")
 
-    def backward(g):  # d max(x) = dx at the arg-max, 0 elsewhere
+    def backward(g):  # d max(x) = dx at the arg-max, 0 elsewhere (min: at the arg-min)
         # NOTE: with ties the whole gradient goes to the first maximum (numpy.argmax's
-        # choice), so the gradient of a max is always a single entry per group.
+        # choice; the first minimum for min), so the gradient of a max is always a single
+        # entry per group. PyTorch does so for max(dim); its max() over all entries splits
+        # the gradient evenly among the ties instead.
         kept = [i for i in range(x.ndim) if i not in axes]
         order = kept + list(axes)                      # reduced axes last ...
         moved = x.transpose(order)
         flat = moved.reshape(moved.shape[:len(kept)] + (-1,))  # ... and flattened
-        winner = flat.argmax(axis=-1)[..., None]
+        winner = (flat.argmax if op == "max" else flat.argmin)(axis=-1)[..., None]
         mask = xp.zeros(flat.shape, dtype=bool)
         xp.put_along_axis(mask, winner, True, axis=-1)
         mask = mask.reshape(moved.shape).transpose(tuple(int(i) for i in np.argsort(order)))
         return (_spread(g, axes, keepdims, x.shape) * mask,)
-    return record("max", x.max(axis=axes, keepdims=keepdims), (a,), backward)
+    out = x.max(axis=axes, keepdims=keepdims) if op == "max" else x.min(axis=axes, keepdims=keepdims)
+    return record(op, out, (a,), backward)
+
+
+def logsumexp(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """log(sum(exp(x))) over dim (None: all axes), as m + log(sum(exp(x - m))) with m the
+    largest x of each group, so that no exp overflows.
+
+    d logsumexp(x) = sum_i exp(x_i - logsumexp(x)) dx_i: the gradient is softmax(x).
+    """
+    axis, keepdims = _dims("logsumexp", axis, dim, keepdims, keepdim)
+    xp = array_module(a.data)
+    x = a.data
+    axes = _axes("logsumexp", axis, x.ndim)
+    if x.size == 0:
+        raise ValueError(f"logsumexp: empty tensor of shape {x.shape}")
+    m = x.max(axis=axes, keepdims=True)
+    m = xp.where(xp.isinf(m), 0, m)  # a group all -inf (or with +inf): shifting would give inf - inf
+    with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf group, as PyTorch gives
+        y = xp.log(primitives.sum_axes(xp.exp(x - m), axes, keepdims=True)) + m
+    shape = x.shape
+
+    def backward(g):  # softmax(x) = exp(x - logsumexp(x)), read off the output
+        # NOTE: a group all -inf has logsumexp -inf and no softmax: -inf - (-inf) gives nan
+        # there, as PyTorch's gradient.
+        with np.errstate(invalid="ignore"):
+            return (_spread(g, axes, keepdims, shape) * xp.exp(x - y),)
+    return record("logsumexp", y if keepdims else y.reshape(_reduced(shape, axes)), (a,), backward)
+
+
+def _reduced(shape, axes):
+    """The shape of a reduction over `axes` without keepdims."""
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def var(a, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
+    """Variance over dim (None: all axes), as PyTorch's:
+
+        var(x) = sum((x - mean(x))^2) / (N - correction)
+
+    N the number of entries reduced; correction=1 (the default) is the unbiased estimate,
+    0 the population variance. d var(x) = 2 (x - mean(x)) / (N - correction) dx (the
+    change of the mean itself sums to zero against x - mean(x)).
+    """
+    axis, keepdims = _dims("var", axis, dim, keepdims, keepdim)
+    axes, d, dof, v = _variance("var", a, axis, correction, keepdims)
+
+    def backward(g):
+        return (_variance_grad(g, d, dof, axes, keepdims),)
+    return record("var", v, (a,), backward)
+
+
+def std(a, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
+    """Standard deviation over dim: sqrt(var(x)), with var's correction (default 1).
+
+    d std(x) = d var(x) / (2 std(x)).
+    """
+    axis, keepdims = _dims("std", axis, dim, keepdims, keepdim)
+    axes, d, dof, v = _variance("std", a, axis, correction, keepdims)
+    xp = array_module(v)
+    y = xp.sqrt(v)
+
+    def backward(g):
+        # NOTE: where std is 0 (a group of equal entries) the derivative is infinite, as the
+        # square root's at 0; we give 0 there, as PyTorch does.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g_v = xp.where(y == 0, 0, g / (2 * y))
+        return (_variance_grad(g_v, d, dof, axes, keepdims),)
+    return record("std", y, (a,), backward)
+
+
+def _variance(op, a, axis, correction, keepdims):
+    """var's forward, shared by std: (axes, x - mean(x), N - correction, the variance)."""
+    if not isinstance(correction, (int, float, np.integer, np.floating)) or isinstance(correction, bool):
+        raise TypeError(f"{op}: correction must be a number, got {correction!r}")
+    x = a.data
+    axes = _axes(op, axis, x.ndim)
+    n = _count(x.shape, axes)
+    dof = n - _python_number(correction)
+    d = x - x.mean(axis=axes, keepdims=True)
+    ss = primitives.sum_axes(d * d, axes, keepdims)
+    if dof > 0:
+        return axes, d, dof, ss / dof
+    # NOTE: N - correction <= 0 leaves no degrees of freedom. As PyTorch, we warn and divide
+    # by max(0, N - correction) = 0: inf where the entries differ, nan (0 / 0) where they
+    # are all equal.
+    warnings.warn(f"{op}: N - correction = {n} - {correction} <= 0 over the reduced entries "
+                  f"of {x.shape}: no degrees of freedom left, the result is inf or nan",
+                  RuntimeWarning, stacklevel=3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return axes, d, dof, ss / 0
+
+
+def _variance_grad(g, d, dof, axes, keepdims):
+    """dL/dx for var: the gradient spread back over the group, times 2 (x - mean) / (N - correction)."""
+    # NOTE: with N - correction <= 0 the factor is PyTorch's, 2 / (N - correction) itself
+    # (its forward divides by max(0, N - correction), its backward by N - correction): at 0
+    # the gradient is +-inf (nan where x equals the mean), below 0 finite and negative.
+    scale = 2.0 / dof if dof != 0 else math.inf
+    with np.errstate(invalid="ignore"):  # inf * 0 = nan, as PyTorch gives
+        return scale * _spread(g, axes, keepdims, d.shape) * d
+
+
+def norm(a, p=2, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """The vector p-norm over dim (None: all entries), as torch.linalg.vector_norm (and
+    Tensor.norm with a number p), for p = 2, 1 and inf:
+
+        ||x||_2 = sqrt(sum x^2)      d||x||_2 = x / ||x||_2 dx
+        ||x||_1 = sum |x|            d||x||_1 = sign(x) dx
+        ||x||_inf = max |x|          d||x||_inf = sign(x) dx at the largest |x|
+    """
+    if isinstance(p, bool) or not (p in (1, 2) or p == math.inf):
+        raise ValueError(f"norm: p={p!r} is not supported; minigrad has the vector norms "
+                         "p = 2, 1 and inf (float('inf'))")
+    axis, keepdims = _dims("norm", axis, dim, keepdims, keepdim)
+    xp = array_module(a.data)
+    x = a.data
+    axes = _axes("norm", axis, x.ndim)
+    shape = x.shape
+    if p == 2:
+        y = xp.sqrt(primitives.sum_axes(x * x, axes, keepdims))
+
+        def backward(g):  # x / ||x|| times the gradient of the norm
+            # NOTE: at ||x|| = 0 (all of the group 0) the norm has no derivative; we give 0
+            # there, as PyTorch does (0 / 0 would be nan).
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g_n = xp.where(y == 0, 0, g / y)
+            return (x * _spread(g_n, axes, keepdims, shape),)
+    elif p == 1:
+        y = primitives.sum_axes(xp.abs(x), axes, keepdims)
+
+        def backward(g):  # sign(x) times the gradient of the norm
+            # NOTE: |x| has no derivative at 0; sign(0) = 0 gives it 0, as abs (and PyTorch).
+            return (xp.sign(x) * _spread(g, axes, keepdims, shape),)
+    else:
+        if x.size == 0:
+            raise ValueError(f"norm: empty tensor of shape {shape} has no inf-norm (a maximum)")
+        y = xp.abs(x).max(axis=axes, keepdims=keepdims)
+
+        def backward(g):  # the gradient goes to the largest |x|, with its sign
+            # NOTE: with ties among the largest |x| the gradient is split evenly between
+            # them, as PyTorch's (max, by contrast, gives it all to the first); at a norm
+            # of 0, sign(0) = 0 gives every entry 0.
+            top = xp.abs(x) == _spread(y, axes, keepdims, shape)
+            ties = top.sum(axis=axes, keepdims=True).astype(x.dtype)  # how many share the top
+            return (xp.sign(x) * top * _spread(g, axes, keepdims, shape) / ties,)
+    return record("norm", y, (a,), backward)
+
+
+def cumsum(a, dim=None, *, axis=None):
+    """Running sums along dim (one int, required, as PyTorch's): out_i = sum_{j <= i} x_j.
+
+    Each x_j feeds every out_i with i >= j, so g_x_j = sum_{i >= j} g_i: the cumsum of g
+    run from the end.
+    """
+    axis, _ = _dims("cumsum", axis, dim)
+    if axis is None:
+        raise TypeError("cumsum: give dim, the one axis to sum along (an int)")
+    x = a.data
+    ax = _dim_of("cumsum", axis, x.ndim)
+    xp = array_module(x)
+
+    def backward(g):  # reverse, cumsum, reverse back
+        return (xp.flip(xp.flip(g, ax).cumsum(axis=ax), ax),)
+    return record("cumsum", x.cumsum(axis=ax), (a,), backward)
 
 
 # -- shapes and indexing ------------------------------------------------------
@@ -660,6 +944,95 @@ def stack(tensors, axis=0):
         lead = (slice(None),) * ax
         return tuple(g[lead + (i,)] for i in range(len(arrays)))
     return record("stack", out, tuple(tensors), backward)
+
+
+def gather(a, dim, index):
+    """Entries of a picked along dim by index, as torch.gather; for a 3-D a and dim = 1:
+
+        out[i, j, k] = a[i, index[i, j, k], k]
+
+    index: an integer Tensor or array with as many dimensions as a, no longer than a in any
+    dimension but dim (along dim, any length); out has index's shape. Each entry of a gets
+    the gradient of every output entry that picked it: a scatter-add of g.
+    """
+    x = a.data
+    xp = array_module(x)
+    d = _dim_of("gather", dim, x.ndim)
+    index = index.data if isinstance(index, Tensor) else index
+    if isinstance(index, (list, tuple)):
+        index = np.asarray(index)
+    if getattr(index, "dtype", np.dtype(object)).kind not in "iu":
+        raise TypeError(f"gather: index must be an integer Tensor or array, got "
+                        f"{getattr(index, 'dtype', type(index).__name__)}")
+    index = to_device(index, a.device)
+    if index.ndim != x.ndim:
+        raise ValueError(f"gather: index of shape {index.shape} must have as many dimensions as "
+                         f"the input of shape {x.shape} ({x.ndim})")
+    longer = [k for k in range(x.ndim) if k != d and index.shape[k] > x.shape[k]]
+    if longer:
+        raise ValueError(f"gather: index of shape {index.shape} is longer than the input of shape "
+                         f"{x.shape} in dimension {longer[0]}; only along dim {d} may it be longer")
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= x.shape[d]):
+        raise ValueError(f"gather: index values {int(index.min())} to {int(index.max())} are out of "
+                         f"range for dim {d} of size {x.shape[d]} (expected 0 to {x.shape[d] - 1})")
+    # Where each output entry comes from: its own position, but along dim the index's value.
+    where = tuple(index if k == d else xp.arange(n).reshape((n,) + (1,) * (x.ndim - 1 - k))
+                  for k, n in enumerate(index.shape))
+    shape = x.shape
+
+    def backward(g):  # each picked entry gets its gradient back, at its place
+        g_x = xp.zeros(shape, dtype=g.dtype)
+        xp.add.at(g_x, where, g)  # an entry picked twice gets both: add.at accumulates, += would not
+        return (g_x,)
+    return record("gather", x[where], (a,), backward)
+
+
+def chunk(a, chunks, dim=0):
+    """a cut along dim into pieces of ceil(n / chunks) entries, as torch.chunk: the last
+    may be shorter, and there may be fewer than `chunks` (6 entries in 4 chunks: 2, 2, 2).
+
+    A tuple of tensors, each a slice of a (one getitem record each).
+    """
+    if not isinstance(chunks, (int, np.integer)) or isinstance(chunks, bool) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    d = _dim_of("chunk", dim, a.data.ndim)
+    n = a.data.shape[d]
+    if n == 0:  # nothing to cut: `chunks` empty pieces, as PyTorch gives
+        return _pieces(a, d, [0] * int(chunks))
+    size = -(-n // int(chunks))  # ceil(n / chunks)
+    return _pieces(a, d, [size] * (n // size) + ([n % size] if n % size else []))
+
+
+def split(a, split_size_or_sections, dim=0):
+    """a cut along dim, as torch.split: an int s gives pieces of s entries (the last may be
+    shorter); a list of sizes gives pieces of those sizes, which must add up to the length.
+
+    A tuple of tensors, each a slice of a (one getitem record each).
+    """
+    d = _dim_of("split", dim, a.data.ndim)
+    n = a.data.shape[d]
+    s = split_size_or_sections
+    if isinstance(s, (list, tuple)):
+        sizes = _sizes("split", (tuple(s),))
+        if any(k < 0 for k in sizes) or int(np.sum(sizes)) != n:
+            raise ValueError(f"split: sizes {list(sizes)} must be non-negative and add up to {n}, "
+                             f"the length of dim {d} of {a.data.shape}")
+        return _pieces(a, d, sizes)
+    if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+        raise TypeError(f"split: split_size_or_sections must be an int or a list of ints, got {s!r}")
+    if s < 0 or (s == 0 and n > 0):
+        raise ValueError(f"split: split size {s} must be positive (0 only for an empty dim); "
+                         f"dim {d} of {a.data.shape} has length {n}")
+    if n == 0:  # one empty piece, as PyTorch gives
+        return _pieces(a, d, [0])
+    return _pieces(a, d, [s] * (n // s) + ([n % s] if n % s else []))
+
+
+def _pieces(a, d, sizes):
+    """a cut along axis d into consecutive slices of the given sizes, each through getitem."""
+    lead = (slice(None),) * d
+    ends = np.cumsum(sizes)
+    return tuple(getitem(a, lead + (slice(int(e - k), int(e)),)) for k, e in zip(sizes, ends))
 
 
 def where(mask, a, b):

@@ -271,10 +271,43 @@ class Tensor:
     def sqrt(self): return ops.sqrt(self)
     def abs(self): return ops.abs(self)
     def clip(self, min=None, max=None): return ops.clip(self, min, max)
+    def log1p(self): return ops.log1p(self)
+    def expm1(self): return ops.expm1(self)
+    def sin(self): return ops.sin(self)
+    def cos(self): return ops.cos(self)
+    def square(self): return ops.square(self)
+    def maximum(self, other): return ops.maximum(self, other)
+    def minimum(self, other): return ops.minimum(self, other)
 
-    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+    # Reductions take NumPy's axis/keepdims or PyTorch's dim/keepdim (one of each pair).
+    def sum(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return ops.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def mean(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return ops.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def max(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return ops.max(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def min(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return ops.min(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def logsumexp(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return ops.logsumexp(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def var(self, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
+        return ops.var(self, dim, correction=correction, keepdim=keepdim, axis=axis, keepdims=keepdims)
+
+    def std(self, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
+        return ops.std(self, dim, correction=correction, keepdim=keepdim, axis=axis, keepdims=keepdims)
+
+    def norm(self, p=2, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return ops.norm(self, p, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, dim=None, *, axis=None): return ops.cumsum(self, dim, axis=axis)
+    def gather(self, dim, index): return ops.gather(self, dim, index)
+    def chunk(self, chunks, dim=0): return ops.chunk(self, chunks, dim)
+    def split(self, split_size_or_sections, dim=0): return ops.split(self, split_size_or_sections, dim)
 
     def reshape(self, *shape): return ops.reshape(self, *shape)
     def astype(self, dtype): return ops.astype(self, dtype)
