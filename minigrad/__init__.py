@@ -5,8 +5,10 @@ from . import bptt, nn, optim, viz
 from .backward import backward
 from .gradcheck import GradcheckError, gradcheck
 from .io import load, load_safetensors, save, save_safetensors
-from .ops import (chunk, concat, cos, cumsum, expm1, gather, log1p, logsumexp, maximum, min,
-                  minimum, norm, record, sin, split, square, stack, std, unbroadcast, var, where)
+from .ops import (abs, cat, chunk, clip, concat, cos, cumsum, exp, expm1, gather, log, log1p,
+                  logsumexp, matmul, max, maximum, mean, min, minimum, norm, record, relu, reshape,
+                  sigmoid, sin, split, sqrt, square, stack, std, sum, tanh, transpose, unbroadcast,
+                  var, where)
 from .tape import Record, Tape, get_tape, is_grad_enabled, no_grad
 from .tensor import (Tensor, arange, from_dlpack, ones, ones_like, rand, randn, tensor,
                      zeros, zeros_like)
@@ -22,6 +24,8 @@ __all__ = [
     "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64",
     "nn", "optim", "bptt", "viz", "save", "load", "save_safetensors", "load_safetensors",
     "from_dlpack",
-    "maximum", "minimum", "log1p", "expm1", "sin", "cos", "square", "min", "logsumexp", "var",
-    "std", "cumsum", "norm", "gather", "chunk", "split",
+    # the ops as functions, as torch.X (each is also a Tensor method)
+    "exp", "log", "log1p", "expm1", "sin", "cos", "square", "tanh", "sigmoid", "relu", "sqrt",
+    "abs", "clip", "maximum", "minimum", "matmul", "sum", "mean", "max", "min", "logsumexp",
+    "var", "std", "norm", "cumsum", "gather", "cat", "chunk", "split", "reshape", "transpose",
 ]

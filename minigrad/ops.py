@@ -470,6 +470,9 @@ def _axes(op, axis, ndim):
     axes = axis if isinstance(axis, tuple) else (axis,)
     normal = []
     for ax in axes:
+        if isinstance(ax, Tensor) and op in ("max", "min"):
+            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got a Tensor; for the "
+                            f"entrywise {op}imum of two tensors use minigrad.{op}imum(x, y)")
         if not isinstance(ax, (int, np.integer)) or isinstance(ax, bool):
             raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
         if not -ndim <= ax < ndim:
@@ -906,8 +909,10 @@ def getitem(a, index):
     return record("getitem", out, (a,), backward)
 
 
-def concat(tensors, axis=0):
-    """Join tensors along an existing axis, as numpy.concatenate."""
+def concat(tensors, axis=None, *, dim=None):
+    """Join tensors along an existing axis (0 unless given), as numpy.concatenate and
+    torch.cat (minigrad.cat): axis, or PyTorch's name for it, dim."""
+    axis = _one_axis("concat", axis, dim)
     tensors = _tensors("concat", list(tensors))
     arrays = [t.data for t in tensors]
     xp = array_module(arrays[0])
@@ -926,8 +931,10 @@ def concat(tensors, axis=0):
     return record("concat", out, tuple(tensors), backward)
 
 
-def stack(tensors, axis=0):
-    """Join tensors of one shape along a new axis, as numpy.stack."""
+def stack(tensors, axis=None, *, dim=None):
+    """Join tensors of one shape along a new axis (0 unless given), as numpy.stack and
+    torch.stack: axis, or PyTorch's name for it, dim."""
+    axis = _one_axis("stack", axis, dim)
     tensors = _tensors("stack", list(tensors))
     arrays = [t.data for t in tensors]
     shapes = {x.shape for x in arrays}
@@ -944,6 +951,15 @@ def stack(tensors, axis=0):
         lead = (slice(None),) * ax
         return tuple(g[lead + (i,)] for i in range(len(arrays)))
     return record("stack", out, tuple(tensors), backward)
+
+
+cat = concat  # PyTorch's name
+
+
+def _one_axis(op, axis, dim, default=0):
+    """The one axis an op works along, from axis or dim (see _dims); `default` if neither."""
+    axis, _ = _dims(op, axis, dim)
+    return default if axis is None else axis
 
 
 def gather(a, dim, index):

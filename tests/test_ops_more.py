@@ -204,6 +204,43 @@ def test_numpy_names_still_work(rng):
     np.testing.assert_allclose(x.sum(dim=(0, 2)).data, data.sum(axis=(0, 2)), rtol=1e-6)
 
 
+def test_joins_and_softmax_take_dim_too(rng):
+    """concat (and its PyTorch name cat), stack, softmax, log_softmax: axis or dim, as one argument."""
+    from minigrad.nn import functional as F
+    data = rng.standard_normal((2, 3))
+    x = mg.tensor(data, dtype="float64")
+    np.testing.assert_array_equal(mg.cat([x, x], dim=1).data, np.concatenate([data, data], axis=1))
+    np.testing.assert_array_equal(mg.concat([x, x]).data, np.concatenate([data, data]))
+    np.testing.assert_array_equal(mg.stack([x, x], dim=-1).data, np.stack([data, data], axis=-1))
+    e = np.exp(data - data.max(axis=0))
+    np.testing.assert_allclose(F.softmax(x, dim=0).data, e / e.sum(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(F.log_softmax(x, dim=0).data, np.log(e / e.sum(axis=0)), rtol=1e-14)
+    np.testing.assert_array_equal(F.softmax(x).data, F.softmax(x, dim=-1).data)  # the last axis
+    for fn in (mg.cat, mg.stack, F.softmax, F.log_softmax):
+        arg = [x, x] if fn in (mg.cat, mg.stack) else x
+        with pytest.raises(TypeError, match="got both axis=0 and dim=1; they are one argument"):
+            fn(arg, axis=0, dim=1)
+
+
+def test_functions_are_the_methods(rng):
+    """minigrad.X(t, ...) is t.X(...) for the ops PyTorch also has as torch.X."""
+    x = mg.tensor(rng.uniform(0.5, 2.0, (2, 3)), dtype="float64")
+    for name, args in [("exp", ()), ("log", ()), ("tanh", ()), ("sigmoid", ()), ("relu", ()),
+                       ("sqrt", ()), ("abs", ()), ("sum", (1,)), ("mean", (0,)), ("max", (1,)),
+                       ("clip", (0.6, 1.5)), ("reshape", (3, 2)), ("transpose", ())]:
+        np.testing.assert_array_equal(getattr(mg, name)(x, *args).data, getattr(x, name)(*args).data)
+    np.testing.assert_array_equal(mg.matmul(x, x.T).data, (x @ x.T).data)
+
+
+def test_max_of_two_tensors_points_to_maximum():
+    x = mg.zeros(2)
+    with pytest.raises(TypeError, match=r"max: .*got a Tensor; for the entrywise maximum of two "
+                                        r"tensors use minigrad.maximum\(x, y\)"):
+        x.max(x)
+    with pytest.raises(TypeError, match=r"min: .*minigrad.minimum\(x, y\)"):
+        x.min(x)
+
+
 # -- errors ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("op", ["sum", "mean", "max", "min", "var", "std", "logsumexp", "norm"])

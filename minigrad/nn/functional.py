@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backends import primitives
 from ..backends.devices import array_module, as_array, device_of, to_device
-from ..ops import _tensors, record
+from ..ops import _one_axis, _tensors, record
 from ..tensor import FLOAT_DTYPES, Tensor, _generator, _make
 # The recurrent cells and layers live in recurrent.py; they are functions of nn.functional too.
 from .recurrent import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell
@@ -54,8 +54,13 @@ def linear(x, weight, bias=None):
     return record("linear", y, tuple(tensors), backward)
 
 
-def softmax(x, axis=-1):
-    """softmax(x)_i = exp(x_i) / sum_j exp(x_j) along `axis`."""
+def softmax(x, axis=None, *, dim=None):
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j) along `axis` (or PyTorch's name, dim).
+
+    NOTE: the last axis unless given; PyTorch's softmax without dim picks one from the number
+    of dimensions (0 for 1-D and 3-D input) and warns that this is deprecated.
+    """
+    axis = _one_axis("softmax", axis, dim, default=-1)
     (x,) = _tensors("softmax", [x])
     xp = array_module(x.data)
     z = x.data - x.data.max(axis=axis, keepdims=True)  # the same result, and exp never overflows
@@ -67,8 +72,10 @@ def softmax(x, axis=-1):
     return record("softmax", y, (x,), backward)
 
 
-def log_softmax(x, axis=-1):
-    """log_softmax(x)_i = x_i - log sum_j exp(x_j) along `axis`, computed stably."""
+def log_softmax(x, axis=None, *, dim=None):
+    """log_softmax(x)_i = x_i - log sum_j exp(x_j) along `axis` (or dim; the last axis unless
+    given, as softmax), computed stably."""
+    axis = _one_axis("log_softmax", axis, dim, default=-1)
     (x,) = _tensors("log_softmax", [x])
     xp = array_module(x.data)
     z = x.data - x.data.max(axis=axis, keepdims=True)
