@@ -28,7 +28,7 @@ from minigrad import backends, nn
 from minigrad.backends import cuda
 from minigrad.app.cli import main
 from minigrad.nn import functional as F
-from minigrad.optim import SGD, Adagrad, Adam
+from minigrad.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from helpers import train_layer
 
 IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
@@ -479,6 +479,53 @@ def test_ops_on_cuda_give_the_cpu_values_and_gradients(fake_gpu, rng):
         results.append([backends.to_numpy(v) for v in (loss.data, a.grad, b.grad)])
     for got, want in zip(results[1], results[0]):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_more_ops_and_hooks_on_cuda_give_the_cpu_values_and_gradients(fake_gpu, rng):
+    """The ops PyTorch users reach for (issue 18), and hooks, forward and backward on both devices."""
+    a_np, b_np = rng.standard_normal((4, 5)), rng.standard_normal((5,))
+    index = rng.integers(0, 5, (4, 3))
+    results = []
+    for device in ("cpu", "cuda"):
+        a = mg.tensor(a_np, requires_grad=True, device=device)
+        b = mg.tensor(b_np, requires_grad=True, device=device)
+        h = mg.maximum(a, b) + mg.minimum(a, b) * (a * a).log1p() + a.expm1().sin() + b.cos().square()
+        h = h + a.cumsum(1) + a.logsumexp(dim=1, keepdim=True) + a.var(0) + a.std(dim=1, keepdim=True)
+        h = h + a.norm(dim=0) + a.norm(1, dim=1, keepdim=True) + a.min(dim=0) * a.max()
+        seen = []
+        h.register_hook(lambda g: seen.append(g) or g * 2)
+        h.retain_grad()
+        g = a.gather(1, mg.tensor(index, device=device))
+        parts = a.chunk(2, dim=1) + a.split([1, 3], dim=0)
+        loss = (h * h).mean() + (g * g).sum() + sum((p * p).sum() for p in parts)
+        loss.backward()
+        assert backends.device_of(seen[0]) == backends.parse_device(device)
+        results.append([backends.to_numpy(v) for v in (loss.data, h.grad, a.grad, b.grad)])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: AdamW(ps, lr=0.01, amsgrad=True), lambda ps: RMSprop(ps, lr=0.01, momentum=0.9, centered=True),
+    lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0.5, weight_decay=0.1, maximize=True),
+    lambda ps: Adagrad(ps, lr=0.05, lr_decay=0.1, weight_decay=0.1, initial_accumulator_value=0.5),
+    lambda ps: Adam(ps, lr=0.01, weight_decay=0.1, maximize=True)],
+    ids=["adamw-amsgrad", "rmsprop-centered-momentum", "sgd-dampening-maximize", "adagrad-options",
+         "adam-maximize"])
+def test_the_new_optimizer_options_on_cuda_give_the_cpu_weights(fake_gpu, make):
+    weights = []
+    for device in ("cpu", "cuda"):
+        net = nn.Linear(3, 2, dtype="float64", rng=0).to(device)
+        optimizer = make(net.parameters())
+        x = mg.tensor(np.linspace(-1, 1, 12).reshape(4, 3), device=device)
+        for _ in range(5):
+            optimizer.zero_grad()
+            (net(x).tanh() ** 2).sum().backward()
+            optimizer.step()
+        assert all(on_fake(p.data) == (device == "cuda") for p in net.parameters())
+        weights.append([p.numpy() for p in net.parameters()])
+    for got, want in zip(*weights):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
 
 def test_embedding_and_cross_entropy_with_device_targets(fake_gpu, rng):
