@@ -210,3 +210,20 @@ def test_the_gpu_example_runs_on_a_gpu():
     namespace = {}
     exec(compile(move, str(README), "exec"), namespace)
     assert namespace["hs"].device == "cuda:0" and namespace["lstm"].weight_hh.grad is not None
+
+
+def test_the_reference_list_names_everything_public():
+    """"What is there" names every public function, class and module, and PyTorch's Tensor
+    methods minigrad has: a name added to an __all__ without a word in the README fails here."""
+    from minigrad import nn, optim
+    from minigrad.nn import functional as F
+    from minigrad.optim import lr_scheduler
+    text = README.read_text()
+    section = text[text.index("## What is there"):text.index("## Layout")]
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", section))
+    schedulers = [n for n in dir(lr_scheduler) if n.endswith("LR") or n == "ReduceLROnPlateau"]
+    methods = ("view reshape size dim numel permute unsqueeze squeeze flatten expand repeat clone "
+               "tolist item argmax argmin min chunk split retain_grad register_hook").split()
+    public = [*mg.__all__, *nn.__all__, *F.__all__, *optim.__all__, *schedulers, *methods]
+    assert len(schedulers) == 8
+    assert [name for name in public if name not in words] == []
