@@ -19,6 +19,7 @@ The few hot array primitives whose speed on a GPU comes from a fused kernel of o
 2-D matmul, a broadcasting binary op, a reduction) are called by what they compute,
 `primitives.matmul(x, y)`; everything else is plain array maths.
 """
+import collections
 import math
 import warnings
 
@@ -240,16 +241,24 @@ def matmul(a, b):
 def compare(op, a, b):
     """a < b, a == b and friends: a boolean tensor, outside the graph (no gradient).
 
-    Two tensors must agree in dtype and device, as everywhere; a scalar of any kind
-    compares with any tensor (idx < 2.5), since no gradient flows back.
+    Two tensors must be on one device; their dtypes may differ (1 == 1.0), since no gradient
+    flows back and nothing is kept. A Python or NumPy scalar takes the tensor's float dtype,
+    as in every op, so a float32 x <= 0.1 compares with float32(0.1), as PyTorch's does
+    (float64's 0.1 is larger than float32's). Arrays and lists compare as they are.
     """
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
-        _check_same(op, (a, b))
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
+        _check_same(op, (a, b))  # raises, naming both devices
     like = a if isinstance(a, Tensor) else b
     xp = array_module(like.data)
-    # (not getattr(x, "data", x): an ndarray's .data is its raw buffer)
-    x = a.data if isinstance(a, Tensor) else to_device(np.asarray(a), like.device)
-    y = b.data if isinstance(b, Tensor) else to_device(np.asarray(b), like.device)
+
+    def array(v):  # (not getattr(v, "data", v): an ndarray's .data is its raw buffer)
+        if isinstance(v, Tensor):
+            return v.data
+        if isinstance(v, (int, float, np.generic)) and like.data.dtype.kind == "f":
+            with np.errstate(over="ignore"):  # 1e300 as float32 is inf, and compares as inf
+                v = np.asarray(v, dtype=like.data.dtype)
+        return to_device(np.asarray(v), like.device)
+    x, y = array(a), array(b)
     fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal,
           "eq": xp.equal, "ne": xp.not_equal}[op]
     try:
@@ -409,16 +418,19 @@ def _pick(op, a, b):
     x, y = a.data, b.data
     xp = array_module(x)
     try:
-        out = xp.maximum(x, y) if op == "maximum" else xp.minimum(x, y)
+        out = (xp.maximum if op == "maximum" else xp.minimum)(x, y)
     except ValueError:
         raise _broadcast_error(op, x, y) from None
 
-    def backward(g):  # d max(x, y) = dx where x won, dy where y won
-        # NOTE: at x == y there is no derivative; the gradient is split half and half
-        # between x and y there, as PyTorch's (so that the two sides stay symmetric).
-        won = x > y if op == "maximum" else x < y
-        share = (won + 0.5 * (x == y)).astype(g.dtype)  # x's part: 1 won, 1/2 tied, 0 lost
-        return unbroadcast(g * share, x.shape), unbroadcast(g * (1 - share), y.shape)
+    def backward(g):  # d max(x, y) = dx where x is the larger, dy where y is (min: the smaller)
+        # NOTE: at x == y there is no derivative; the gradient is split half and half there,
+        # as PyTorch's (so that the two sides stay symmetric). Where a NaN takes part neither
+        # side lost (every comparison is False), and both get the whole gradient, as in PyTorch.
+        x_lost, y_lost = (x < y, x > y) if op == "maximum" else (x > y, x < y)
+        tie = 0.5 * (x == y)
+        x_part = (1 - x_lost - tie).astype(g.dtype)  # 1 won (or NaN), 1/2 tied, 0 lost
+        y_part = (1 - y_lost - tie).astype(g.dtype)
+        return unbroadcast(g * x_part, x.shape), unbroadcast(g * y_part, y.shape)
     return record(op, out, (a, b), backward)
 
 
@@ -470,9 +482,6 @@ def _axes(op, axis, ndim):
     axes = axis if isinstance(axis, tuple) else (axis,)
     normal = []
     for ax in axes:
-        if isinstance(ax, Tensor) and op in ("max", "min"):
-            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got a Tensor; for the "
-                            f"entrywise {op}imum of two tensors use minigrad.{op}imum(x, y)")
         if not isinstance(ax, (int, np.integer)) or isinstance(ax, bool):
             raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
         if not -ndim <= ax < ndim:
@@ -491,17 +500,19 @@ def _spread(g, axes, keepdims, shape):
     return xp.broadcast_to(g, shape)
 
 
-def _dims(op, axis, dim, keepdims=None, keepdim=None):
-    """(axis, keepdims) from NumPy's names (axis, keepdims) or PyTorch's (dim, keepdim):
+def _dims(op, dim, keepdim, axis, keepdims):
+    """(axis, keepdims) from PyTorch's names (dim, keepdim) or NumPy's (axis, keepdims):
     each pair is one argument under two names, so a reduction takes either, never both.
-    A list of dims (PyTorch's spelling) is taken as a tuple; keepdims is False unless given."""
+    A list of dims is taken as a tuple, and, PyTorch's rule, an empty one (dim=()) means
+    every axis, where NumPy's axis=() reduces none; keepdims is False unless given."""
     if axis is not None and dim is not None:
         raise TypeError(f"{op}: got both axis={axis!r} and dim={dim!r}; they are one argument "
                         "(NumPy's and PyTorch's name for it), give one")
     if keepdims is not None and keepdim is not None:
         raise TypeError(f"{op}: got both keepdims={keepdims!r} and keepdim={keepdim!r}; they are "
                         "one argument (NumPy's and PyTorch's name for it), give one")
-    axis = dim if axis is None else axis
+    if dim is not None:
+        axis = None if isinstance(dim, (tuple, list)) and not dim else dim
     return (tuple(axis) if isinstance(axis, list) else axis), bool(keepdim if keepdims is None else keepdims)
 
 
@@ -513,10 +524,12 @@ def _count(shape, axes):
     return n
 
 
-def sum(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
-    """Sum over axis (None: all axes; an int or a tuple). dim and keepdim, PyTorch's names,
-    are taken for axis and keepdims here and in every reduction below (see _dims)."""
-    axis, keepdims = _dims("sum", axis, dim, keepdims, keepdim)
+# Every reduction takes (dim, keepdim) positionally, as PyTorch's (an int or a tuple of axes;
+# NumPy's axis and keepdims mean the same), and NumPy's names as keywords; see _dims.
+
+def sum(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """Sum over dim (None: all axes; an int or a tuple)."""
+    axis, keepdims = _dims("sum", dim, keepdim, axis, keepdims)
     x = a.data
     axes = _axes("sum", axis, x.ndim)
     shape = x.shape
@@ -526,8 +539,8 @@ def sum(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
     return record("sum", primitives.sum_axes(x, axes, keepdims), (a,), backward)
 
 
-def mean(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
-    axis, keepdims = _dims("mean", axis, dim, keepdims, keepdim)
+def mean(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    axis, keepdims = _dims("mean", dim, keepdim, axis, keepdims)
     x = a.data
     axes = _axes("mean", axis, x.ndim)
     shape = x.shape
@@ -538,31 +551,38 @@ def mean(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
     return record("mean", x.mean(axis=axes, keepdims=keepdims), (a,), backward)
 
 
-def max(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
-    """The largest values along the axes; the gradient goes to the arg-max.
-
-    Values only, as numpy.max; PyTorch's max(dim) also returns their indices (argmax gives them).
-    """
-    axis, keepdims = _dims("max", axis, dim, keepdims, keepdim)
-    return _extreme("max", a, axis, keepdims)
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = """What max(dim) and min(dim) return, as PyTorch's: (values, indices)."""
 
 
-def min(a, axis=None, keepdims=None, *, dim=None, keepdim=None):
-    """The smallest values along the axes; the gradient goes to the arg-min.
-
-    Values only, as numpy.min; PyTorch's min(dim) also returns their indices (argmin gives them).
-    """
-    axis, keepdims = _dims("min", axis, dim, keepdims, keepdim)
-    return _extreme("min", a, axis, keepdims)
+def max(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """The largest entries: over everything (max()), over axis=... (NumPy's: the values), or
+    along one dim (PyTorch's max(dim): the pair (values, indices), as torch.max). The
+    gradient goes to the entry that is the maximum, the one argmax names."""
+    return _extreme("max", a, dim, keepdim, axis, keepdims)
 
 
-def _extreme(op, a, axis, keepdims):
-    """max or min (op) over the axes: the value of one entry per group, which gets the gradient."""
+def min(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """The smallest entries, as max: min(), min(axis=...) values, min(dim) (values, indices)."""
+    return _extreme("min", a, dim, keepdim, axis, keepdims)
+
+
+def _extreme(op, a, dim, keepdim, axis, keepdims):
+    """max or min (op): one entry of each group, which gets the gradient; with a dim, PyTorch's
+    (values, indices), the indices being argmax's (argmin's)."""
+    if isinstance(dim, Tensor) or isinstance(axis, Tensor):  # torch.max(x, y) is the entrywise max
+        raise TypeError(f"{op}: dim must be an int, got a Tensor; for the entrywise {op}imum of "
+                        f"two tensors use minigrad.{op}imum(x, y)")
+    if dim is not None and (not isinstance(dim, (int, np.integer)) or isinstance(dim, bool)):
+        raise TypeError(f"{op}: dim must be an int (PyTorch's {op}(dim) gives values and indices "
+                        f"along one dim), got {dim!r}; for several axes write {op}(axis=...)")
+    axis, keepdims = _dims(op, dim, keepdim, axis, keepdims)
     xp = array_module(a.data)
     x = a.data
     axes = _axes(op, axis, x.ndim)
     if x.size == 0:
         raise ValueError(f"{op}: empty tensor of shape {x.shape} has no {op}imum")
+    pick = x.argmax if op == "max" else x.argmin
 
     def backward(g):  # d max(x) = dx at the arg-max, 0 elsewhere (min: at the arg-min)
         # NOTE: with ties the whole gradient goes to the first maximum (numpy.argmax's
@@ -579,7 +599,11 @@ def _extreme(op, a, axis, keepdims):
         mask = mask.reshape(moved.shape).transpose(tuple(int(i) for i in np.argsort(order)))
         return (_spread(g, axes, keepdims, x.shape) * mask,)
     out = x.max(axis=axes, keepdims=keepdims) if op == "max" else x.min(axis=axes, keepdims=keepdims)
-    return record(op, out, (a,), backward)
+    values = record(op, out, (a,), backward)
+    if dim is None:
+        return values
+    indices = xp.asarray(pick(axis=axes[0], keepdims=keepdims), dtype=xp.int64)
+    return ValuesIndices(values, _make(indices, a.device))
 
 
 def logsumexp(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
@@ -588,7 +612,7 @@ def logsumexp(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
 
     d logsumexp(x) = sum_i exp(x_i - logsumexp(x)) dx_i: the gradient is softmax(x).
     """
-    axis, keepdims = _dims("logsumexp", axis, dim, keepdims, keepdim)
+    axis, keepdims = _dims("logsumexp", dim, keepdim, axis, keepdims)
     xp = array_module(a.data)
     x = a.data
     axes = _axes("logsumexp", axis, x.ndim)
@@ -613,50 +637,69 @@ def _reduced(shape, axes):
     return tuple(n for i, n in enumerate(shape) if i not in axes)
 
 
-def var(a, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
+def var(a, dim=None, unbiased=None, keepdim=None, *, correction=None, axis=None, keepdims=None):
     """Variance over dim (None: all axes), as PyTorch's:
 
         var(x) = sum((x - mean(x))^2) / (N - correction)
 
     N the number of entries reduced; correction=1 (the default) is the unbiased estimate,
-    0 the population variance. d var(x) = 2 (x - mean(x)) / (N - correction) dx (the
-    change of the mean itself sums to zero against x - mean(x)).
+    0 the population variance; PyTorch's older unbiased=True/False is correction 1/0.
+    d var(x) = 2 (x - mean(x)) / (N - correction) dx (the change of the mean itself sums to
+    zero against x - mean(x)).
     """
-    axis, keepdims = _dims("var", axis, dim, keepdims, keepdim)
-    axes, d, dof, v = _variance("var", a, axis, correction, keepdims)
+    axis, keepdims = _dims("var", dim, keepdim, axis, keepdims)
+    axes, d, dof, v = _variance("var", a, axis, _correction("var", unbiased, correction), keepdims)
+    scale = _dof_scale(dof)
 
-    def backward(g):
-        return (_variance_grad(g, d, dof, axes, keepdims),)
+    def backward(g):  # 2 (x - mean) / (N - correction) times the gradient of the group's var
+        with np.errstate(invalid="ignore"):  # inf * 0 = nan where x is the mean, as PyTorch's
+            return (scale * _spread(g, axes, keepdims, d.shape) * d,)
     return record("var", v, (a,), backward)
 
 
-def std(a, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
-    """Standard deviation over dim: sqrt(var(x)), with var's correction (default 1).
+def std(a, dim=None, unbiased=None, keepdim=None, *, correction=None, axis=None, keepdims=None):
+    """Standard deviation over dim: y = sqrt(var(x)), with var's correction (default 1).
 
-    d std(x) = d var(x) / (2 std(x)).
+    d std(x) = d var(x) / (2 y) = (x - mean(x)) / ((N - correction) y) dx.
     """
-    axis, keepdims = _dims("std", axis, dim, keepdims, keepdim)
-    axes, d, dof, v = _variance("std", a, axis, correction, keepdims)
+    axis, keepdims = _dims("std", dim, keepdim, axis, keepdims)
+    axes, d, dof, v = _variance("std", a, axis, _correction("std", unbiased, correction), keepdims)
     xp = array_module(v)
     y = xp.sqrt(v)
+    scale = _dof_scale(dof)
 
     def backward(g):
         # NOTE: where std is 0 (a group of equal entries) the derivative is infinite, as the
         # square root's at 0; we give 0 there, as PyTorch does.
         with np.errstate(divide="ignore", invalid="ignore"):
-            g_v = xp.where(y == 0, 0, g / (2 * y))
-        return (_variance_grad(g_v, d, dof, axes, keepdims),)
+            g_var = xp.where(y == 0, 0, g / (2 * y))  # dL/dvar = dL/dstd / (2 std)
+            return (scale * _spread(g_var, axes, keepdims, d.shape) * d,)
     return record("std", y, (a,), backward)
+
+
+def _correction(op, unbiased, correction):
+    """var's and std's correction from correction= (a number, default 1) or PyTorch's older
+    unbiased= (True: 1, False: 0); never both."""
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}: got both unbiased={unbiased!r} and correction={correction!r}; give one "
+                        "(unbiased=True is correction=1, unbiased=False correction=0)")
+    if unbiased is not None:
+        if not isinstance(unbiased, (bool, np.bool_)):
+            raise TypeError(f"{op}: unbiased must be True or False, got {unbiased!r}")
+        return int(unbiased)
+    if correction is None:
+        return 1
+    if not isinstance(correction, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: correction must be a number, got {correction!r}")
+    return _python_number(correction) + 0  # a bool (PyTorch takes one) as 0 or 1
 
 
 def _variance(op, a, axis, correction, keepdims):
     """var's forward, shared by std: (axes, x - mean(x), N - correction, the variance)."""
-    if not isinstance(correction, (int, float, np.integer, np.floating)) or isinstance(correction, bool):
-        raise TypeError(f"{op}: correction must be a number, got {correction!r}")
     x = a.data
     axes = _axes(op, axis, x.ndim)
     n = _count(x.shape, axes)
-    dof = n - _python_number(correction)
+    dof = n - correction
     d = x - x.mean(axis=axes, keepdims=True)
     ss = primitives.sum_axes(d * d, axes, keepdims)
     if dof > 0:
@@ -671,14 +714,14 @@ def _variance(op, a, axis, correction, keepdims):
         return axes, d, dof, ss / 0
 
 
-def _variance_grad(g, d, dof, axes, keepdims):
-    """dL/dx for var: the gradient spread back over the group, times 2 (x - mean) / (N - correction)."""
-    # NOTE: with N - correction <= 0 the factor is PyTorch's, 2 / (N - correction) itself
-    # (its forward divides by max(0, N - correction), its backward by N - correction): at 0
-    # the gradient is +-inf (nan where x equals the mean), below 0 finite and negative.
-    scale = 2.0 / dof if dof != 0 else math.inf
-    with np.errstate(invalid="ignore"):  # inf * 0 = nan, as PyTorch gives
-        return scale * _spread(g, axes, keepdims, d.shape) * d
+def _dof_scale(dof):
+    """2 / (N - correction), var's derivative's factor.
+
+    NOTE: with N - correction <= 0 the factor is PyTorch's, 2 / (N - correction) itself (its
+    forward divides by max(0, N - correction), its backward by N - correction): at 0 the
+    gradient is +-inf (nan where x equals the mean), below 0 finite and negative.
+    """
+    return 2.0 / dof if dof != 0 else math.inf
 
 
 def norm(a, p=2, dim=None, keepdim=None, *, axis=None, keepdims=None):
@@ -692,7 +735,7 @@ def norm(a, p=2, dim=None, keepdim=None, *, axis=None, keepdims=None):
     if isinstance(p, bool) or not (p in (1, 2) or p == math.inf):
         raise ValueError(f"norm: p={p!r} is not supported; minigrad has the vector norms "
                          "p = 2, 1 and inf (float('inf'))")
-    axis, keepdims = _dims("norm", axis, dim, keepdims, keepdim)
+    axis, keepdims = _dims("norm", dim, keepdim, axis, keepdims)
     xp = array_module(a.data)
     x = a.data
     axes = _axes("norm", axis, x.ndim)
@@ -721,9 +764,11 @@ def norm(a, p=2, dim=None, keepdim=None, *, axis=None, keepdims=None):
             # NOTE: with ties among the largest |x| the gradient is split evenly between
             # them, as PyTorch's (max, by contrast, gives it all to the first); at a norm
             # of 0, sign(0) = 0 gives every entry 0.
+            # A group with a NaN has a NaN norm that no entry equals: none of them gets a
+            # gradient (PyTorch's 0); `ties` counts at least 1, so that 0 / 0 never comes.
             top = xp.abs(x) == _spread(y, axes, keepdims, shape)
-            ties = top.sum(axis=axes, keepdims=True).astype(x.dtype)  # how many share the top
-            return (xp.sign(x) * top * _spread(g, axes, keepdims, shape) / ties,)
+            ties = xp.maximum(top.sum(axis=axes, keepdims=True), 1).astype(x.dtype)  # how many share the top
+            return (xp.where(top, xp.sign(x) * _spread(g, axes, keepdims, shape) / ties, 0),)
     return record("norm", y, (a,), backward)
 
 
@@ -733,7 +778,7 @@ def cumsum(a, dim=None, *, axis=None):
     Each x_j feeds every out_i with i >= j, so g_x_j = sum_{i >= j} g_i: the cumsum of g
     run from the end.
     """
-    axis, _ = _dims("cumsum", axis, dim)
+    axis, _ = _dims("cumsum", dim, None, axis, None)
     if axis is None:
         raise TypeError("cumsum: give dim, the one axis to sum along (an int)")
     x = a.data
@@ -958,7 +1003,7 @@ cat = concat  # PyTorch's name
 
 def _one_axis(op, axis, dim, default=0):
     """The one axis an op works along, from axis or dim (see _dims); `default` if neither."""
-    axis, _ = _dims(op, axis, dim)
+    axis, _ = _dims(op, dim, None, axis, None)
     return default if axis is None else axis
 
 

@@ -279,27 +279,28 @@ class Tensor:
     def maximum(self, other): return ops.maximum(self, other)
     def minimum(self, other): return ops.minimum(self, other)
 
-    # Reductions take NumPy's axis/keepdims or PyTorch's dim/keepdim (one of each pair).
-    def sum(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
-        return ops.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
+    # Reductions take (dim, keepdim) positionally, as PyTorch's, and NumPy's axis/keepdims by
+    # keyword (one name of each pair). max(dim) and min(dim) give (values, indices), as PyTorch's.
+    def sum(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return ops.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
-        return ops.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
+    def mean(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return ops.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def max(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
-        return ops.max(self, axis, keepdims, dim=dim, keepdim=keepdim)
+    def max(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return ops.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def min(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
-        return ops.min(self, axis, keepdims, dim=dim, keepdim=keepdim)
+    def min(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return ops.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def logsumexp(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
         return ops.logsumexp(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def var(self, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
-        return ops.var(self, dim, correction=correction, keepdim=keepdim, axis=axis, keepdims=keepdims)
+    def var(self, dim=None, unbiased=None, keepdim=None, *, correction=None, axis=None, keepdims=None):
+        return ops.var(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims)
 
-    def std(self, dim=None, *, correction=1, keepdim=None, axis=None, keepdims=None):
-        return ops.std(self, dim, correction=correction, keepdim=keepdim, axis=axis, keepdims=keepdims)
+    def std(self, dim=None, unbiased=None, keepdim=None, *, correction=None, axis=None, keepdims=None):
+        return ops.std(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims)
 
     def norm(self, p=2, dim=None, keepdim=None, *, axis=None, keepdims=None):
         return ops.norm(self, p, dim, keepdim, axis=axis, keepdims=keepdims)
@@ -370,8 +371,9 @@ class Tensor:
     def T(self): return ops.transpose(self)
 
 
-# What == and != compare entry by entry; anything else is compared by identity.
-_COMPARABLE = (Tensor, np.ndarray, np.generic, int, float, list, tuple)
+# What == and != compare entry by entry; anything else (None, a list, as PyTorch) is
+# compared by identity.
+_COMPARABLE = (Tensor, np.ndarray, np.generic, int, float)
 
 
 class _Hooks:

@@ -161,12 +161,13 @@ def test_a_failed_op_leaves_no_record(call, error, message):
 
 # -- dtypes --------------------------------------------------------------------
 
+# (Comparisons are not here: they carry no gradient, so their dtypes may differ, as in
+# PyTorch; tests/test_tensor_methods.py checks that.)
 BINARY = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
     "mul": lambda a, b: a * b,
     "div": lambda a, b: a / b,
-    "lt": lambda a, b: a < b,
     "where": lambda a, b: mg.where(np.array([True, False]), a, b),
     "matmul": lambda a, b: a.reshape(1, 2) @ b.reshape(2, 1),
     "concat": lambda a, b: mg.concat([a, b]),

@@ -76,7 +76,8 @@ def test_gradcheck(case):
     (lambda a, b: mg.maximum(a, b), [(5, 1, 4, 1), (1, 3, 1, 2)]),
     (lambda a, b: mg.minimum(a, b), [(4, 1), (4, 5)]),
     (lambda a, b: a.maximum(b).square(), [(3,), (2, 1)]),
-    (lambda a: mg.min(a, dim=(0, 2), keepdim=True), [(3, 2, 5)]),
+    (lambda a: mg.min(a, axis=(0, 2), keepdims=True), [(3, 2, 5)]),
+    (lambda a: a.max(1).values[:, None] * a.min(0, keepdim=True).values, [(3, 4)]),
     (lambda a: mg.logsumexp(a, -1, True).sin(), [(2, 5)]),
     (lambda a: mg.var(a, (1, 2), correction=0, keepdim=True), [(2, 3, 3)]),
     (lambda a: mg.std(a, axis=0, keepdims=True), [(5, 1, 2)]),
@@ -113,16 +114,67 @@ def test_maximum_minimum_split_ties_half_half():
     assert mg.minimum(np.float32(1.0), mg.tensor([0.5, 2.0])).dtype == np.float32
 
 
+def test_maximum_minimum_with_a_nan_give_both_sides_the_gradient():
+    """Where a NaN takes part, neither side lost: each gets all of g, as in PyTorch."""
+    a = mg.tensor([np.nan, 1.0, 2.0, 3.0], requires_grad=True, dtype="float64")
+    b = mg.tensor([0.0, np.nan, 3.0, 3.0], requires_grad=True, dtype="float64")
+    mg.maximum(a, b).sum().backward()
+    np.testing.assert_array_equal(a.grad, [1.0, 1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0, 1.0, 0.5])
+    a.grad = b.grad = None
+    mg.minimum(a, b).sum().backward()
+    np.testing.assert_array_equal(a.grad, [1.0, 1.0, 1.0, 0.5])
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0, 0.0, 0.5])
+
+
+def test_inf_norm_of_a_group_with_a_nan_gives_it_no_gradient():
+    x = mg.tensor([[1.0, np.nan, 3.0], [1.0, -2.0, 0.0]], requires_grad=True, dtype="float64")
+    n = x.norm(float("inf"), 1)
+    n.sum().backward()
+    assert np.isnan(n.data[0]) and n.data[1] == 2.0
+    np.testing.assert_array_equal(x.grad, [[0.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # PyTorch's
+
+
+def test_var_std_take_pytorchs_unbiased_too(rng):
+    data = rng.standard_normal((3, 5))
+    x = mg.tensor(data, dtype="float64")
+    np.testing.assert_allclose(x.var(1, True).data, data.var(axis=1, ddof=1), rtol=1e-14)
+    np.testing.assert_allclose(x.var(1, False, True).data, data.var(axis=1, ddof=0, keepdims=True),
+                               rtol=1e-14)
+    np.testing.assert_allclose(mg.std(x, 0, unbiased=False).data, data.std(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(x.std(correction=True).data, data.std(ddof=1), rtol=1e-14)
+
+
 def test_max_min_send_ties_to_the_first():
     """Unlike PyTorch's max() over all entries, which splits among ties (see max's NOTE)."""
     x = mg.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], requires_grad=True, dtype="float64")
     x.max().backward()
     np.testing.assert_array_equal(x.grad, [[0, 1, 0], [0, 0, 0]])
     x.grad = None
-    x.min(1).sum().backward()
+    x.min(1).values.sum().backward()
     np.testing.assert_array_equal(x.grad, [[1, 0, 0], [0, 0, 1]])
-    assert mg.min(x).item() == 0.0 and x.min(dim=0, keepdim=True).shape == (1, 3)
+    assert mg.min(x).item() == 0.0 and x.min(dim=0, keepdim=True).values.shape == (1, 3)
     assert x.max(axis=1, keepdims=True).shape == (2, 1)
+
+
+def test_max_min_along_a_dim_give_values_and_indices_as_pytorch():
+    """x.max(dim) is PyTorch's (values, indices), so `v, i = x.max(1)` and `x.max(1)[1]` mean
+    what they mean in PyTorch; NumPy's axis= gives the values alone."""
+    data = np.array([[1.0, 5.0, 5.0], [7.0, 0.0, 3.0]])
+    x = mg.tensor(data, requires_grad=True, dtype="float64")
+    values, indices = x.max(1)
+    np.testing.assert_array_equal(values.data, [5.0, 7.0])
+    np.testing.assert_array_equal(indices.data, [1, 0])  # the first of the ties, as argmax
+    assert indices.dtype == np.int64 and not indices.requires_grad and values.requires_grad
+    result = mg.min(x, dim=-1, keepdim=True)
+    assert result.values.shape == result.indices.shape == (2, 1)
+    np.testing.assert_array_equal(result.indices.data, [[0], [1]])
+    np.testing.assert_array_equal(x.max(1)[1].data, x.argmax(1).data)
+    assert isinstance(x.max(axis=1), mg.Tensor) and isinstance(x.max(), mg.Tensor)
+    with pytest.raises(TypeError, match=r"max: dim must be an int \(PyTorch's max\(dim\) gives "
+                                        r"values and indices along one dim\), got \(0, 1\); for "
+                                        r"several axes write max\(axis=...\)"):
+        x.max((0, 1))
 
 
 def test_norm_at_zero_and_inf_ties():
@@ -200,7 +252,8 @@ def test_numpy_names_still_work(rng):
     x = mg.tensor(data)
     assert x.sum(0).shape == (3, 4) and x.sum(axis=1, keepdims=True).shape == (2, 1, 4)
     assert ops.sum(x, (0, 2), True).shape == (1, 3, 1) and ops.mean(x, 1, False).shape == (2, 4)
-    assert x.max(2, True).shape == (2, 3, 1) and x.mean(dim=[0, 1]).shape == (4,)
+    assert x.max(axis=2, keepdims=True).shape == (2, 3, 1) and x.mean(dim=[0, 1]).shape == (4,)
+    assert x.sum(dim=()).shape == () and x.sum(axis=()).shape == (2, 3, 4)  # PyTorch's and NumPy's ()
     np.testing.assert_allclose(x.sum(dim=(0, 2)).data, data.sum(axis=(0, 2)), rtol=1e-6)
 
 
@@ -226,7 +279,7 @@ def test_functions_are_the_methods(rng):
     """minigrad.X(t, ...) is t.X(...) for the ops PyTorch also has as torch.X."""
     x = mg.tensor(rng.uniform(0.5, 2.0, (2, 3)), dtype="float64")
     for name, args in [("exp", ()), ("log", ()), ("tanh", ()), ("sigmoid", ()), ("relu", ()),
-                       ("sqrt", ()), ("abs", ()), ("sum", (1,)), ("mean", (0,)), ("max", (1,)),
+                       ("sqrt", ()), ("abs", ()), ("sum", (1,)), ("mean", (0,)), ("max", ()),
                        ("clip", (0.6, 1.5)), ("reshape", (3, 2)), ("transpose", ())]:
         np.testing.assert_array_equal(getattr(mg, name)(x, *args).data, getattr(x, name)(*args).data)
     np.testing.assert_array_equal(mg.matmul(x, x.T).data, (x @ x.T).data)
@@ -237,6 +290,8 @@ def test_max_of_two_tensors_points_to_maximum():
     with pytest.raises(TypeError, match=r"max: .*got a Tensor; for the entrywise maximum of two "
                                         r"tensors use minigrad.maximum\(x, y\)"):
         x.max(x)
+    with pytest.raises(TypeError, match=r"max: .*got a Tensor; .*minigrad.maximum\(x, y\)"):
+        x.max(axis=x)
     with pytest.raises(TypeError, match=r"min: .*minigrad.minimum\(x, y\)"):
         x.min(x)
 
@@ -252,7 +307,7 @@ def test_axis_and_dim_together_is_a_type_error(op):
         getattr(ops, op)(x, keepdims=True, keepdim=False)
     with pytest.raises(ValueError, match=rf"^{op}: axis 2 is out of range for 2 dimensions"):
         getattr(x, op)(dim=2)
-    with pytest.raises(TypeError, match=rf"^{op}: axis must be an int or a tuple of ints"):
+    with pytest.raises(TypeError, match=rf"^{op}: (axis|dim) must be an int"):  # dim: max, min
         getattr(x, op)(dim=1.0)
 
 
@@ -278,8 +333,10 @@ def test_norm_var_errors():
         mg.zeros(0, 3).norm(float("inf"))
     with pytest.raises(TypeError, match="var: correction must be a number, got '1'"):
         x.var(correction="1")
-    with pytest.raises(TypeError, match="std: correction must be a number, got True"):
-        mg.std(x, correction=True)
+    with pytest.raises(TypeError, match="std: got both unbiased=True and correction=0; give one"):
+        mg.std(x, unbiased=True, correction=0)
+    with pytest.raises(TypeError, match="var: unbiased must be True or False, got 1"):
+        x.var(0, 1)
     with pytest.raises(ValueError, match=r"min: empty tensor of shape \(0,\) has no minimum"):
         mg.zeros(0).min()
     with pytest.raises(ValueError, match=r"logsumexp: empty tensor of shape \(2, 0\)"):

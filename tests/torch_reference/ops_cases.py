@@ -4,7 +4,8 @@ to PyTorch's, in NumPy alone.
 
 Each case is one call, written once with the Tensor methods both libraries share
 (`x.var(1, correction=0)`), or, where PyTorch spells it otherwise (its max(dim) returns
-values and indices), with PyTorch's spelling beside it. Inputs, gather's index and the
+values and indices; minigrad's max(axis=...) the values alone), with PyTorch's spelling
+beside it. Inputs, gather's index and the
 loss's weights are drawn from a generator seeded by the case's name, so make_ops.py stores
 only PyTorch's results: the outputs and the inputs' gradients of
 
@@ -79,16 +80,14 @@ CASES = [
     Case("maximum-ties", lambda x, y, i: x.maximum(y), ((3, 4), (3, 4)), "ties", smooth=False),
     Case("minimum", lambda x, y, i: x.minimum(y), ((2, 3), (2, 3))),
     Case("minimum-ties-broadcast", lambda x, y, i: x.minimum(y), ((4, 1), (4, 5)), "ties", smooth=False),
-    # max and min: minigrad returns the values only (PyTorch's .values)
-    Case("max-dim1-ties", lambda x, y, i: x.max(dim=1), ((3, 4),), "ties",
-         pytorch=lambda x, y, i: x.max(dim=1).values, smooth=False),
-    Case("max-dim-1-keepdim-ties", lambda x, y, i: x.max(-1, keepdim=True), ((2, 3, 5),), "ties",
-         pytorch=lambda x, y, i: x.max(-1, keepdim=True).values, smooth=False),
+    # max and min: max(dim) gives (values, indices) in both; axis= (NumPy's) the values only
+    Case("max-dim1-ties", lambda x, y, i: x.max(dim=1).values, ((3, 4),), "ties", smooth=False),
+    Case("max-dim-1-keepdim-ties", lambda x, y, i: x.max(-1, keepdim=True).values, ((2, 3, 5),), "ties",
+         smooth=False),
     Case("max-all-ties", lambda x, y, i: x.max(), ((3, 4),), "ties", pytorch=_max_all, smooth=False),
     Case("max-axes02-keepdims", lambda x, y, i: x.max(axis=(0, 2), keepdims=True), ((2, 3, 4),),
          pytorch=lambda x, y, i: x.permute(1, 0, 2).reshape(3, -1).max(1).values.reshape(1, 3, 1)),
-    Case("min-dim0-ties", lambda x, y, i: x.min(dim=0), ((4, 3),), "ties",
-         pytorch=lambda x, y, i: x.min(dim=0).values, smooth=False),
+    Case("min-dim0-ties", lambda x, y, i: x.min(dim=0).values, ((4, 3),), "ties", smooth=False),
     Case("min-all-ties", lambda x, y, i: x.min(), ((2, 5),), "ties",
          pytorch=lambda x, y, i: x.reshape(-1).min(0).values, smooth=False),
     Case("min-axes12", lambda x, y, i: x.min(axis=(1, 2)), ((2, 3, 4),),
