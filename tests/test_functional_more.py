@@ -374,9 +374,13 @@ ERRORS = [
           "nll_loss: weight must hold numbers, got dtype <U1"),
     error("ce-smoothing", lambda: F.cross_entropy(leaf(X), T, label_smoothing=1.5), ValueError,
           "cross_entropy: label_smoothing must be a number in [0, 1], got 1.5"),
-    # PyTorch's third argument is weight, minigrad's reduction: an array there is caught
-    error("ce-weight-positional", lambda: F.cross_entropy(leaf(X), T, np.ones(3)), ValueError,
-          "cross_entropy: reduction must be one of mean, sum, none"),
+    # the third argument is weight, as PyTorch's; the rest are keyword-only (PyTorch's fourth
+    # is its deprecated size_average), so a reduction given there cannot be misread
+    error("ce-reduction-positional", lambda: F.cross_entropy(leaf(X), T, None, "sum"), TypeError,
+          "cross_entropy() takes from 2 to 3 positional arguments but 4 were given"),
+    error("ce-reduction-as-weight", lambda: F.cross_entropy(leaf(X), T, "sum"), TypeError,
+          "cross_entropy: weight must be an array of numbers, got 'sum'; reduction is keyword-only: "
+          "cross_entropy(..., reduction='sum')"),
     error("pad-mode-reflect", lambda: F.pad(leaf(X), (1, 1), mode="reflect"), ValueError,
           "pad: only mode 'constant' is implemented, got 'reflect'"),
     error("pad-mode", lambda: F.pad(leaf(X), (1, 1), mode="mirror"), ValueError,
@@ -409,3 +413,14 @@ def test_errors(fn, error, message):
     with pytest.raises(error, match=message):
         fn()
     assert len(tape) == before   # nothing recorded by a call that failed
+
+
+def test_a_mean_over_a_total_weight_of_zero_is_nan_even_with_smoothing():
+    """PyTorch's mean divides its NLL part, 0 / 0 here, on its own: NaN, not the inf that the
+    smoothing part alone (nonzero / 0) would give; the gradient is NaN too."""
+    x = leaf([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = F.cross_entropy(x, np.array([0, 0]), weight=np.array([0.0, 1.0, 1.0]),
+                               label_smoothing=0.1)
+        loss.backward()
+    assert np.isnan(loss.item()) and np.isnan(x.grad).all()

@@ -258,11 +258,12 @@ def _check_reduction(op, reduction):
         raise ValueError(f"{op}: reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
 
 
-def mse_loss(pred, target, reduction="mean"):
+def mse_loss(pred, target, *, reduction="mean"):
     """Squared error (pred - target)^2, averaged ("mean"), summed ("sum") or kept ("none").
 
     pred and target must have the same shape (broadcasting them is almost always a
-    bug, such as (N, 1) against (N,)); both may require grad.
+    bug, such as (N, 1) against (N,)); both may require grad. reduction is keyword-only:
+    PyTorch's third positional argument is its deprecated size_average.
     """
     _check_reduction("mse_loss", reduction)
     pred, target = _tensors("mse_loss", [pred, target])
@@ -286,7 +287,7 @@ def mse_loss(pred, target, reduction="mean"):
     return record("mse_loss", out, (pred, target), backward)
 
 
-def cross_entropy(logits, targets, reduction="mean", *, weight=None, ignore_index=-100,
+def cross_entropy(logits, targets, weight=None, *, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
     """Cross-entropy of softmax(logits) against integer class targets, as one fused op, with
     PyTorch's weight, ignore_index and label_smoothing.
@@ -297,6 +298,8 @@ def cross_entropy(logits, targets, reduction="mean", *, weight=None, ignore_inde
     targets: (...) integer class indices in [0, C), or ignore_index; a NumPy array or an
              integer tensor
     weight:  (C,) a weight per class, or None; a constant (it gets no gradient)
+    The rest are keyword-only: PyTorch's next positional slots hold its deprecated
+    size_average and reduce, so a positional value would mean something else there.
 
     With p = softmax(logits_k), y = targets_k, w_c the weights (1 without), e = label_smoothing:
 
@@ -363,13 +366,14 @@ def _cross_entropy_plain(logits, t, reduction):
     return record("cross_entropy", out, (logits,), backward)
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of class targets under log-probabilities, as PyTorch's nll_loss.
 
     input:  (..., C) log-probabilities with the classes on the LAST axis, as cross_entropy's
             logits (PyTorch's (N, C) and (C,) are the same; its (N, C, d1, ...) puts them on axis 1)
     target: (...) integer class indices in [0, C), or ignore_index; an array or an integer tensor
     weight: (C,) a weight per class, or None; a constant (it gets no gradient)
+    ignore_index and reduction are keyword-only, as cross_entropy's.
 
         loss_k = -w_(y_k) input_k,y_k     (0 where y_k == ignore_index)
 
@@ -447,7 +451,12 @@ def _reduce(losses, reduction, denominator, shape):
     if reduction == "none":
         return losses.reshape(shape)
     total = primitives.sum_axes(losses.reshape(-1), (0,))
-    return total if reduction == "sum" else total / denominator
+    if reduction == "sum":
+        return total
+    # NOTE: a mean over a total weight of 0 is NaN, as PyTorch's, even where label smoothing
+    # makes the summed losses nonzero (x / 0 = inf): PyTorch divides the NLL part, 0 / 0,
+    # on its own.
+    return array_module(total).where(denominator == 0, np.nan, total / denominator)
 
 
 def _row_scale(g, reduction, denominator, keep):
@@ -461,7 +470,7 @@ def _row_scale(g, reduction, denominator, keep):
     return s if keep is None else array_module(g).where(keep > 0, s, 0)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="mean", pos_weight=None):
     """Binary cross-entropy of sigmoid(input) against target probabilities, as PyTorch's, in the
     stable form that never takes the log of a rounded sigmoid.
 
@@ -469,6 +478,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     weight:        a weight per entry, broadcast to input's shape, or None (a constant)
     pos_weight:    a weight of the positive term, broadcast to input's shape (usually (C,) for
                    classes on the last axis), or None (a constant)
+    reduction and pos_weight are keyword-only, as cross_entropy's options.
 
         loss = -w [p t log s(x) + (1 - t) log(1 - s(x))],   s = sigmoid, p = pos_weight
              = w [(1 - t) x - l log s(x)],   l = 1 + (p - 1) t      (log(1 - s(x)) = log s(x) - x)
@@ -561,6 +571,9 @@ def _constant_array(op, name, value):
     no gradient flows to it, so a Tensor that requires grad is an error rather than a silent 0."""
     if value is None:
         return None
+    if isinstance(value, str):  # f(x, t, "sum"): reduction where weight goes
+        raise TypeError(f"{op}: {name} must be an array of numbers, got {value!r}; reduction is "
+                        f"keyword-only: {op}(..., reduction={value!r})")
     if isinstance(value, Tensor) and value.requires_grad:
         raise ValueError(f"{op}: {name} gets no gradient, but it requires grad; pass {name}.detach()")
     v = value.data if isinstance(value, Tensor) else as_array(value)
