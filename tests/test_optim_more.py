@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+import minigrad as mg
 from minigrad import optim
 from minigrad.nn import Parameter
 from minigrad.optim import SGD, Adagrad, Adam, AdamW, RMSprop
@@ -204,3 +205,19 @@ def test_adagrad_takes_each_groups_initial_accumulator_value():
     a.grad, b.grad = np.array([1.0]), np.array([1.0])
     opt.step()
     assert a.data.tolist() == [0.0] and b.data.tolist() == [0.5]  # 1 - 1/sqrt(1), 1 - 1/sqrt(4)
+
+
+def test_load_state_dict_replaces_the_groups_options():
+    """As PyTorch's: the saved options replace the group's (one the save lacks, as from an
+    older minigrad, takes the default); the group dict itself stays, for schedulers."""
+    w = mg.tensor(np.ones(2), requires_grad=True)
+    opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    group = opt.param_groups[0]
+    group["initial_lr"] = 0.1  # as a scheduler sets it
+    saved = {"state": {}, "param_groups": [{"lr": 0.5, "momentum": 0.0, "weight_decay": 0.0,
+                                             "nesterov": False, "params": [0]}]}
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0] is group and group["params"] == [w]
+    assert group["lr"] == 0.5 and group["momentum"] == 0.0
+    assert group["dampening"] == 0.0 and group["maximize"] is False  # the defaults
+    assert "initial_lr" not in group

@@ -145,7 +145,12 @@ class Optimizer:
                                      f"parameter {k} has shape {value.shape}, the parameter "
                                      f"{params[int(k)].shape}")
         for group, saved in zip(self.param_groups, groups):
-            group.update({o: v for o, v in saved.items() if o != "params"})
+            # the saved options replace the group's, as PyTorch's (options it lacks, from an
+            # older save, take the defaults); the dict stays, so schedulers holding it see them
+            options = {**self.defaults, **{o: v for o, v in saved.items() if o != "params"}}
+            own = group["params"]
+            group.clear()
+            group.update(options, params=own)
         self.state = {id(params[int(k)]): _copied(s) for k, s in state_dict["state"].items()}
 
 
