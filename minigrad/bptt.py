@@ -166,6 +166,9 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
         x_t and y_t arrive as Tensors that do not require grad; loss_t is a scalar Tensor;
         the state is a Tensor or a tuple of Tensors (None for the first step is allowed
         when `step` makes its own initial state), of the same shapes at every step.
+        A step may run without recording (the context steps of recompute=True, the steps
+        before a window): there its tensors do not require grad, so a step that calls
+        retain_grad() or register_hook() checks `h.requires_grad` first.
     inputs, targets: time on the first axis (arrays, Tensors, or sequences of per-step
         arrays), both of length n. Nothing proportional to n is copied.
     policy: BPTT() or TBPTT(k1, k2, recompute=...).
