@@ -19,9 +19,9 @@ The few hot array primitives whose speed on a GPU comes from a fused kernel of o
 2-D matmul, a broadcasting binary op, a reduction) are called by what they compute,
 `primitives.matmul(x, y)`; everything else is plain array maths.
 """
-import collections
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -241,10 +241,12 @@ def matmul(a, b):
 def compare(op, a, b):
     """a < b, a == b and friends: a boolean tensor, outside the graph (no gradient).
 
-    Two tensors must be on one device; their dtypes may differ (1 == 1.0), since no gradient
-    flows back and nothing is kept. A Python or NumPy scalar takes the tensor's float dtype,
-    as in every op, so a float32 x <= 0.1 compares with float32(0.1), as PyTorch's does
-    (float64's 0.1 is larger than float32's). Arrays and lists compare as they are.
+    Two tensors must be on one device. A real number beside a float tensor (a Python or
+    NumPy scalar, a 0-d array) takes the tensor's dtype, as in every op, so a float32
+    x <= 0.1 compares with float32(0.1), as PyTorch's does (float64's 0.1 is larger).
+    Otherwise values compare exactly, as NumPy's: two tensors of different dtypes (no gradient
+    flows back, so nothing is promoted that one would see), an integer tensor and a float
+    (PyTorch compares those in float32, where 16777217 == 16777216.0), arrays and lists.
     """
     if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
         _check_same(op, (a, b))  # raises, naming both devices
@@ -254,10 +256,11 @@ def compare(op, a, b):
     def array(v):  # (not getattr(v, "data", v): an ndarray's .data is its raw buffer)
         if isinstance(v, Tensor):
             return v.data
-        if isinstance(v, (int, float, np.generic)) and like.data.dtype.kind == "f":
+        v = np.asarray(v)
+        if v.ndim == 0 and v.dtype.kind in "biuf" and like.data.dtype.kind == "f":
             with np.errstate(over="ignore"):  # 1e300 as float32 is inf, and compares as inf
-                v = np.asarray(v, dtype=like.data.dtype)
-        return to_device(np.asarray(v), like.device)
+                v = v.astype(like.data.dtype)
+        return to_device(v, like.device)
     x, y = array(a), array(b)
     fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal,
           "eq": xp.equal, "ne": xp.not_equal}[op]
@@ -476,7 +479,8 @@ def to(a, device):
 # -- reductions ---------------------------------------------------------------
 
 def _axes(op, axis, ndim):
-    """axis (None, int or tuple) as a sorted tuple of non-negative axes."""
+    """axis (None, int or tuple) as a sorted tuple of non-negative axes. A 0-d tensor takes
+    axis 0 and -1, as PyTorch's does, meaning its one entry: no axes."""
     if axis is None:
         return tuple(range(ndim))
     axes = axis if isinstance(axis, tuple) else (axis,)
@@ -484,6 +488,8 @@ def _axes(op, axis, ndim):
     for ax in axes:
         if not isinstance(ax, (int, np.integer)) or isinstance(ax, bool):
             raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
+        if ndim == 0 and ax in (0, -1):
+            continue
         if not -ndim <= ax < ndim:
             raise ValueError(f"{op}: axis {ax} is out of range for {ndim} dimensions")
         normal.append(int(ax) % ndim)
@@ -551,38 +557,37 @@ def mean(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
     return record("mean", x.mean(axis=axes, keepdims=keepdims), (a,), backward)
 
 
-ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
-ValuesIndices.__doc__ = """What max(dim) and min(dim) return, as PyTorch's: (values, indices)."""
+class ValuesIndices(NamedTuple):
+    """What max and min along one dim return, as PyTorch's: the values, and where they are."""
+    values: Tensor
+    indices: Tensor
 
 
 def max(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
-    """The largest entries: over everything (max()), over axis=... (NumPy's: the values), or
-    along one dim (PyTorch's max(dim): the pair (values, indices), as torch.max). The
-    gradient goes to the entry that is the maximum, the one argmax names."""
+    """The largest entries: over everything, x.max(), a tensor; along one dim (or axis, which
+    PyTorch also takes), x.max(1), the pair (values, indices), as torch.max; over several axes,
+    x.max(axis=(0, 2)), NumPy's values (PyTorch's max refuses a tuple). The gradient goes to
+    the entry that is the maximum, the one argmax names."""
     return _extreme("max", a, dim, keepdim, axis, keepdims)
 
 
 def min(a, dim=None, keepdim=None, *, axis=None, keepdims=None):
-    """The smallest entries, as max: min(), min(axis=...) values, min(dim) (values, indices)."""
+    """The smallest entries, as max: min() and min(axis=(...)) values, min(dim) (values, indices)."""
     return _extreme("min", a, dim, keepdim, axis, keepdims)
 
 
 def _extreme(op, a, dim, keepdim, axis, keepdims):
-    """max or min (op): one entry of each group, which gets the gradient; with a dim, PyTorch's
-    (values, indices), the indices being argmax's (argmin's)."""
+    """max or min (op): one entry of each group, which gets the gradient; along one dim,
+    PyTorch's (values, indices), the indices being argmax's (argmin's)."""
     if isinstance(dim, Tensor) or isinstance(axis, Tensor):  # torch.max(x, y) is the entrywise max
         raise TypeError(f"{op}: dim must be an int, got a Tensor; for the entrywise {op}imum of "
                         f"two tensors use minigrad.{op}imum(x, y)")
-    if dim is not None and (not isinstance(dim, (int, np.integer)) or isinstance(dim, bool)):
-        raise TypeError(f"{op}: dim must be an int (PyTorch's {op}(dim) gives values and indices "
-                        f"along one dim), got {dim!r}; for several axes write {op}(axis=...)")
     axis, keepdims = _dims(op, dim, keepdim, axis, keepdims)
     xp = array_module(a.data)
     x = a.data
     axes = _axes(op, axis, x.ndim)
     if x.size == 0:
         raise ValueError(f"{op}: empty tensor of shape {x.shape} has no {op}imum")
-    pick = x.argmax if op == "max" else x.argmin
 
     def backward(g):  # d max(x) = dx at the arg-max, 0 elsewhere (min: at the arg-min)
         # NOTE: with ties the whole gradient goes to the first maximum (numpy.argmax's
@@ -600,9 +605,13 @@ def _extreme(op, a, dim, keepdim, axis, keepdims):
         return (_spread(g, axes, keepdims, x.shape) * mask,)
     out = x.max(axis=axes, keepdims=keepdims) if op == "max" else x.min(axis=axes, keepdims=keepdims)
     values = record(op, out, (a,), backward)
-    if dim is None:
+    if not isinstance(axis, (int, np.integer)):  # everything, or several axes: the values
         return values
-    indices = xp.asarray(pick(axis=axes[0], keepdims=keepdims), dtype=xp.int64)
+    if axes:  # along one dim: where the values are too, as PyTorch's
+        pick = x.argmax if op == "max" else x.argmin
+        indices = xp.asarray(pick(axis=axes[0], keepdims=keepdims), dtype=xp.int64)
+    else:     # a 0-d tensor's one entry is at 0
+        indices = xp.zeros((), dtype=xp.int64)
     return ValuesIndices(values, _make(indices, a.device))
 
 
@@ -647,8 +656,9 @@ def var(a, dim=None, unbiased=None, keepdim=None, *, correction=None, axis=None,
     d var(x) = 2 (x - mean(x)) / (N - correction) dx (the change of the mean itself sums to
     zero against x - mean(x)).
     """
+    dim, correction = _correction("var", dim, unbiased, correction)
     axis, keepdims = _dims("var", dim, keepdim, axis, keepdims)
-    axes, d, dof, v = _variance("var", a, axis, _correction("var", unbiased, correction), keepdims)
+    axes, d, dof, v = _variance("var", a, axis, correction, keepdims)
     scale = _dof_scale(dof)
 
     def backward(g):  # 2 (x - mean) / (N - correction) times the gradient of the group's var
@@ -662,8 +672,9 @@ def std(a, dim=None, unbiased=None, keepdim=None, *, correction=None, axis=None,
 
     d std(x) = d var(x) / (2 y) = (x - mean(x)) / ((N - correction) y) dx.
     """
+    dim, correction = _correction("std", dim, unbiased, correction)
     axis, keepdims = _dims("std", dim, keepdim, axis, keepdims)
-    axes, d, dof, v = _variance("std", a, axis, _correction("std", unbiased, correction), keepdims)
+    axes, d, dof, v = _variance("std", a, axis, correction, keepdims)
     xp = array_module(v)
     y = xp.sqrt(v)
     scale = _dof_scale(dof)
@@ -677,21 +688,24 @@ def std(a, dim=None, unbiased=None, keepdim=None, *, correction=None, axis=None,
     return record("std", y, (a,), backward)
 
 
-def _correction(op, unbiased, correction):
-    """var's and std's correction from correction= (a number, default 1) or PyTorch's older
-    unbiased= (True: 1, False: 0); never both."""
+def _correction(op, dim, unbiased, correction):
+    """(dim, correction) for var and std: the correction from correction= (a number, default 1)
+    or PyTorch's older unbiased= (True: 1, False: 0), never both. A bool where dim goes is
+    PyTorch's var(unbiased), over every entry."""
+    if isinstance(dim, (bool, np.bool_)) and unbiased is None:
+        dim, unbiased = None, dim
     if unbiased is not None and correction is not None:
         raise TypeError(f"{op}: got both unbiased={unbiased!r} and correction={correction!r}; give one "
                         "(unbiased=True is correction=1, unbiased=False correction=0)")
     if unbiased is not None:
         if not isinstance(unbiased, (bool, np.bool_)):
             raise TypeError(f"{op}: unbiased must be True or False, got {unbiased!r}")
-        return int(unbiased)
+        return dim, int(unbiased)
     if correction is None:
-        return 1
+        return dim, 1
     if not isinstance(correction, (int, float, np.integer, np.floating)):
         raise TypeError(f"{op}: correction must be a number, got {correction!r}")
-    return _python_number(correction) + 0  # a bool (PyTorch takes one) as 0 or 1
+    return dim, (int(correction) if isinstance(correction, bool) else _python_number(correction))
 
 
 def _variance(op, a, axis, correction, keepdims):

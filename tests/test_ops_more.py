@@ -143,6 +143,8 @@ def test_var_std_take_pytorchs_unbiased_too(rng):
                                rtol=1e-14)
     np.testing.assert_allclose(mg.std(x, 0, unbiased=False).data, data.std(axis=0), rtol=1e-14)
     np.testing.assert_allclose(x.std(correction=True).data, data.std(ddof=1), rtol=1e-14)
+    np.testing.assert_allclose(x.var(False).data, data.var(), rtol=1e-14)  # PyTorch's var(unbiased)
+    np.testing.assert_allclose(mg.std(x, True).data, data.std(ddof=1), rtol=1e-14)
 
 
 def test_max_min_send_ties_to_the_first():
@@ -154,12 +156,13 @@ def test_max_min_send_ties_to_the_first():
     x.min(1).values.sum().backward()
     np.testing.assert_array_equal(x.grad, [[1, 0, 0], [0, 0, 1]])
     assert mg.min(x).item() == 0.0 and x.min(dim=0, keepdim=True).values.shape == (1, 3)
-    assert x.max(axis=1, keepdims=True).shape == (2, 1)
+    assert x.max(axis=(1,), keepdims=True).shape == (2, 1)
 
 
 def test_max_min_along_a_dim_give_values_and_indices_as_pytorch():
     """x.max(dim) is PyTorch's (values, indices), so `v, i = x.max(1)` and `x.max(1)[1]` mean
-    what they mean in PyTorch; NumPy's axis= gives the values alone."""
+    what they mean in PyTorch, whether the dim is named dim or axis (PyTorch takes both);
+    over several axes (NumPy's, which PyTorch's max refuses) the values alone."""
     data = np.array([[1.0, 5.0, 5.0], [7.0, 0.0, 3.0]])
     x = mg.tensor(data, requires_grad=True, dtype="float64")
     values, indices = x.max(1)
@@ -170,11 +173,11 @@ def test_max_min_along_a_dim_give_values_and_indices_as_pytorch():
     assert result.values.shape == result.indices.shape == (2, 1)
     np.testing.assert_array_equal(result.indices.data, [[0], [1]])
     np.testing.assert_array_equal(x.max(1)[1].data, x.argmax(1).data)
-    assert isinstance(x.max(axis=1), mg.Tensor) and isinstance(x.max(), mg.Tensor)
-    with pytest.raises(TypeError, match=r"max: dim must be an int \(PyTorch's max\(dim\) gives "
-                                        r"values and indices along one dim\), got \(0, 1\); for "
-                                        r"several axes write max\(axis=...\)"):
-        x.max((0, 1))
+    np.testing.assert_array_equal(x.max(axis=1).indices.data, [1, 0])
+    assert isinstance(x.max(axis=(0, 1)), mg.Tensor) and isinstance(x.max(), mg.Tensor)
+    assert x.max((0, 1)).item() == 7.0
+    z = mg.tensor(2.5)                                  # a 0-d tensor takes dim 0, as PyTorch's
+    assert z.max(0).values.item() == 2.5 and z.max(-1).indices.item() == 0 and z.sum(0).item() == 2.5
 
 
 def test_norm_at_zero_and_inf_ties():
@@ -252,7 +255,7 @@ def test_numpy_names_still_work(rng):
     x = mg.tensor(data)
     assert x.sum(0).shape == (3, 4) and x.sum(axis=1, keepdims=True).shape == (2, 1, 4)
     assert ops.sum(x, (0, 2), True).shape == (1, 3, 1) and ops.mean(x, 1, False).shape == (2, 4)
-    assert x.max(axis=2, keepdims=True).shape == (2, 3, 1) and x.mean(dim=[0, 1]).shape == (4,)
+    assert x.max(axis=(2,), keepdims=True).shape == (2, 3, 1) and x.mean(dim=[0, 1]).shape == (4,)
     assert x.sum(dim=()).shape == () and x.sum(axis=()).shape == (2, 3, 4)  # PyTorch's and NumPy's ()
     np.testing.assert_allclose(x.sum(dim=(0, 2)).data, data.sum(axis=(0, 2)), rtol=1e-6)
 
