@@ -131,12 +131,11 @@ class _LeafSums:
     the second makes a fresh array, ours, and the uses after it add into that.
     """
 
-    __slots__ = ("sums", "kept", "hooked")
+    __slots__ = ("sums", "kept")
 
     def __init__(self):
         self.sums = {}  # id(leaf) -> [leaf, its gradient so far, is that array ours?]
         self.kept = []  # (non-leaf, its gradient): retain_grad's
-        self.hooked = False  # whether some leaf in sums has hooks
 
     def add(self, x, g_x, by):
         """Add g_x, computed by the record `by`, into the sum of the leaf x."""
@@ -145,7 +144,6 @@ class _LeafSums:
         entry = self.sums.get(id(x))
         if entry is None:
             self.sums[id(x)] = [x, g_x, False]    # perhaps shared: never add into it
-            self.hooked = self.hooked or x._hooks is not None
         elif entry[2]:
             entry[1] += g_x                       # our own sum: add in place
         else:
@@ -154,7 +152,8 @@ class _LeafSums:
     def add_into_grads(self):
         """Add each sum into its leaf's .grad (the walk succeeded)."""
         sums = self.sums.values()
-        if self.hooked:
+        # (checked now, not as leaves join: a hook may register another during the walk)
+        if any(x._hooks is not None for x, _, _ in sums):
             # every hook first, so that a hook that raises leaves every .grad as it was;
             # a hook may return an array it keeps, so what it returns is not ours
             sums = [(x, g_x, ours) if x._hooks is None else (x, x._hooks.run(x, g_x), False)

@@ -162,3 +162,19 @@ def test_retain_grad_on_a_leaf_does_nothing():
     assert not x.retains_grad and x._hooks is None
     (x * 2).sum().backward()
     assert x.grad[0] == 2.0
+
+
+def test_a_hook_registered_during_the_walk_on_a_leaf_that_already_has_a_gradient_runs():
+    """A non-leaf's hook registers a hook on a leaf whose first gradient has already arrived
+    (through w * 1, which comes later on the tape, so is walked first): it still runs, once."""
+    w = leaf([0.5, 2.0])
+    h = (w * 3.0).tanh()
+    calls = []
+
+    def on_h(g):
+        w.register_hook(lambda g_w: calls.append(1) or g_w * 10)
+        return None
+    h.register_hook(on_h)
+    ((h * 2).sum() + (w * 1).sum()).backward()
+    assert calls == [1]
+    np.testing.assert_allclose(w.grad, 10 * (6 * (1 - np.tanh(3 * w.data) ** 2) + 1), rtol=1e-14)
