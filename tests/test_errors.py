@@ -69,7 +69,7 @@ OP_ERRORS = [
     pytest.param(lambda: F.linear(leaf(2, 3), leaf(3)), ValueError,
                  says("linear: weight must be (out, in), got shape (3,)"), id="linear-weight-1d"),
     pytest.param(lambda: F.mse_loss(leaf(3), leaf(3, 1)), ValueError,
-                 says("mse_loss: pred (3,) and target (3, 1) differ in shape"), id="mse-shapes"),
+                 says("mse_loss: input (3,) and target (3, 1) differ in shape"), id="mse-shapes"),
     pytest.param(lambda: F.cross_entropy(leaf(4, 3), np.array([0, 1, 3, 2])), ValueError,
                  says("cross_entropy: target 3 is out of range for 3 classes"), id="ce-target-high"),
     pytest.param(lambda: F.cross_entropy(leaf(2, 3), np.array([-1, 0])), ValueError,

@@ -419,8 +419,14 @@ def test_a_mean_over_a_total_weight_of_zero_is_nan_even_with_smoothing():
     """PyTorch's mean divides its NLL part, 0 / 0 here, on its own: NaN, not the inf that the
     smoothing part alone (nonzero / 0) would give; the gradient is NaN too."""
     x = leaf([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quietly, as PyTorch's
         loss = F.cross_entropy(x, np.array([0, 0]), weight=np.array([0.0, 1.0, 1.0]),
                                label_smoothing=0.1)
         loss.backward()
+        every_one_ignored = F.cross_entropy(leaf([[1.0, 2.0]]), np.array([1]), ignore_index=1,
+                                            label_smoothing=0.1)
+        nll = F.nll_loss(leaf([[-1.0, -2.0]]), np.array([0]), weight=np.array([0.0, 1.0]))
+        nll.backward()
     assert np.isnan(loss.item()) and np.isnan(x.grad).all()
+    assert np.isnan(every_one_ignored.item()) and np.isnan(nll.item())

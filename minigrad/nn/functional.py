@@ -258,18 +258,18 @@ def _check_reduction(op, reduction):
         raise ValueError(f"{op}: reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
 
 
-def mse_loss(pred, target, *, reduction="mean"):
-    """Squared error (pred - target)^2, averaged ("mean"), summed ("sum") or kept ("none").
+def mse_loss(input, target, *, reduction="mean"):
+    """Squared error (input - target)^2, averaged ("mean"), summed ("sum") or kept ("none").
 
-    pred and target must have the same shape (broadcasting them is almost always a
+    input and target must have the same shape (broadcasting them is almost always a
     bug, such as (N, 1) against (N,)); both may require grad. reduction is keyword-only:
     PyTorch's third positional argument is its deprecated size_average.
     """
     _check_reduction("mse_loss", reduction)
-    pred, target = _tensors("mse_loss", [pred, target])
+    pred, target = _tensors("mse_loss", [input, target])
     p, t = pred.data, target.data
     if p.shape != t.shape:
-        raise ValueError(f"mse_loss: pred {p.shape} and target {t.shape} differ in shape")
+        raise ValueError(f"mse_loss: input {p.shape} and target {t.shape} differ in shape")
     d = p - t
     sq = d * d
     count = d.size  # 0 for an empty input: its mean is 0 / 0 = NaN, as numpy.mean's and PyTorch's
@@ -287,15 +287,15 @@ def mse_loss(pred, target, *, reduction="mean"):
     return record("mse_loss", out, (pred, target), backward)
 
 
-def cross_entropy(logits, targets, weight=None, *, ignore_index=-100, reduction="mean",
+def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
-    """Cross-entropy of softmax(logits) against integer class targets, as one fused op, with
-    PyTorch's weight, ignore_index and label_smoothing.
+    """Cross-entropy of softmax(input) against integer class targets, as one fused op, with
+    PyTorch's argument names, weight, ignore_index and label_smoothing.
 
-    logits:  (..., C) with the classes on the LAST axis
+    input:   the logits, (..., C) with the classes on the LAST axis
              (for (N, C) and (C,) this is PyTorch's layout; PyTorch's (N, C, d1, ...) puts
              them on axis 1: move them last, or a recurrent output (L, N, C) needs nothing)
-    targets: (...) integer class indices in [0, C), or ignore_index; a NumPy array or an
+    target:  (...) integer class indices in [0, C), or ignore_index; a NumPy array or an
              integer tensor
     weight:  (C,) a weight per class, or None; a constant (it gets no gradient)
     The rest are keyword-only: PyTorch's next positional slots hold its deprecated
@@ -311,6 +311,7 @@ def cross_entropy(logits, targets, weight=None, *, ignore_index=-100, reduction=
     Stable for large logits: the row maximum is subtracted first.
     Backward: with a_c = (1 - e) w_y [c == y] + e / C w_c, d loss_k / d logits_k = (sum_c a_c) p - a.
     """
+    logits, targets = input, target
     _check_reduction("cross_entropy", reduction)
     if not isinstance(logits, Tensor):
         raise TypeError(f"cross_entropy: logits must be a Tensor, got {type(logits).__name__}")
@@ -336,10 +337,11 @@ def cross_entropy(logits, targets, weight=None, *, ignore_index=-100, reduction=
 
     def backward(g):
         s = _row_scale(g, reduction, denominator, keep)[:, None]  # dL/d loss_k; 0 for ignored rows
-        g_x = xp.exp(log_p) * (total[:, None] * s)  # (sum_c a_c) p
-        if e:
-            g_x -= (e / classes) * s * (1 if w is None else w)  # - a: its uniform part ...
-        g_x[rows, t1] -= (1 - e) * w_y * s[:, 0]  # ... and its target part, one entry a row
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN over a total weight of 0, as PyTorch's
+            g_x = xp.exp(log_p) * (total[:, None] * s)  # (sum_c a_c) p
+            if e:
+                g_x -= (e / classes) * s * (1 if w is None else w)  # - a: its uniform part ...
+            g_x[rows, t1] -= (1 - e) * w_y * s[:, 0]  # ... and its target part, one entry a row
         return (g_x.reshape(x.shape),)
     return record("cross_entropy", out, (logits,), backward)
 
@@ -391,7 +393,8 @@ def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean")
 
     def backward(g):
         g_x = array_module(x).zeros_like(x2)
-        g_x[rows, t1] = -w_y * _row_scale(g, reduction, denominator, keep)  # one entry a row
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN over a total weight of 0, as PyTorch's
+            g_x[rows, t1] = -w_y * _row_scale(g, reduction, denominator, keep)  # one entry a row
         return (g_x.reshape(x.shape),)
     return record("nll_loss", out, (input,), backward)
 
@@ -456,7 +459,8 @@ def _reduce(losses, reduction, denominator, shape):
     # NOTE: a mean over a total weight of 0 is NaN, as PyTorch's, even where label smoothing
     # makes the summed losses nonzero (x / 0 = inf): PyTorch divides the NLL part, 0 / 0,
     # on its own.
-    return array_module(total).where(denominator == 0, np.nan, total / denominator)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return array_module(total).where(denominator == 0, np.nan, total / denominator)
 
 
 def _row_scale(g, reduction, denominator, keep):
@@ -464,7 +468,8 @@ def _row_scale(g, reduction, denominator, keep):
     ("sum") or g / denominator ("mean"), as a (K,) array or one that broadcasts to it; 0 where
     keep is 0 (an ignored target's loss is the constant 0: no gradient, and no inf * 0 = NaN
     from a mean over no targets)."""
-    s = g.reshape(-1) if reduction == "none" else (g if reduction == "sum" else g / denominator).reshape(1)
+    with np.errstate(divide="ignore"):  # a mean over a total weight of 0: g / 0, quietly
+        s = g.reshape(-1) if reduction == "none" else (g if reduction == "sum" else g / denominator).reshape(1)
     # NOTE: an ignored row's gradient is 0 even when every row is ignored and the mean is NaN,
     # as PyTorch's (its mean's gradient, inf, meets a masked 0 there).
     return s if keep is None else array_module(g).where(keep > 0, s, 0)
