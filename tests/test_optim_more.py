@@ -149,31 +149,37 @@ def test_parameters_without_grad_are_skipped_by_rmsprop():
 
 # -- bad options ---------------------------------------------------------------------------
 
-NAN = float("nan")
+NAN, INF = float("nan"), float("inf")
 
 
 @pytest.mark.parametrize("cls, options, message", [
     (SGD, dict(lr=-0.1), "SGD: lr must be >= 0, got -0.1"),
-    (SGD, dict(lr=NAN), "SGD: lr must be >= 0, got nan"),
+    (SGD, dict(lr=NAN), "SGD: lr must be finite, got nan"),
+    (SGD, dict(lr=INF), "SGD: lr must be finite, got inf"),
+    (SGD, dict(momentum=0.9, dampening=-INF), "SGD: dampening must be finite, got -inf"),
     (SGD, dict(momentum=-0.5), "SGD: momentum must be >= 0, got -0.5"),
-    (SGD, dict(weight_decay=NAN), "SGD: weight_decay must be >= 0, got nan"),
+    (SGD, dict(weight_decay=NAN), "SGD: weight_decay must be finite, got nan"),
     (SGD, dict(momentum=0.9, dampening=0.1, nesterov=True),
      "SGD: nesterov needs momentum > 0 and dampening 0, got momentum 0.9 and dampening 0.1"),
     (SGD, dict(nesterov=True), "SGD: nesterov needs momentum > 0"),
     (Adam, dict(eps=-1e-8), "Adam: eps must be >= 0, got -1e-08"),
     (Adam, dict(betas=(1.0, 0.999)), r"Adam: betas\[0\] must be in \[0, 1\), got 1.0"),
-    (Adam, dict(betas=(0.9, NAN)), r"Adam: betas\[1\] must be in \[0, 1\), got nan"),
+    (Adam, dict(betas=(0.9, NAN)), r"Adam: betas must be finite, got \(0.9, nan\)"),
+    (Adam, dict(eps=INF), "Adam: eps must be finite, got inf"),
     (AdamW, dict(weight_decay=-0.01), "AdamW: weight_decay must be >= 0, got -0.01"),
     (AdamW, dict(betas=(0.9, -0.1)), r"AdamW: betas\[1\] must be in \[0, 1\), got -0.1"),
-    (AdamW, dict(lr=NAN), "AdamW: lr must be >= 0, got nan"),
+    (AdamW, dict(lr=NAN), "AdamW: lr must be finite, got nan"),
+    (AdamW, dict(weight_decay=INF), "AdamW: weight_decay must be finite, got inf"),
     (Adagrad, dict(lr_decay=-0.1), "Adagrad: lr_decay must be >= 0, got -0.1"),
     (Adagrad, dict(weight_decay=-1.0), "Adagrad: weight_decay must be >= 0, got -1.0"),
     (Adagrad, dict(initial_accumulator_value=-1.0),
      "Adagrad: initial_accumulator_value must be >= 0, got -1.0"),
-    (Adagrad, dict(eps=NAN), "Adagrad: eps must be >= 0, got nan"),
+    (Adagrad, dict(eps=NAN), "Adagrad: eps must be finite, got nan"),
+    (Adagrad, dict(lr_decay=INF), "Adagrad: lr_decay must be finite, got inf"),
     (RMSprop, dict(lr=-0.01), "RMSprop: lr must be >= 0, got -0.01"),
     (RMSprop, dict(alpha=1.5), r"RMSprop: alpha must be in \[0, 1\], got 1.5"),
-    (RMSprop, dict(alpha=NAN), r"RMSprop: alpha must be in \[0, 1\], got nan"),
+    (RMSprop, dict(alpha=NAN), r"RMSprop: alpha must be finite, got nan"),
+    (RMSprop, dict(momentum=INF), "RMSprop: momentum must be finite, got inf"),
     (RMSprop, dict(eps=-1.0), "RMSprop: eps must be >= 0, got -1.0"),
     (RMSprop, dict(momentum=-0.9), "RMSprop: momentum must be >= 0, got -0.9"),
     (RMSprop, dict(weight_decay=-0.1), "RMSprop: weight_decay must be >= 0, got -0.1"),
@@ -184,6 +190,11 @@ def test_bad_options_raise_naming_the_optimizer_option_and_value(cls, options, m
         cls([p], **options)
     with pytest.raises(ValueError, match=message):  # the same option given in a group
         cls([{"params": [p], **options}])
+
+
+def test_an_option_that_is_not_a_number_is_a_type_error():
+    with pytest.raises(TypeError, match="SGD: lr must be a number, got '0.1'"):
+        SGD([Parameter(np.ones(2))], lr="0.1")
 
 
 def test_unknown_option_names_it():

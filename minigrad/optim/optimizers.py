@@ -14,6 +14,10 @@ declines it, and adam_step's NumPy formula runs on the GPU arrays), nor is RMSpr
 negates the gradients before anything else, as PyTorch does, for every optimizer.
 Optimizers follow their parameters: the state lives on each parameter's device.
 """
+import math
+
+import numpy as np
+
 from ..backends.devices import array_module, device_of, to_device, to_numpy
 from ..backends.primitives import adagrad_step, adam_step, sgd_step
 from ..tensor import Tensor
@@ -63,10 +67,21 @@ class Optimizer:
     NONNEGATIVE = ("lr",)
 
     def _check(self, group):
-        """Refuse a group's bad options with a ValueError naming the option and its value."""
+        """Refuse a group's bad options: every number must be finite (a NaN or inf lr, beta or
+        eps would turn every weight into NaN at the first step, silently), those in NONNEGATIVE
+        >= 0. A ValueError (a TypeError for a non-number) names the option and its value."""
+        name = type(self).__name__
+        for option in self.NONNEGATIVE:
+            value = group[option]
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name}: {option} must be a number, got {value!r}")
+        for option, value in group.items():
+            numbers = value if isinstance(value, tuple) else (value,)  # betas: a pair
+            if any(isinstance(v, (float, np.floating)) and not math.isfinite(v) for v in numbers):
+                raise ValueError(f"{name}: {option} must be finite, got {value}")
         for option in self.NONNEGATIVE:
             if not group[option] >= 0:
-                raise ValueError(f"{type(self).__name__}: {option} must be >= 0, got {group[option]}")
+                raise ValueError(f"{name}: {option} must be >= 0, got {group[option]}")
 
     def zero_grad(self):
         for group in self.param_groups:
