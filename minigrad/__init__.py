@@ -2,6 +2,7 @@
 import numpy as _np
 
 from . import bptt, nn, optim, viz
+from .anomaly import detect_anomaly
 from .backward import backward
 from .gradcheck import GradcheckError, gradcheck
 from .io import load, load_safetensors, save, save_safetensors
@@ -23,7 +24,7 @@ __all__ = [
     "concat", "stack", "where", "unbroadcast", "record", "backward", "gradcheck", "GradcheckError",
     "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64",
     "nn", "optim", "bptt", "viz", "save", "load", "save_safetensors", "load_safetensors",
-    "from_dlpack",
+    "from_dlpack", "detect_anomaly",
     # the ops as functions, as torch.X (each is also a Tensor method)
     "exp", "log", "log1p", "expm1", "sin", "cos", "square", "tanh", "sigmoid", "relu", "sqrt",
     "abs", "clip", "maximum", "minimum", "matmul", "sum", "mean", "max", "min", "logsumexp",

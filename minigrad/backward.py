@@ -14,6 +14,7 @@ complete, before it goes on).
 """
 import numpy as np
 
+from . import anomaly
 from .backends.devices import array_module
 from .tape import TAPE
 
@@ -41,6 +42,8 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
             if rec.watched is not None:             # an output has hooks or keeps its gradient
                 g = _watched(rec, g, leaves)
             in_grads = _local_gradients(rec, g)     # the chain rule at one op: g -> (g_x, ...)
+            if TAPE.anomaly:                        # inside detect_anomaly(): check them
+                anomaly.check_gradients(rec, in_grads)
             for x, g_x in zip(rec.inputs, in_grads):
                 if g_x is None or not x.requires_grad:
                     continue                        # no gradient for this input

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import anomaly
 from .backends import primitives
 from .backends.devices import CPU, array_module, parse_device, to_device
 from .tape import TAPE
@@ -69,6 +70,8 @@ def record(op, out, inputs, backward):
     if TAPE.enabled and _to_record(op, inputs, backward):
         t._record = TAPE.record(op, inputs, backward, (out.shape,), (out.dtype,))
         t.requires_grad = True
+    if TAPE.anomaly:  # inside detect_anomaly(): a NaN or inf output raises here
+        anomaly.check_output(op, (out,), inputs, t._record)
     return t
 
 
@@ -81,6 +84,8 @@ def _record_several(op, outs, inputs, backward):
                           tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
         for slot, t in enumerate(tensors):
             t._record, t._slot, t.requires_grad = rec, slot, True
+    if TAPE.anomaly:
+        anomaly.check_output(op, outs, inputs, tensors[0]._record)
     return tensors
 
 

@@ -86,10 +86,11 @@ class Tape:
     str(tape) is the Wengert list, one line per record.
     """
 
-    __slots__ = ("enabled", "step", "_refs", "_count", "_compact_at", "_labels")
+    __slots__ = ("enabled", "step", "anomaly", "_refs", "_count", "_compact_at", "_labels")
 
     def __init__(self):
         self.enabled = True     # False inside no_grad()
+        self.anomaly = False    # True inside detect_anomaly(): ops check what they give (anomaly.py)
         self.step = None        # the time-step label given to new records
         self._refs = []         # weak references to records, oldest first
         self._count = 0         # records ever made: the next record's index
