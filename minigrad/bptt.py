@@ -158,6 +158,11 @@ class TrainResult:
     updates: int
 
 
+class DroppedLossWarning(RuntimeWarning):
+    """train_sequence's warning that TBPTT(k1, k2) with k2 < k1 runs steps whose losses no
+    update back-propagates (a subclass of RuntimeWarning, so that it can be told from NumPy's)."""
+
+
 def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad_norm=None,
                    segments=False):
     """Train on one sequence of n steps under a truncation policy (BPTT() or TBPTT(k1, k2)).
@@ -222,7 +227,7 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
     if dropped:
         warnings.warn(f"train_sequence: {policy} drops the losses of {dropped} of {n} steps: "
                       "steps before a window (k2 < k1) are run but never back-propagated",
-                      RuntimeWarning, stacklevel=2)
+                      DroppedLossWarning, stacklevel=2)
     with TAPE.steps(n) as base:  # step s is labelled base + s; nothing of this call outlives it
         run = _Run(step, inputs, targets, base, _state_shapes(state), segments, policy, n)
         update = _Update(run, optimizer, clip_grad_norm)

@@ -88,6 +88,44 @@ def test_dropped_losses_are_noted_once(tmp_path):
                      "before a window (k2 < k1) are run but never back-propagated"]
 
 
+def test_an_overflow_is_one_warning_line_and_a_non_finite_loss_one_error_line(tmp_path):
+    """NumPy's overflow warning was taken for k2 < k1's note and crashed the run (IndexError);
+    now each warning is one line, and the loss that becomes inf stops the run (issue 19)."""
+    done = run("--optimizer", "sgd", "--lr", "1e38", "--steps", "3000", "--quiet",
+               "--save", str(tmp_path / "ck.npz"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert all(line.startswith("minigrad train: warning: ") for line in lines[:-1])
+    assert len(set(lines)) == len(lines)  # each warning once
+    assert re.fullmatch(r"minigrad train: error: the loss became (inf|nan) at step \d+; no checkpoint "
+                        r"was written; try a smaller --lr or --clip", lines[-1]), lines[-1]
+    assert not (tmp_path / "ck.npz").exists()
+
+
+def test_a_non_finite_loss_keeps_the_last_finite_checkpoint(capsys, tmp_path, monkeypatch):
+    """The third unit's loss is NaN: the run stops before saving, and the checkpoint on disk is
+    the second unit's, which still loads."""
+    from minigrad.app import train as trainer
+    calls = []
+
+    def nan_at_the_third(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            result.losses = [float("nan")]
+        return result
+    real = trainer.train_sequence
+    monkeypatch.setattr(trainer, "train_sequence", nan_at_the_third)
+    monkeypatch.setattr(trainer, "SAVE_EVERY", 0.0)  # a checkpoint after every unit
+    path = tmp_path / "ck.npz"
+    status = main(["train", "--quiet", "--steps", "500", "--save", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert err[-1] == ("minigrad train: error: the loss became nan at step 150; the last checkpoint, "
+                       "at step 100, is kept; try a smaller --lr or --clip")
+    assert mg.load(path)["position"]["steps"] == 100
+
+
 def test_the_same_seed_gives_the_same_losses_bit_for_bit(capsys, tmp_path):
     for name in ["a", "b"]:
         train(capsys, "--steps", "500", "--seed", "7", "--save", str(tmp_path / f"{name}.npz"))

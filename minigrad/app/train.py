@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import io, optim
 from ..backends import devices
-from ..bptt import BPTT, TBPTT, train_sequence
+from ..bptt import BPTT, TBPTT, DroppedLossWarning, train_sequence
 from ..nn import GRUCell, Linear, LSTMCell, Module, RNNCell
 from ..tape import no_grad
 from .tasks import make_task
@@ -125,7 +125,9 @@ def run(args, out=None):
 
     bar = _progress(total_steps, position["steps"], args.quiet)
     started, last_save, trained = time.perf_counter(), None, 0
-    saved_at, dropped = None, []
+    # the checkpoint on disk and its step: the one resumed from, if it is also the one saved to
+    saved_at = position["steps"] if args.resume and args.save and args.resume == args.save else None
+    said = set()  # the warnings already printed
     try:
         for unit in range(position["unit"], total_units):
             x, y, fresh = task.unit(unit, rng)
@@ -135,20 +137,27 @@ def run(args, out=None):
             if fresh:
                 state = None
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RuntimeWarning)  # k2 < k1: said once, below
+                warnings.simplefilter("always")  # each said once, below
                 result = train_sequence(step, state, x, y, policy=policy, optimizer=optimizer,
                                         clip_grad_norm=args.clip)
-            if caught and not dropped:
-                dropped.append(str(caught[0].message))
-                bar.write(f"minigrad train: note: {dropped[0].split(': ', 1)[1]}", file=sys.stderr)
+            for w in caught:  # one line each, the first time: k2 < k1's note, NumPy's overflows
+                text = str(w.message)
+                if text not in said:
+                    said.add(text)
+                    if issubclass(w.category, DroppedLossWarning):  # without "train_sequence: "
+                        bar.write(f"minigrad train: note: {text.split(': ', 1)[-1]}", file=sys.stderr)
+                    else:
+                        bar.write(f"minigrad train: warning: {text}", file=sys.stderr)
             state = result.state
             position = {"unit": unit + 1, "steps": position["steps"] + len(x)}
             trained += len(x)
             loss = sum(result.losses) / len(x)  # per step
             history["steps"].append(position["steps"])
             history["loss"].append(loss)
-            if not math.isfinite(loss):
-                raise RuntimeError(f"the loss became {loss} at step {position['steps']}; "
+            if not math.isfinite(loss):  # stop before a save could keep the non-finite weights
+                kept = (f"; the last checkpoint, at step {saved_at}, is kept" if saved_at is not None
+                        else "; no checkpoint was written" if args.save else "")
+                raise RuntimeError(f"the loss became {loss} at step {position['steps']}{kept}; "
                                    "try a smaller --lr or --clip")
             bar.update(len(x))
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
