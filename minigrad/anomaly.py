@@ -1,7 +1,7 @@
 """Anomaly detection: with `detect_anomaly()` on, every op checks its output and the reverse
 walk every gradient for NaN and inf, and the first one found raises, naming the op.
 
-Off (the default) it costs one flag test per op and per record walked (`TAPE.anomaly`, read
+Off (the default) it costs one flag test per op and per record walked (the tape's `anomaly`, read
 in ops.record and in backward.py); on, it adds a pass over every array, and on a GPU a wait
 for the answer.
 """
@@ -10,7 +10,7 @@ import functools
 import numpy as np
 
 from .backends.devices import array_module
-from .tape import TAPE
+from .tape import get_tape
 
 
 class detect_anomaly:
@@ -24,11 +24,12 @@ class detect_anomaly:
     """
 
     def __enter__(self):
-        self._previous = TAPE.anomaly
-        TAPE.anomaly = True
+        self._tape = get_tape()  # the calling thread's, as no_grad()
+        self._previous = self._tape.anomaly
+        self._tape.anomaly = True
 
     def __exit__(self, *exc):
-        TAPE.anomaly = self._previous
+        self._tape.anomaly = self._previous
 
     def __call__(self, fn):
         @functools.wraps(fn)

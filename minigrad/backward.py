@@ -16,7 +16,7 @@ import numpy as np
 
 from . import anomaly
 from .backends.devices import array_module
-from .tape import TAPE
+from .tape import get_tape
 
 
 def backward(root, grad=None, *, retain_graph=False, since_step=None):
@@ -37,12 +37,13 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
         return
     path = _Path(root, seed, since_step)  # the records that hold output gradients
     leaves = _LeafSums()
+    tape = get_tape()  # the calling thread's, where root's records are
     try:
-        for rec, g in path.reached(TAPE.newest_first()):  # g: dL/d(rec's outputs), complete
+        for rec, g in path.reached(tape.newest_first()):  # g: dL/d(rec's outputs), complete
             if rec.watched is not None:             # an output has hooks or keeps its gradient
                 g = _watched(rec, g, leaves)
             in_grads = _local_gradients(rec, g)     # the chain rule at one op: g -> (g_x, ...)
-            if TAPE.anomaly:                        # inside detect_anomaly(): check them
+            if tape.anomaly:                        # inside detect_anomaly(): check them
                 anomaly.check_gradients(rec, in_grads)
             for x, g_x in zip(rec.inputs, in_grads):
                 if g_x is None or not x.requires_grad:

@@ -23,6 +23,7 @@ cut at every window's first step (TBPTT.starts), so neither `since_step` nor the
 ever falls inside one, and everything above holds unchanged.
 """
 import functools
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from .backends.devices import array_module, device_of
 from .backward import backward
 from .ops import stack
 from .optim import clip_grad_norm_
-from .tape import TAPE
+from .tape import get_tape
 from .tensor import Tensor, _make
 
 
@@ -228,8 +229,9 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
         warnings.warn(f"train_sequence: {policy} drops the losses of {dropped} of {n} steps: "
                       "steps before a window (k2 < k1) are run but never back-propagated",
                       DroppedLossWarning, stacklevel=2)
-    with TAPE.steps(n) as base:  # step s is labelled base + s; nothing of this call outlives it
-        run = _Run(step, inputs, targets, base, _state_shapes(state), segments, policy, n)
+    tape = get_tape()  # the calling thread's: two threads train apart, each on its own
+    with tape.steps(n) as base:  # step s is labelled base + s; nothing of this call outlives it
+        run = _Run(step, inputs, targets, tape, base, _state_shapes(state), segments, policy, n)
         update = _Update(run, optimizer, clip_grad_norm)
         train = _recompute if policy.recompute else _stored
         state = train(run, update, policy, n, _detached(state))
@@ -290,13 +292,14 @@ class _Run:
     """Runs the user's step over steps of the sequence, with checks; the records of step s
     carry the tape label base + s (segments: the label of their first step)."""
 
-    # While a call of `step` runs: (the _Run, a, b) for its steps a..b, else None. Read by
-    # require_whole_windows: a layer called inside `step` cannot see the policy, and the cuts
-    # stay decided here, in one place. Only that check looks further (this runs every step).
-    running = None
+    # While a call of `step` runs in this thread: running.call is (the _Run, a, b) for its
+    # steps a..b, else None (one per thread, as the tapes). Read by require_whole_windows: a
+    # layer called inside `step` cannot see the policy, and the cuts stay decided here, in
+    # one place. Only that check looks further (this runs every step).
+    running = None  # a _Running, below
 
-    def __init__(self, step, inputs, targets, base, shapes, segments, policy, n):
-        self.step, self.inputs, self.targets, self.base = step, inputs, targets, base
+    def __init__(self, step, inputs, targets, tape, base, shapes, segments, policy, n):
+        self.step, self.inputs, self.targets, self.tape, self.base = step, inputs, targets, tape, base
         self.shapes = shapes  # the state's (shape, dtype) per tensor, once known
         self.segments = segments
         self.policy, self.n = policy, n
@@ -322,7 +325,7 @@ class _Run:
 
     def free_before(self, s):
         """Free the records of this call's steps before step s."""
-        TAPE.free(before_step=self.base + s, from_step=self.base + 1)
+        self.tape.free(before_step=self.base + s, from_step=self.base + 1)
 
     def forward(self, state, first, last, cuts=(), *, record_from=None, loss_from=None):
         """Run steps first..last from `state`, recording the steps from `record_from` on
@@ -353,12 +356,13 @@ class _Run:
             x, y = _span(self.inputs, a - 1, b), _span(self.targets, a - 1, b)
         else:
             x, y = _at(self.inputs, a - 1), _at(self.targets, a - 1)
-        outer, _Run.running = _Run.running, (self, a, b)
+        running = _Run.running
+        outer, running.call = running.call, (self, a, b)
         try:
-            with TAPE.at_step(self.label(a), record=record):
+            with self.tape.at_step(self.label(a), record=record):
                 out = self.step(state, x, y)
         finally:
-            _Run.running = outer
+            running.call = outer
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(f"train_sequence: step must return (new_state, loss), got "
                             f"{type(out).__name__} at {_where(a, b)}")
@@ -376,14 +380,22 @@ class _Run:
         return new_state, loss
 
 
+class _Running(threading.local):
+    """_Run.running: the step call running in this thread, in `.call` (None between calls)."""
+    call = None
+
+
+_Run.running = _Running()
+
+
 def require_whole_windows(who):
     """For a layer whose outputs depend on the whole sequence it is given (the second
     direction of a bidirectional RNN calls it): raise if train_sequence is running its step
     over what may be only part of a window, which would change what the layer computes.
     Outside train_sequence it does nothing."""
-    if _Run.running is None:
+    if _Run.running.call is None:
         return
-    run, a, b = _Run.running
+    run, a, b = _Run.running.call
     if not run.is_window(a, b):
         raise ValueError(
             f"{who}: under {run.policy} with n = {run.n}, train_sequence runs parts of windows "
@@ -474,7 +486,7 @@ def _check_call(step, state, inputs, targets, policy, optimizer, clip, segments)
         raise ValueError(f"train_sequence: clip_grad_norm must be a number > 0 or None, got {clip!r}")
     if not isinstance(segments, bool):
         raise TypeError(f"train_sequence: segments must be True or False, got {segments!r}")
-    if not TAPE.enabled:
+    if not get_tape().enabled:
         raise RuntimeError("train_sequence: called inside no_grad(); nothing would be recorded")
     _state_shapes(state)
     n, n_targets = _length(inputs, "inputs"), _length(targets, "targets")

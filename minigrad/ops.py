@@ -28,7 +28,7 @@ import numpy as np
 from . import anomaly
 from .backends import primitives
 from .backends.devices import CPU, array_module, parse_device, to_device
-from .tape import TAPE
+from .tape import PER_THREAD
 from .tensor import FLOAT_DTYPES, Tensor, _make
 
 
@@ -67,10 +67,11 @@ def record(op, out, inputs, backward):
     if isinstance(out, np.generic):  # NumPy's ufuncs turn 0-d arrays into scalars
         out = np.asarray(out)
     t = _make(out, inputs[0].device)
-    if TAPE.enabled and _to_record(op, inputs, backward):
-        t._record = TAPE.record(op, inputs, backward, (out.shape,), (out.dtype,))
+    tape = PER_THREAD.tape  # the calling thread's
+    if tape.enabled and _to_record(op, inputs, backward):
+        t._record = tape.record(op, inputs, backward, (out.shape,), (out.dtype,))
         t.requires_grad = True
-    if TAPE.anomaly:  # inside detect_anomaly(): a NaN or inf output raises here
+    if tape.anomaly:  # inside detect_anomaly(): a NaN or inf output raises here
         anomaly.check_output(op, (out,), inputs, t._record)
     return t
 
@@ -79,12 +80,13 @@ def _record_several(op, outs, inputs, backward):
     """record() for an op with several outputs: one record, one Tensor per output."""
     outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in outs)
     tensors = tuple(_make(o, inputs[0].device) for o in outs)
-    if TAPE.enabled and _to_record(op, inputs, backward):
-        rec = TAPE.record(op, inputs, backward,
+    tape = PER_THREAD.tape
+    if tape.enabled and _to_record(op, inputs, backward):
+        rec = tape.record(op, inputs, backward,
                           tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
         for slot, t in enumerate(tensors):
             t._record, t._slot, t.requires_grad = rec, slot, True
-    if TAPE.anomaly:
+    if tape.anomaly:
         anomaly.check_output(op, outs, inputs, tensors[0]._record)
     return tensors
 

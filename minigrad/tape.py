@@ -1,7 +1,8 @@
 """The tape: one record per differentiable op, in the order the ops ran (a Wengert list).
 
 Recording and replaying are separate: this file writes and frees records;
-`backward.py` walks them in reverse.
+`backward.py` walks them in reverse. Each thread has a tape of its own (PER_THREAD, at the
+end), so threads never see each other's records or recording switch.
 
 Who owns what. Each output tensor owns the record that made it, and each record
 owns its input tensors, so the graph behind a tensor lives exactly as long as
@@ -21,6 +22,7 @@ and each is one attribute, one loop or one block here:
 import contextlib
 import functools
 import numbers
+import threading
 import weakref
 
 
@@ -257,26 +259,41 @@ def _fmt_shape(shape):
 
 
 TAPE = Tape()
-"""The tape every op records on (one per process; minigrad is not thread-safe)."""
+"""The main thread's tape. Each thread records on a tape of its own, as PyTorch's grad mode
+is per thread: get_tape() gives the calling thread's; TAPE is the one the main thread sees."""
+
+
+class _PerThread(threading.local):
+    """Each thread's tape, in `.tape`: TAPE in the main thread, a fresh Tape in any other,
+    made at its first op. (threading.local runs __init__ once in every thread that looks.)"""
+
+    def __init__(self):
+        self.tape = TAPE if threading.current_thread() is threading.main_thread() else Tape()
+
+
+PER_THREAD = _PerThread()
+"""PER_THREAD.tape: the calling thread's tape, which ops record on (one lookup per op)."""
 
 
 def get_tape():
-    """The tape that ops record on."""
-    return TAPE
+    """The tape that ops record on in the calling thread."""
+    return PER_THREAD.tape
 
 
 class no_grad:
     """Context manager (and decorator) that stops recording: ops inside make no records.
 
-    Use it for evaluation and for updates that must not be differentiated.
+    Use it for evaluation and for updates that must not be differentiated. It stops the
+    calling thread's recording only; other threads go on recording on their own tapes.
     """
 
     def __enter__(self):
-        self._previous = TAPE.enabled
-        TAPE.enabled = False
+        self._tape = PER_THREAD.tape
+        self._previous = self._tape.enabled
+        self._tape.enabled = False
 
     def __exit__(self, *exc):
-        TAPE.enabled = self._previous
+        self._tape.enabled = self._previous
 
     def __call__(self, fn):
         @functools.wraps(fn)
@@ -287,4 +304,5 @@ class no_grad:
 
 
 def is_grad_enabled():
-    return TAPE.enabled
+    """Whether ops record in the calling thread (False inside no_grad())."""
+    return PER_THREAD.tape.enabled
