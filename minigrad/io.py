@@ -61,10 +61,16 @@ def atomic_file(path, mode="w"):
 
     The rename is atomic: readers see the old file or the whole new one, never a part,
     and an error or Ctrl-C inside the block leaves `path` as it was (and no temporary).
+    The directory is synced after the rename, so that the new name survives a power cut.
+    A process killed while writing cannot remove its temporary: the temporary's name holds
+    the target's name and the writer's process id, and the next write of the same target
+    removes those whose writer is gone.
     """
     folder = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}.minigrad-"  # .ckpt.npz.minigrad-<pid>-<random>
+    _remove_stale(folder, prefix)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minigrad-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}-")
     except OSError as e:
         raise OSError(f"cannot write {path}: {e.strerror}") from None
     try:
@@ -80,6 +86,50 @@ def atomic_file(path, mode="w"):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _sync_directory(folder)
+
+
+def _remove_stale(folder, prefix):
+    """Remove the temporaries of earlier writes of one target whose process is gone (killed
+    while writing). Those of a live process may be in use (another thread's save): kept."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+    except OSError:
+        return  # mkstemp will say what is wrong with the folder
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass  # another save removed it first, or it cannot be removed: not ours to fail on
+
+
+def _alive(pid):
+    """Whether a process with this id exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
+
+
+def _sync_directory(folder):
+    """fsync the directory, so that a rename in it is on disk (where the system allows it)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return  # Windows: directories cannot be opened
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the file itself is synced
+    finally:
+        os.close(fd)
 
 
 def load(path):

@@ -338,6 +338,37 @@ def test_a_failed_first_write_leaves_nothing_at_all(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_saves_killed_at_any_moment_leave_no_temporary_after_the_next_save(tmp_path):
+    """A save killed while writing cannot clean up; the next save of the same target removes
+    what it left (issue 19: 30 kills had left 25 files, 164 MB)."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    path = tmp_path / "ckpt.npz"
+    writer = ("import sys, numpy as np, minigrad as mg\n"
+              "while True:\n    mg.save(sys.argv[1], w=np.ones(1_000_000))\n")
+    rng = random.Random(0)
+    for _ in range(8):
+        p = subprocess.Popen([sys.executable, "-c", writer, str(path)])
+        time.sleep(0.3 + rng.random() * 0.4)  # past the import, somewhere inside a save
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    save(path, w=np.zeros(3))
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+    np.testing.assert_array_equal(load(path)["w"], np.zeros(3))
+
+
+def test_a_temporary_of_a_live_writer_or_of_another_target_is_kept(tmp_path):
+    mine = tmp_path / f".ckpt.npz.minigrad-{os.getpid()}-abc"  # this process: perhaps another thread's
+    other = tmp_path / ".other.npz.minigrad-999999999-abc"      # another target's
+    mine.write_bytes(b"in use")
+    other.write_bytes(b"x")
+    save(tmp_path / "ckpt.npz", a=1)
+    assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.npz", mine.name, other.name])
+
+
 def test_atomic_file_replaces_the_file_on_success(tmp_path):
     path = tmp_path / "out.bin"
     path.write_bytes(b"old")
