@@ -209,6 +209,9 @@ def test_plot_is_written(capsys, tmp_path):
     assert status == 0 and f"loss curve written to {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]  # no temporary left
+    svg = tmp_path / "loss.svg"
+    status, out = train(capsys, "--steps", "50", "--plot", str(svg))  # the format: the extension's
+    assert status == 0 and b"<svg" in svg.read_bytes()[:1000]
 
 
 def test_the_progress_bar_shows_loss_and_speed():
@@ -261,6 +264,13 @@ def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
         (["--save", str(tmp_path / "no" / "run.npz")], 1, "cannot write"),
         (["--resume", str(tmp_path / "none.npz")], 1, "No such file or directory"),
         (["--k1", "x"], 2, "invalid int value: 'x'"),
+        # options that would do nothing, and files that could not be written after training
+        (["--policy", "bptt", "--k2", "20"], 1, "--k2 does nothing with --policy bptt"),
+        (["--policy", "bptt", "--recompute"], 1, "--recompute does nothing with --policy bptt"),
+        (["--sample", "50"], 1, "--sample needs --text"),
+        (["--save", str(tmp_path)], 1, f"cannot write {tmp_path}: it is a directory"),
+        (["--plot", str(tmp_path / "curve.xyz")], 1, f"--plot {tmp_path / 'curve.xyz'}: matplotlib "
+                                                      "writes"),
     ]
     if not backends.cuda_available():  # here --device cuda must fail in one line saying why
         cases.append((["--device", "cuda"], 1, "device 'cuda': CuPy is "))

@@ -79,7 +79,7 @@ def _train_parser(commands):
     data.add_argument("--length", type=int, default=None,
                       help="steps per sequence (delay: 50, adding: 20) or per unit of --text (100)")
     data.add_argument("--text", metavar="FILE", help="train a character model on a UTF-8 text file")
-    data.add_argument("--sample", type=int, default=200, metavar="N",
+    data.add_argument("--sample", type=int, default=None, metavar="N",
                       help="with --text: characters to generate at the end (default 200; 0: none)")
     data.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     model = p.add_argument_group("model and training")
@@ -88,8 +88,8 @@ def _train_parser(commands):
     model.add_argument("--batch", type=int, default=32, help="sequences or streams per step (default 32)")
     model.add_argument("--policy", choices=["bptt", "tbptt"], default="tbptt",
                        help="bptt: one update per unit, through all of it; tbptt: TBPTT(k1, k2) (default)")
-    model.add_argument("--k1", type=int, default=5, help="TBPTT: forward steps between updates (default 5)")
-    model.add_argument("--k2", type=int, default=10, help="TBPTT: steps of backpropagation (default 10)")
+    model.add_argument("--k1", type=int, default=None, help="TBPTT: forward steps between updates (default 5)")
+    model.add_argument("--k2", type=int, default=None, help="TBPTT: steps of backpropagation (default 10)")
     model.add_argument("--recompute", action="store_true",
                        help="TBPTT: re-run each window with the current weights (unfold-and-average)")
     model.add_argument("--optimizer", choices=["sgd", "adam", "adagrad"], default="adam", help="default adam")
@@ -107,7 +107,9 @@ def _train_parser(commands):
     files = p.add_argument_group("files and output")
     files.add_argument("--save", metavar="PATH", help="write checkpoints (.npz) here, atomically")
     files.add_argument("--resume", metavar="PATH", help="continue exactly from this checkpoint")
-    files.add_argument("--plot", metavar="PNG", help="write the loss curve (needs matplotlib)")
+    files.add_argument("--plot", metavar="FILE",
+                       help="write the loss curve, its format from the extension: .png, .svg, .pdf, ... "
+                            "(needs matplotlib)")
     files.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 

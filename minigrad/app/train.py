@@ -65,10 +65,29 @@ def check(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise RuntimeError("--plot needs matplotlib: pip install \"minigrad[plot]\"") from None
+    # Options that would do nothing in this combination: said, rather than ignored.
+    if args.policy == "bptt":
+        for name in ("k1", "k2", "recompute"):
+            if getattr(args, name) not in (None, False):
+                raise ValueError(f"--{name} does nothing with --policy bptt (one update per unit, "
+                                 "through all of it); drop it, or use --policy tbptt")
+    if args.sample is not None and args.text is None:
+        raise ValueError("--sample needs --text (the built-in tasks have no text to sample)")
+    # Files that could not be written after training: refused before it, in the user's words.
     for name in ("save", "plot"):
         path = getattr(args, name)
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise OSError(f"cannot write {path}: it is a directory; give a file name in it")
+        if not os.path.isdir(folder):
             raise OSError(f"cannot write {path}: No such file or directory")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OSError(f"cannot write {path}: Permission denied")
+    if args.plot and _plot_format(args.plot) not in _plot_formats():
+        raise ValueError(f"--plot {args.plot}: matplotlib writes {', '.join(sorted(_plot_formats()))}, "
+                         "chosen by the file's extension")
 
 
 def pick_device(requested):
@@ -87,7 +106,8 @@ def pick_device(requested):
 def make_policy(args):
     if args.policy == "bptt":
         return BPTT()
-    return TBPTT(args.k1, args.k2, recompute=args.recompute)
+    return TBPTT(5 if args.k1 is None else args.k1, 10 if args.k2 is None else args.k2,
+                 recompute=args.recompute)
 
 
 def run(args, out=None):
@@ -181,9 +201,10 @@ def run(args, out=None):
         print(f"loss curve written to {args.plot}", file=out)
     if args.save:
         print(f"checkpoint written to {args.save} (step {position['steps']})", file=out)
-    if args.text and args.sample:
-        print(f"sample ({args.sample} characters, temperature {args.temperature:g}):", file=out)
-        print(sample(task, model, args.sample, args.temperature, np.random.default_rng(args.seed + 1)),
+    count = 200 if args.sample is None else args.sample  # characters to sample (--text only)
+    if args.text and count:
+        print(f"sample ({count} characters, temperature {args.temperature:g}):", file=out)
+        print(sample(task, model, count, args.temperature, np.random.default_rng(args.seed + 1)),
               file=out)
     return 0
 
@@ -288,8 +309,19 @@ def resume(path, config, model, optimizer, rng):
     return saved["position"], state, saved["history"]
 
 
+def _plot_format(path):
+    """--plot's format: its file's extension, lower case ("png" for curve.PNG)."""
+    return os.path.splitext(path)[1].lstrip(".").lower()
+
+
+def _plot_formats():
+    """The formats matplotlib writes without a display (its Agg canvas's)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    return set(FigureCanvasAgg.get_supported_filetypes())
+
+
 def plot(path, history, task, policy):
-    """The loss curve as a PNG, written atomically."""
+    """The loss curve, in the format of the path's extension, written atomically."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -302,6 +334,6 @@ def plot(path, history, task, policy):
     fig.tight_layout()
     try:
         with io.atomic_file(path, "wb") as f:
-            fig.savefig(f, format="png")
+            fig.savefig(f, format=_plot_format(path))
     finally:
         plt.close(fig)
