@@ -13,6 +13,7 @@ in the same folder and renamed, so an interrupted save leaves the previous file 
 never half of a new one.
 """
 import json
+import math
 import os
 import re
 import tempfile
@@ -135,11 +136,16 @@ def _sync_directory(folder):
 def load(path):
     """Read what `save` wrote: {name: value}, with arrays as NumPy arrays and Modules,
     optimizers and Tensors as what they were saved as (state dicts, arrays).
-    A file that is not one raises ValueError."""
+
+    A file that is not one, damaged or hostile, raises ValueError: nothing in it is run
+    (no pickle), no array may declare more bytes than the file holds (save stores them
+    uncompressed, so a 2 MB file cannot ask for 2 GiB), and nesting is at most MAX_DEPTH deep.
+    """
     with _open(path, "load") as file:
         try:
             if not zipfile.is_zipfile(file):
                 raise ValueError("not an .npz file")
+            _check_sizes(file, os.fstat(file.fileno()).st_size)
             file.seek(0)
             with np.load(file, allow_pickle=False) as f:
                 if _META not in f.files:
@@ -151,9 +157,40 @@ def load(path):
                     raise ValueError(f"format {meta.get('format')!r}; this minigrad reads formats "
                                      f"{' and '.join(map(str, _READS))}")
                 arrays = {name: f[name] for name in f.files if name != _META}
-                return {name: _decode(value, arrays) for name, value in meta["objects"].items()}
-        except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+                return {name: _decode(value, arrays, 1) for name, value in meta["objects"].items()}
+        except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile,
+                NotImplementedError, RecursionError) as e:  # a damaged zip: NotImplementedError
             raise ValueError(f"load: {path} is not a readable minigrad file ({e})") from None
+
+
+MAX_DEPTH = 64
+"""How deep save and load nest dicts, lists and tuples (a checkpoint needs a few levels)."""
+
+
+def _check_sizes(file, size):
+    """Refuse, before anything is read into memory, a file whose entries declare more bytes
+    than the file holds: a compressed entry that would inflate (save stores them as they
+    are), or an array header whose shape asks for more than its entry."""
+    with zipfile.ZipFile(file) as z:
+        for info in z.infolist():
+            if info.file_size > size:
+                raise ValueError(f"entry {info.filename!r} declares {info.file_size} bytes, more "
+                                 f"than the file's {size}")
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f"entry {info.filename!r} is a .npy file of version {version}")
+                shape, _, dtype = read_header(member)
+                if dtype.hasobject:
+                    raise ValueError(f"entry {info.filename!r} holds Python objects")
+                nbytes = dtype.itemsize * math.prod(shape)
+                if nbytes > info.file_size:
+                    raise ValueError(f"entry {info.filename!r} declares an array of shape {shape} "
+                                     f"({nbytes} bytes) in {info.file_size} bytes")
 
 
 # -- safetensors ---------------------------------------------------------------------
@@ -258,8 +295,10 @@ def _segment(key):
     return text
 
 
-def _encode(value, arrays, name):
+def _encode(value, arrays, name, depth=1):
     """The JSON form of value; arrays go into `arrays` under their entry's name."""
+    if depth > MAX_DEPTH:  # (and a list that holds itself would recurse forever)
+        raise ValueError(f"save: {name}: nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)):
@@ -267,7 +306,7 @@ def _encode(value, arrays, name):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (Module, Optimizer)):
-        return _encode(value.state_dict(), arrays, name)
+        return _encode(value.state_dict(), arrays, name, depth)
     array = _host(value)
     if array is not None:
         if array.dtype.kind not in "biuf":
@@ -278,9 +317,10 @@ def _encode(value, arrays, name):
         for k in value:
             if not isinstance(k, (str, int)) or isinstance(k, bool):
                 raise TypeError(f"save: {name}: dict keys must be str or int, got {k!r}")
-        return {"dict": [[k, _encode(v, arrays, f"{name}/{_segment(k)}")] for k, v in value.items()]}
+        return {"dict": [[k, _encode(v, arrays, f"{name}/{_segment(k)}", depth + 1)]
+                         for k, v in value.items()]}
     if isinstance(value, (list, tuple)):
-        items = [_encode(v, arrays, f"{name}/{i}") for i, v in enumerate(value)]
+        items = [_encode(v, arrays, f"{name}/{i}", depth + 1) for i, v in enumerate(value)]
         return {"tuple" if isinstance(value, tuple) else "list": items}
     raise TypeError(f"save: {name}: cannot save a {type(value).__name__}")
 
@@ -294,16 +334,18 @@ def _write_npz(f, arrays):
                 np.lib.format.write_array(member, array, allow_pickle=False)
 
 
-def _decode(value, arrays):
+def _decode(value, arrays, depth):
     if not isinstance(value, dict):
         return value
+    if depth > MAX_DEPTH:
+        raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
     if "array" in value:
         return arrays[value["array"]]
     if "dict" in value:
-        return {k: _decode(v, arrays) for k, v in value["dict"]}
+        return {k: _decode(v, arrays, depth + 1) for k, v in value["dict"]}
     if "tuple" in value:
-        return tuple(_decode(v, arrays) for v in value["tuple"])
-    return [_decode(v, arrays) for v in value["list"]]
+        return tuple(_decode(v, arrays, depth + 1) for v in value["tuple"])
+    return [_decode(v, arrays, depth + 1) for v in value["list"]]
 
 
 __all__ = ["save", "load", "save_safetensors", "load_safetensors", "atomic_file"]

@@ -614,3 +614,85 @@ def test_a_dtype_numpy_lacks_is_a_value_error_naming_it(tmp_path):
     with pytest.raises(ValueError, match=re.escape(f"load_safetensors: {path} holds arrays of dtype BF16, "
                                                    "which NumPy has no dtype for")):
         load_safetensors(path)
+
+
+# -- hostile and damaged files (issue 19) ------------------------------------------------
+
+def _rewrite(path, replace):
+    """The file at path with its entries rewritten: replace(name, bytes) -> (bytes, compression)."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        entries = [(info.filename, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries:
+            data, compression = replace(name, data)
+            z.writestr(name, data, compress_type=compression)
+
+
+def test_flipped_bits_give_a_value_error_or_the_file(tmp_path):
+    """Any damage is a ValueError (a bit flip in the zip's version field was NotImplementedError)."""
+    import random
+    from minigrad import nn, optim
+    model = nn.LSTM(3, 4, rng=0)
+    path = tmp_path / "ckpt.npz"
+    save(path, model=model, optimizer=optim.Adam(model.parameters()), step=3, history=[1.0, 2.0])
+    data = path.read_bytes()
+    rng = random.Random(0)
+    damaged = tmp_path / "damaged.npz"
+    for _ in range(400):
+        flipped = bytearray(data)
+        for _ in range(rng.choice([1, 2, 8])):
+            k = rng.randrange(len(flipped))
+            flipped[k] ^= 1 << rng.randrange(8)
+        damaged.write_bytes(bytes(flipped))
+        try:
+            load(damaged)
+        except ValueError as e:
+            assert str(e).startswith(f"load: {damaged} is not a readable minigrad file (")
+
+
+def test_an_array_that_declares_more_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    import io as bytes_io
+    import zipfile
+    path = tmp_path / "huge.npz"
+    save(path, w=np.zeros(4, np.float32))
+
+    def huge(name, data):
+        if name != "w.npy":
+            return data, zipfile.ZIP_STORED
+        out = bytes_io.BytesIO()
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                                                   "shape": (10 ** 12,)})
+        return out.getvalue() + bytes(16), zipfile.ZIP_STORED
+    _rewrite(path, huge)
+    with pytest.raises(ValueError, match=r"entry 'w.npy' declares an array of shape \(1000000000000,\) "
+                                         r"\(4000000000000 bytes\) in \d+ bytes"):
+        load(path)
+
+
+def test_an_entry_that_would_inflate_beyond_the_file_is_refused(tmp_path):
+    import zipfile
+    path = tmp_path / "bomb.npz"
+    save(path, w=np.zeros(8 * 1024 * 1024, np.uint8))  # 8 MiB of zeros, stored
+    _rewrite(path, lambda name, data: (data, zipfile.ZIP_DEFLATED))  # now some 8 KB
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"entry 'w.npy' declares 8388\d+ bytes, more than the file's"):
+        load(path)
+
+
+def test_nesting_deeper_than_the_limit_is_a_value_error_on_save_and_load(tmp_path, monkeypatch):
+    from minigrad import io as mio
+    deep = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(ValueError, match=r"save: deep(/0)+: nested deeper than 64 levels"):
+        save(tmp_path / "deep.npz", deep=deep)
+    looped = []
+    looped.append(looped)                                  # a list that holds itself
+    with pytest.raises(ValueError, match="nested deeper than 64 levels"):
+        save(tmp_path / "loop.npz", looped=looped)
+    monkeypatch.setattr(mio, "MAX_DEPTH", 1000)           # a file written with a higher limit
+    save(tmp_path / "deep.npz", deep=deep)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="it nests deeper than 64 levels"):
+        load(tmp_path / "deep.npz")
