@@ -193,6 +193,29 @@ def test_a_truncated_checkpoint_is_one_line(capsys, tmp_path):
     assert "is not a readable minigrad file" in one_line_error(run("--resume", str(cut)))
 
 
+@pytest.mark.parametrize("field, mangle, says", [
+    ("position", lambda v: {**v, "unit": -5}, "its position is malformed (unit must be an integer >= 0, got -5)"),
+    ("position", lambda v: {"unit": 1}, "its position is malformed (expected {'unit': ..., 'steps': ...})"),
+    ("history", lambda v: {**v, "loss": v["loss"][:-1]}, "its history is malformed"),
+    ("config", lambda v: [1, 2], "its config is malformed (a list, not a dict)"),
+    ("optimizer", lambda v: {"state": {}}, "its optimizer is malformed (expected {'state'"),
+    ("optimizer", lambda v: {**v, "param_groups": [{"params": [0, 1]}]}, "its optimizer is malformed ("),
+    ("rng", lambda v: {"bit_generator": "nonsense"}, "its rng is malformed ("),
+    ("model", lambda v: {}, "its model is malformed ("),
+])
+def test_a_checkpoint_with_a_mangled_field_is_one_line_naming_it(capsys, tmp_path, field, mangle, says):
+    """A checkpoint that loads but whose bookkeeping is wrong (issue 19): one line, the field."""
+    path = tmp_path / "run.npz"
+    train(capsys, "--steps", "100", "--save", str(path))
+    saved = mg.load(path)
+    saved[field] = mangle(saved[field])
+    mg.save(path, **saved)
+    status = main(["train", "--quiet", "--steps", "200", "--resume", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1, err
+    assert err[0].startswith(f"minigrad train: error: {path}: {says}"), err[0]
+
+
 def test_a_checkpoint_for_another_model_is_refused(capsys, tmp_path):
     path = tmp_path / "run.npz"
     train(capsys, "--steps", "100", "--save", str(path))

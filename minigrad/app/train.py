@@ -294,19 +294,56 @@ def resume(path, config, model, optimizer, rng):
                if k not in saved]
     if missing:
         raise ValueError(f"{path} is not a minigrad train checkpoint (it lacks {', '.join(missing)})")
+    _check_fields(path, saved)
     differ = [f"{k} {saved['config'].get(k)!r} (this run: {v!r})" for k, v in config.items()
               if saved["config"].get(k) != v]
     if differ:
         raise ValueError(f"{path} was made for another run: {'; '.join(differ)}")
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    rng.bit_generator.state = saved["rng"]
+    for field, restore in (("model", model.load_state_dict), ("optimizer", optimizer.load_state_dict),
+                           ("rng", lambda value: setattr(rng.bit_generator, "state", value))):
+        try:
+            restore(saved[field])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            why = " ".join(str(e).split())  # one line (load_state_dict's spans several)
+            raise ValueError(f"{path}: its {field} is malformed ({why})") from None
     state = saved["state"]
     if state is not None:
         device = model.head.weight.device
         state = (tuple(Tensor(a, device=device) for a in state) if isinstance(state, tuple)
                  else Tensor(state, device=device))
     return saved["position"], state, saved["history"]
+
+
+def _check_fields(path, saved):
+    """The checkpoint's bookkeeping, checked before anything is restored: a field that is
+    there but mangled is an error naming it, as one that is missing."""
+    def bad(field, why):
+        return ValueError(f"{path}: its {field} is malformed ({why})")
+
+    def count(value):
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+    if not isinstance(saved["config"], dict):
+        raise bad("config", f"a {type(saved['config']).__name__}, not a dict")
+    position = saved["position"]
+    if not isinstance(position, dict) or set(position) != {"unit", "steps"}:
+        raise bad("position", "expected {'unit': ..., 'steps': ...}")
+    for key in ("unit", "steps"):
+        if not count(position[key]):
+            raise bad("position", f"{key} must be an integer >= 0, got {position[key]!r}")
+    history = saved["history"]
+    if (not isinstance(history, dict) or set(history) != {"steps", "loss"}
+            or not all(isinstance(history[k], list) for k in history)
+            or len(history["steps"]) != len(history["loss"])):
+        raise bad("history", "expected {'steps': [...], 'loss': [...]} of one length")
+    if not all(count(n) for n in history["steps"]) or not all(
+            isinstance(v, (float, int)) and not isinstance(v, bool) for v in history["loss"]):
+        raise bad("history", "its steps must be integers >= 0 and its losses numbers")
+    optimizer = saved["optimizer"]
+    if (not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict)
+            or not isinstance(optimizer.get("param_groups"), list)
+            or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                       for g in optimizer["param_groups"])):
+        raise bad("optimizer", "expected {'state': {...}, 'param_groups': [{'params': [...], ...}]}")
 
 
 def _plot_format(path):
