@@ -216,6 +216,31 @@ def test_a_checkpoint_with_a_mangled_field_is_one_line_naming_it(capsys, tmp_pat
     assert err[0].startswith(f"minigrad train: error: {path}: {says}"), err[0]
 
 
+def test_resume_takes_the_checkpoints_settings_unless_the_command_line_changes_them(capsys, tmp_path):
+    """Printed as used, used as saved (issue 19): --lr, --k2, --clip given on --resume apply from
+    the resume on with a note, and are saved; not given, the checkpoint's; --seed is refused."""
+    path = tmp_path / "run.npz"
+    train(capsys, "--steps", "100", "--lr", "0.05", "--k2", "6", "--clip", "0.5", "--save", str(path))
+    saved = mg.load(path)
+    assert saved["training"] == {"policy": "tbptt", "k1": 5, "k2": 6, "recompute": False, "clip": 0.5,
+                                 "seed": 0}
+    status = main(["train", "--quiet", "--steps", "200", "--resume", str(path), "--save", str(path)])
+    out, err = capsys.readouterr()
+    assert status == 0 and "TBPTT(5, 6), adam lr 0.05, clip 0.5," in out and "note:" not in err
+    status = main(["train", "--quiet", "--steps", "300", "--resume", str(path), "--save", str(path),
+                   "--lr", "0.02", "--k2", "8"])
+    out, err = capsys.readouterr()
+    assert status == 0 and "TBPTT(5, 8), adam lr 0.02, clip 0.5," in out
+    assert err.splitlines() == ["minigrad train: note: --k2 8 replaces the checkpoint's 6 from here on",
+                                "minigrad train: note: --lr 0.02 replaces the checkpoint's 0.05 from here on"]
+    saved = mg.load(path)
+    assert saved["training"]["k2"] == 8 and saved["optimizer"]["param_groups"][0]["lr"] == 0.02
+    assert main(["train", "--quiet", "--steps", "400", "--resume", str(path), "--seed", "3"]) == 1
+    assert capsys.readouterr().err.strip() == ("minigrad train: error: --seed 3 does nothing with "
+                                               "--resume: the checkpoint's random state (seed 0) goes "
+                                               "on; drop it")
+
+
 def test_a_checkpoint_for_another_model_is_refused(capsys, tmp_path):
     path = tmp_path / "run.npz"
     train(capsys, "--steps", "100", "--save", str(path))

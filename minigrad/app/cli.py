@@ -86,21 +86,21 @@ def _train_parser(commands):
     model.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="lstm", help="default lstm")
     model.add_argument("--hidden", type=int, default=32, help="hidden units (default 32)")
     model.add_argument("--batch", type=int, default=32, help="sequences or streams per step (default 32)")
-    model.add_argument("--policy", choices=["bptt", "tbptt"], default="tbptt",
+    model.add_argument("--policy", choices=["bptt", "tbptt"], default=None,
                        help="bptt: one update per unit, through all of it; tbptt: TBPTT(k1, k2) (default)")
     model.add_argument("--k1", type=int, default=None, help="TBPTT: forward steps between updates (default 5)")
     model.add_argument("--k2", type=int, default=None, help="TBPTT: steps of backpropagation (default 10)")
-    model.add_argument("--recompute", action="store_true",
+    model.add_argument("--recompute", action="store_true", default=None,
                        help="TBPTT: re-run each window with the current weights (unfold-and-average)")
     model.add_argument("--optimizer", choices=["sgd", "adam", "adagrad"], default="adam", help="default adam")
     model.add_argument("--lr", type=float, default=None,
                        help="learning rate (default: sgd 0.1, adam 0.01, adagrad 0.05)")
-    model.add_argument("--clip", type=float, default=1.0, help="clip the gradient norm (default 1.0)")
+    model.add_argument("--clip", type=float, default=None, help="clip the gradient norm (default 1.0)")
     length = model.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=None, help="time steps to train (default 15000)")
     length.add_argument("--epochs", type=int, default=None,
                         help="with --text: passes over the text (default 1)")
-    model.add_argument("--seed", type=int, default=0, help="seed of data, weights and sampling (default 0)")
+    model.add_argument("--seed", type=int, default=None, help="seed of data, weights and sampling (default 0)")
     model.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default float32")
     model.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                        help="auto: the GPU when one is usable, else the CPU (default)")

@@ -65,12 +65,6 @@ def check(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise RuntimeError("--plot needs matplotlib: pip install \"minigrad[plot]\"") from None
-    # Options that would do nothing in this combination: said, rather than ignored.
-    if args.policy == "bptt":
-        for name in ("k1", "k2", "recompute"):
-            if getattr(args, name) not in (None, False):
-                raise ValueError(f"--{name} does nothing with --policy bptt (one update per unit, "
-                                 "through all of it); drop it, or use --policy tbptt")
     if args.sample is not None and args.text is None:
         raise ValueError("--sample needs --text (the built-in tasks have no text to sample)")
     # Files that could not be written after training: refused before it, in the user's words.
@@ -103,11 +97,41 @@ def pick_device(requested):
         return "cpu", f"auto; no usable GPU: {reason}"
 
 
-def make_policy(args):
-    if args.policy == "bptt":
+# The training settings a checkpoint keeps beside the model and the optimizer (whose state
+# holds the lr). On --resume each is the checkpoint's unless the command line gives it; one
+# given applies from the resume on, and is saved. The seed is the exception: the checkpoint's
+# random state goes on, so a --seed given then would change nothing, and is refused.
+TRAINING = {"policy": "tbptt", "k1": 5, "k2": 10, "recompute": False, "clip": 1.0, "seed": 0}
+
+
+def training_settings(args, saved):
+    """(settings, notes): each of TRAINING from the command line if given, else from the
+    checkpoint `saved` (None when not resuming) if it has it, else the default; the notes
+    say where the command line changes a resumed run's settings."""
+    kept = {} if saved is None else saved.get("training", {})
+    settings, notes = {}, []
+    for name, default in TRAINING.items():
+        given = getattr(args, name)
+        settings[name] = kept.get(name, default) if given is None else given
+        if given is None or saved is None or kept.get(name, given) == given:
+            continue
+        if name == "seed":
+            raise ValueError(f"--seed {given} does nothing with --resume: the checkpoint's random "
+                             f"state (seed {kept[name]}) goes on; drop it")
+        notes.append(f"--{name} {given} replaces the checkpoint's {kept[name]} from here on")
+    # Options that would do nothing in this combination: said, rather than ignored.
+    if settings["policy"] == "bptt":
+        for name in ("k1", "k2", "recompute"):
+            if getattr(args, name) not in (None, False):
+                raise ValueError(f"--{name} does nothing with --policy bptt (one update per unit, "
+                                 "through all of it); drop it, or use --policy tbptt")
+    return settings, notes
+
+
+def make_policy(settings):
+    if settings["policy"] == "bptt":
         return BPTT()
-    return TBPTT(5 if args.k1 is None else args.k1, 10 if args.k2 is None else args.k2,
-                 recompute=args.recompute)
+    return TBPTT(settings["k1"], settings["k2"], recompute=settings["recompute"])
 
 
 def run(args, out=None):
@@ -115,9 +139,11 @@ def run(args, out=None):
     out = out or sys.stdout
     check(args)
     device, why = pick_device(args.device)
+    saved = load_checkpoint(args.resume) if args.resume else None
+    settings, notes = training_settings(args, saved)
     task = make_task(args)
-    policy = make_policy(args)
-    rng = np.random.default_rng(args.seed)
+    policy = make_policy(settings)
+    rng = np.random.default_rng(settings["seed"])
     model = SequenceModel(args.cell, task.input_size, args.hidden, task.output_size, args.dtype, rng)
     model.to(device)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
@@ -126,18 +152,27 @@ def run(args, out=None):
               "dtype": args.dtype, "optimizer": args.optimizer}
     position = {"unit": 0, "steps": 0}
     state, history = None, {"steps": [], "loss": []}
-    if args.resume:
-        position, state, history = resume(args.resume, config, model, optimizer, rng)
+    if saved is not None:
+        position, state, history = resume(args.resume, saved, config, model, optimizer, rng)
+        kept = optimizer.param_groups[0]["lr"]
+        if args.lr is not None and args.lr != kept:  # as the other settings: from here on, saved
+            notes.append(f"--lr {args.lr:g} replaces the checkpoint's {kept:g} from here on")
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr
+        lr = optimizer.param_groups[0]["lr"]
+    clip = settings["clip"]
 
     steps = args.steps if args.steps is not None else (None if args.text else 15000)
     total_units = task.units(steps, args.epochs if args.epochs is not None else 1)
     total_steps = sum(task.unit_steps(u) for u in range(total_units))
     print(f"minigrad train: {task.describe()}", file=out, flush=True)
     print(f"  {args.cell} cell, hidden {args.hidden}, batch {args.batch}, {policy}, {args.optimizer} "
-          f"lr {lr:g}{f', clip {args.clip:g}' if args.clip else ''}, {args.dtype}, device {device} ({why})",
+          f"lr {lr:g}{f', clip {clip:g}' if clip else ''}, {args.dtype}, device {device} ({why})",
           file=out, flush=True)
     if position["unit"]:
         print(f"  resumed from {args.resume} at step {position['steps']}", file=out, flush=True)
+    for note in notes:
+        print(f"minigrad train: note: {note}", file=sys.stderr)
 
     def step(h, x, y):
         h, output = model.step(h, x)
@@ -159,7 +194,7 @@ def run(args, out=None):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")  # each said once, below
                 result = train_sequence(step, state, x, y, policy=policy, optimizer=optimizer,
-                                        clip_grad_norm=args.clip)
+                                        clip_grad_norm=clip)
             for w in caught:  # one line each, the first time: k2 < k1's note, NumPy's overflows
                 text = str(w.message)
                 if text not in said:
@@ -183,7 +218,7 @@ def run(args, out=None):
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if args.save and (last_save is None or time.perf_counter() - last_save >= SAVE_EVERY
                               or unit + 1 == total_units):
-                save(args.save, config, model, optimizer, position, state, rng, history)
+                save(args.save, config, settings, model, optimizer, position, state, rng, history)
                 last_save, saved_at = time.perf_counter(), position["steps"]
     except KeyboardInterrupt:
         bar.close()
@@ -204,7 +239,7 @@ def run(args, out=None):
     count = 200 if args.sample is None else args.sample  # characters to sample (--text only)
     if args.text and count:
         print(f"sample ({count} characters, temperature {args.temperature:g}):", file=out)
-        print(sample(task, model, count, args.temperature, np.random.default_rng(args.seed + 1)),
+        print(sample(task, model, count, args.temperature, np.random.default_rng(settings["seed"] + 1)),
               file=out)
     return 0
 
@@ -278,23 +313,28 @@ def sample(task, model, count, temperature, rng):
     return "".join(chars)
 
 
-def save(path, config, model, optimizer, position, state, rng, history):
+def save(path, config, settings, model, optimizer, position, state, rng, history):
     """One checkpoint, written atomically (see minigrad.io)."""
     arrays = None if state is None else (
         tuple(t.numpy() for t in state) if isinstance(state, tuple) else state.numpy())
-    io.save(path, config=config, model=model.state_dict(), optimizer=optimizer.state_dict(),
+    io.save(path, config=config, training=settings, model=model.state_dict(), optimizer=optimizer.state_dict(),
             position=position, state=arrays, rng=rng.bit_generator.state, history=history)
 
 
-def resume(path, config, model, optimizer, rng):
-    """Restore a checkpoint into model, optimizer and rng; returns (position, state, history).
-    Checks that it was made for this task and model before changing anything."""
+def load_checkpoint(path):
+    """A checkpoint of `minigrad train`, its fields checked (see resume)."""
     saved = io.load(path)
     missing = [k for k in ("config", "model", "optimizer", "position", "state", "rng", "history")
-               if k not in saved]
+               if k not in saved]  # "training" came later: older checkpoints lack it
     if missing:
         raise ValueError(f"{path} is not a minigrad train checkpoint (it lacks {', '.join(missing)})")
     _check_fields(path, saved)
+    return saved
+
+
+def resume(path, saved, config, model, optimizer, rng):
+    """Restore the checkpoint `saved` (read from path) into model, optimizer and rng; returns
+    (position, state, history). Checks that it was made for this task and model first."""
     differ = [f"{k} {saved['config'].get(k)!r} (this run: {v!r})" for k, v in config.items()
               if saved["config"].get(k) != v]
     if differ:
@@ -324,6 +364,9 @@ def _check_fields(path, saved):
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
     if not isinstance(saved["config"], dict):
         raise bad("config", f"a {type(saved['config']).__name__}, not a dict")
+    training = saved.get("training", {})
+    if not isinstance(training, dict) or not set(training) <= set(TRAINING):
+        raise bad("training", f"expected a dict of {', '.join(TRAINING)}")
     position = saved["position"]
     if not isinstance(position, dict) or set(position) != {"unit", "steps"}:
         raise bad("position", "expected {'unit': ..., 'steps': ...}")
