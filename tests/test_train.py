@@ -268,24 +268,43 @@ def test_the_progress_bar_shows_loss_and_speed():
     assert "step/s" in done.stderr and "loss=" in done.stderr and "300/300" in done.stderr
 
 
-def test_ctrl_c_stops_cleanly_and_leaves_the_last_good_checkpoint(tmp_path):
+def _start_and_interrupt(tmp_path, *extra, signals=1):
+    """Start a long run saving to tmp_path/run.npz, wait for its first checkpoint, then send
+    `signals` Ctrl-Cs; returns (the process, its stderr lines, the checkpoint's path)."""
     path = tmp_path / "run.npz"
     proc = subprocess.Popen([sys.executable, "-m", "minigrad", "train", "--quiet", "--steps", "10000000",
-                             "--save", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--save", str(path), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    for _ in range(signals):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    return proc, err.strip().splitlines(), path
+
+
+def test_ctrl_c_finishes_the_unit_saves_it_and_stops(tmp_path):
+    """Nothing trained is lost (issue 19: up to 5 s were): the checkpoint is the last step run."""
+    _, lines, path = _start_and_interrupt(tmp_path)
+    assert lines[0] == "minigrad train: stopping after this unit (Ctrl-C again: at once)"
     found = re.fullmatch(r"minigrad train: interrupted at step (\d+); the last checkpoint, at step (\d+), "
-                         rf"is in {re.escape(str(path))}", lines[0])
+                         rf"is in {re.escape(str(path))}", lines[1])
+    assert len(lines) == 2 and found and found.group(1) == found.group(2)
+    assert mg.load(path)["position"]["steps"] == int(found.group(1))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+
+
+def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(tmp_path):
+    # units of 2000 steps of a larger model: the second Ctrl-C comes while one runs
+    _, lines, path = _start_and_interrupt(tmp_path, "--hidden", "128", "--length", "2000", signals=2)
+    found = re.fullmatch(r"minigrad train: interrupted at step (\d+); the last checkpoint, at step (\d+), "
+                         rf"is in {re.escape(str(path))}", lines[-1])
     assert found and int(found.group(2)) <= int(found.group(1))
-    saved = mg.load(path)
-    assert saved["position"]["steps"] == int(found.group(2))
+    assert mg.load(path)["position"]["steps"] == int(found.group(2))
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
 
 

@@ -9,7 +9,9 @@ written, and a resumed run continues exactly where the checkpoint left off.
 import math
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -183,6 +185,7 @@ def run(args, out=None):
     # the checkpoint on disk and its step: the one resumed from, if it is also the one saved to
     saved_at = position["steps"] if args.resume and args.save and args.resume == args.save else None
     said = set()  # the warnings already printed
+    ctrl_c = _CtrlC(bar)
     try:
         for unit in range(position["unit"], total_units):
             x, y, fresh = task.unit(unit, rng)
@@ -217,9 +220,11 @@ def run(args, out=None):
             bar.update(len(x))
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if args.save and (last_save is None or time.perf_counter() - last_save >= SAVE_EVERY
-                              or unit + 1 == total_units):
+                              or unit + 1 == total_units or ctrl_c.pressed):
                 save(args.save, config, settings, model, optimizer, position, state, rng, history)
                 last_save, saved_at = time.perf_counter(), position["steps"]
+            if ctrl_c.pressed:  # the unit is done, and saved: stop here
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
         kept = (f"; the last checkpoint, at step {saved_at}, is in {args.save}" if saved_at is not None
@@ -227,6 +232,7 @@ def run(args, out=None):
         print(f"minigrad train: interrupted at step {position['steps']}{kept}", file=sys.stderr)
         return 130
     finally:
+        ctrl_c.restore()
         bar.close()
     elapsed = time.perf_counter() - started
 
@@ -242,6 +248,29 @@ def run(args, out=None):
         print(sample(task, model, count, args.temperature, np.random.default_rng(settings["seed"] + 1)),
               file=out)
     return 0
+
+
+class _CtrlC:
+    """Ctrl-C during training: the first finishes the unit, which is saved, and stops (nothing
+    trained is lost); a second stops at once, keeping the last checkpoint (KeyboardInterrupt,
+    as Python's own). Installed only in the main thread, where Python delivers signals."""
+
+    def __init__(self, bar):
+        self.pressed, self.bar = False, bar
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        self.bar.write("minigrad train: stopping after this unit (Ctrl-C again: at once)", file=sys.stderr)
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def _progress(total, done, quiet):
