@@ -310,6 +310,23 @@ def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(tmp_path):
 
 # -- errors ----------------------------------------------------------------------
 
+def test_a_run_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path):
+    """--hidden 100000000 ran 60-80 s and printed a traceback, --hidden 20000 was killed without
+    a word, --batch 100000 on a 300 KB text ran 100000 streams of 2 steps (issue 19)."""
+    started = time.monotonic()
+    line = one_line_error(run("--hidden", "100000000", "--quiet"))
+    assert re.fullmatch(r"minigrad train: error: the model \(lstm, hidden 100000000, batch 32\) needs "
+                        r"about [\d.]+ GiB \(weights, gradients and optimizer state [\d.]+, a window's "
+                        r"activations [\d.]+\); [\d.]+ GiB are available: use a smaller --hidden or "
+                        r"--batch", line), line
+    assert time.monotonic() - started < 30
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox. " * 15000)  # 315,000 characters
+    line = one_line_error(run("--text", str(text), "--batch", "100000", "--quiet"))
+    assert line == (f"minigrad train: error: --batch 100000 leaves streams of 3 steps in {text}, fewer "
+                    f"than a window (10); use --batch 31499 or less")
+
+
 def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

@@ -185,6 +185,7 @@ class TextTask(_Classes):
         self.digest = hashlib.sha256(raw).hexdigest()[:16]
         index = {c: i for i, c in enumerate(self.vocab)}
         data = np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
+        self.characters = len(data)
         per = (len(data) - 1) // batch  # steps per stream
         # Stream b reads characters b*per .. (b+1)*per; the target is the next character.
         self.inputs = data[:batch * per].reshape(batch, per).T

@@ -130,6 +130,52 @@ def training_settings(args, saved):
     return settings, notes
 
 
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def check_size(args, settings, task):
+    """Refuse, before anything is allocated, a run that cannot fit: a batch that leaves the
+    text's streams shorter than a window, or a model whose estimated memory exceeds what the
+    machine has available (on the CPU; a GPU's own memory is not estimated)."""
+    tbptt = settings["policy"] == "tbptt"
+    window = max(settings["k1"], settings["k2"]) if tbptt else task.length  # steps held at once
+    if args.text and tbptt and len(task.inputs) < window:
+        most = max(1, (task.characters - 1) // window)  # the most streams of a window each
+        raise ValueError(f"--batch {args.batch} leaves streams of {len(task.inputs)} steps in "
+                         f"{args.text}, fewer than a window ({window}); use --batch {most} or less")
+    h, i, o = args.hidden, task.input_size, task.output_size
+    itemsize = np.dtype(args.dtype).itemsize
+    gates = GATES[args.cell]
+    params = gates * h * (i + h + 2) + o * (h + 1)
+    slots = {"sgd": 0, "adam": 2, "adagrad": 1}[args.optimizer]
+    weights = params * (3 + slots) * itemsize  # the weights, their gradients, the optimizer's
+    # state, and the new weights of an update (out of place) beside the old
+    steps = window + (settings["k1"] if settings["recompute"] else 0)
+    activations = 2 * steps * args.batch * ((gates + 6) * h + i + o) * itemsize  # forward and backward
+    need, have = weights + activations, _available_memory()
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        raise ValueError(f"the model ({args.cell}, hidden {h}, batch {args.batch}) needs about "
+                         f"{need / gib:.1f} GiB (weights, gradients and optimizer state "
+                         f"{weights / gib:.1f}, a window's activations {activations / gib:.1f}); "
+                         f"{have / gib:.1f} GiB are available: use a smaller --hidden or --batch")
+
+
+def _available_memory():
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def make_policy(settings):
     if settings["policy"] == "bptt":
         return BPTT()
@@ -145,6 +191,7 @@ def run(args, out=None):
     settings, notes = training_settings(args, saved)
     task = make_task(args)
     policy = make_policy(settings)
+    check_size(args, settings, task)
     rng = np.random.default_rng(settings["seed"])
     model = SequenceModel(args.cell, task.input_size, args.hidden, task.output_size, args.dtype, rng)
     model.to(device)
