@@ -11,8 +11,8 @@ from .ops import (abs, cat, chunk, clip, concat, cos, cumsum, exp, expm1, gather
                   sigmoid, sin, split, sqrt, square, stack, std, sum, tanh, transpose, unbroadcast,
                   var, where)
 from .tape import Record, Tape, get_tape, is_grad_enabled, no_grad
-from .tensor import (Tensor, arange, from_dlpack, ones, ones_like, rand, randn, tensor,
-                     zeros, zeros_like)
+from .tensor import (Tensor, arange, from_dlpack, from_numpy, ones, ones_like, rand, randn,
+                     tensor, zeros, zeros_like)
 
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)
@@ -24,7 +24,7 @@ __all__ = [
     "concat", "stack", "where", "unbroadcast", "record", "backward", "gradcheck", "GradcheckError",
     "no_grad", "is_grad_enabled", "get_tape", "Tape", "Record", "float32", "float64",
     "nn", "optim", "bptt", "viz", "save", "load", "save_safetensors", "load_safetensors",
-    "from_dlpack", "detect_anomaly",
+    "from_dlpack", "from_numpy", "detect_anomaly",
     # the ops as functions, as torch.X (each is also a Tensor method)
     "exp", "log", "log1p", "expm1", "sin", "cos", "square", "tanh", "sigmoid", "relu", "sqrt",
     "abs", "clip", "maximum", "minimum", "matmul", "sum", "mean", "max", "min", "logsumexp",

@@ -944,13 +944,16 @@ def _is_basic(index):
 
 def getitem(a, index):
     """x[index]: basic slicing (a view) or integer/boolean array indexing (a copy)."""
-    # Integer tensors used as indices: index with their arrays.
+    # Integer tensors used as indices: index with their arrays. A raw array is copied: the
+    # backward keeps the index, and the caller may reuse the array.
     if isinstance(index, Tensor):
         index = index.data
     elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        index = tuple(i.data if isinstance(i, Tensor) else _owned(i) for i in index)
     elif isinstance(index, list):
         index = np.asarray(index)
+    else:
+        index = _owned(index)
     if a.device != CPU:  # index arrays go where the data is
         index = (tuple(to_device(i, a.device) if isinstance(i, np.ndarray) else i for i in index)
                  if isinstance(index, tuple) else to_device(index, a.device) if isinstance(index, np.ndarray)
@@ -1040,7 +1043,7 @@ def gather(a, dim, index):
     x = a.data
     xp = array_module(x)
     d = _dim_of("gather", dim, x.ndim)
-    index = index.data if isinstance(index, Tensor) else index
+    index = index.data if isinstance(index, Tensor) else _owned(index)  # backward keeps it
     if isinstance(index, (list, tuple)):
         index = np.asarray(index)
     if getattr(index, "dtype", np.dtype(object)).kind not in "iu":
@@ -1121,7 +1124,8 @@ def where(mask, a, b):
     """a where mask is true, b elsewhere (mask, a and b broadcast together)."""
     if isinstance(mask, Tensor):
         mask = mask.data
-    mask = np.asarray(mask) if not hasattr(mask, "dtype") else mask
+    else:
+        mask = _owned(np.asarray(mask) if not hasattr(mask, "dtype") else mask)  # backward keeps it
     if mask.dtype != bool:
         raise TypeError(f"where: the mask must be boolean, got {mask.dtype}")
     a, b = _operands("where", a, b)
@@ -1170,8 +1174,8 @@ def _constant(op, value, like):
                             "cast the tensor first, e.g. .astype('float32')")
         value = np.asarray(value, dtype=dtype if dtype.kind in "fiu" else None)
         return _make(to_device(value, like.device), like.device)
-    if isinstance(value, np.ndarray):
-        return _make(value)
+    if isinstance(value, np.ndarray):  # a copy: the op's backward may keep it (W * c, then c[:] = 0)
+        return _make(_owned(value))
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
                     "expected a Tensor, a NumPy array or a Python number")
 
@@ -1203,6 +1207,14 @@ def _tensors(op, items):
     tensors = [t if isinstance(t, Tensor) else _constant(op, t, like) for t in items]
     _check_same(op, tensors)
     return tensors
+
+
+def _owned(value):
+    """A raw array handed to an op, copied, so that the caller changing it afterwards cannot
+    change what the op's backward computes (as minigrad.tensor copies); anything else as it is."""
+    if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
+        return array_module(value).array(value, copy=True)
+    return value
 
 
 def _python_number(value):

@@ -34,7 +34,7 @@ class Tensor:
         if device is None:  # where the data is: a CuPy array stays on its GPU
             device = data.device if isinstance(data, Tensor) else devices.device_of(_unwrap(data))
         device = devices.parse_device(device)
-        self.data = devices.to_device(_to_array(data, dtype), device)
+        self.data = _locked(devices.to_device(_to_array(data, dtype), device))
         if requires_grad and self.data.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"tensor: only float32 and float64 tensors can require grad, got {self.data.dtype}"
@@ -420,6 +420,17 @@ class _HookHandle:
         self._fns.pop(self._key, None)
 
 
+def _locked(array):
+    """array, made read-only if it is a NumPy array: an op's backward reads the arrays it saved,
+    so writing into one after the op ran (w.data[...] = ...) would change the gradient
+    silently; now it raises NumPy's 'assignment destination is read-only'. Replace .data
+    instead (w.data = new): the records keep the old array, as optimizers do. A GPU array has
+    no such flag: there, never write into .data."""
+    if isinstance(array, np.ndarray):
+        array.flags.writeable = False
+    return array
+
+
 def _make(data, device=devices.CPU, requires_grad=False):
     """A Tensor around a backend array, without checks: the fast path ops use."""
     t = Tensor.__new__(Tensor)
@@ -471,7 +482,8 @@ def _check_dtype(dtype, op):
 # -- creating tensors ---------------------------------------------------------
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
-    """Make a leaf tensor from data (always copied).
+    """Make a leaf tensor from data (always copied; the copy is read-only, see _locked:
+    replace .data rather than write into it; minigrad.from_numpy shares memory instead).
 
     dtype rules: NumPy float arrays and scalars keep float32 or float64; Python
     floats, ints and (nested) lists of them become float32; integer and boolean
@@ -480,6 +492,21 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     default where the data is (the CPU, or the GPU of a CuPy array or Tensor).
     """
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+def from_numpy(array):
+    """A leaf tensor on a NumPy array's memory, not a copy, as torch.from_numpy: writing into
+    either shows in the other. dtypes as for `tensor`; requires_grad is False (set it to train).
+
+    NOTE: minigrad makes the arrays of the tensors it creates read-only, so that no write can
+    change what a pending backward reads; this array stays yours and writable. Writing into it
+    between an op that used the tensor and that op's backward changes the gradient, as with
+    torch.from_numpy: use minigrad.tensor(array), a copy, where that could happen.
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    _check_dtype(array.dtype, "from_numpy")
+    return _make(array)
 
 
 # DLPack's device types (dlpack.h), for saying which one came.

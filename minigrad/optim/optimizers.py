@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backends.devices import array_module, device_of, to_device, to_numpy
 from ..backends.primitives import adagrad_step, adam_step, sgd_step
-from ..tensor import Tensor
+from ..tensor import Tensor, _locked
 
 
 class Optimizer:
@@ -94,6 +94,8 @@ class Optimizer:
             params = [p for p in group["params"] if p.grad is not None]
             if params:
                 self._step(params, [self._state(p) for p in params], group)
+                for p in params:
+                    _locked(p.data)  # the new weights, read-only as every leaf's (tensor._locked)
 
     def _state(self, p):
         """p's state, moved to p's device if the parameter moved (Module.to) since the last step."""
