@@ -16,7 +16,7 @@ import numpy as np
 
 from . import anomaly
 from .backends.devices import array_module
-from .tape import get_tape
+from .tape import get_tape, newest_first
 
 
 def backward(root, grad=None, *, retain_graph=False, since_step=None):
@@ -37,9 +37,9 @@ def backward(root, grad=None, *, retain_graph=False, since_step=None):
         return
     path = _Path(root, seed, since_step)  # the records that hold output gradients
     leaves = _LeafSums()
-    tape = get_tape()  # the calling thread's, where root's records are
+    tape = get_tape()  # the calling thread's: its anomaly switch
     try:
-        for rec, g in path.reached(tape.newest_first()):  # g: dL/d(rec's outputs), complete
+        for rec, g in path.reached(newest_first()):  # g: dL/d(rec's outputs), complete
             if rec.watched is not None:             # an output has hooks or keeps its gradient
                 g = _watched(rec, g, leaves)
             in_grads = _local_gradients(rec, g)     # the chain rule at one op: g -> (g_x, ...)
@@ -70,11 +70,13 @@ class _Path:
       - a freed record: the gradient cannot go through it, which is an error.
     """
 
-    __slots__ = ("since_step", "joined", "waiting")
+    __slots__ = ("since_step", "joined", "mine", "waiting")
 
     def __init__(self, root, seed, since_step):
         self.since_step = since_step
         self.joined = []    # records that received gradients: used, unless the walk fails
+        self.mine = set()   # their ids: the walk passes other threads' records, which may
+                            # hold gradients of a walk of their own
         self.waiting = 0    # records holding gradients not yet taken: 0 means done
         if root._record.freed:
             raise _freed_error(root._record)
@@ -93,6 +95,7 @@ class _Path:
                 raise _freed_error(rec)
             grads = rec.grads = [None] * len(rec.shapes)
             self.joined.append(rec)
+            self.mine.add(id(rec))  # (rec stays alive in joined: its id is not reused)
             self.waiting += 1
         held = grads[x._slot]
         grads[x._slot] = g_x if held is None else held + g_x
@@ -105,8 +108,8 @@ class _Path:
             if not self.waiting:
                 return      # no gradient left to pass on: older records are not on the path
             grads = rec.grads
-            if grads is None:
-                continue    # not on the path
+            if grads is None or id(rec) not in self.mine:
+                continue    # not on the path (or on another thread's)
             rec.grads = None
             self.waiting -= 1
             yield rec, (grads[0] if len(grads) == 1 else _fill_missing(grads, rec))

@@ -21,6 +21,8 @@ and each is one attribute, one loop or one block here:
 """
 import contextlib
 import functools
+import heapq
+import itertools
 import numbers
 import threading
 import weakref
@@ -88,22 +90,20 @@ class Tape:
     str(tape) is the Wengert list, one line per record.
     """
 
-    __slots__ = ("enabled", "step", "anomaly", "_refs", "_count", "_compact_at", "_labels")
+    __slots__ = ("enabled", "step", "anomaly", "_refs", "_compact_at", "_labels")
 
     def __init__(self):
         self.enabled = True     # False inside no_grad()
         self.anomaly = False    # True inside detect_anomaly(): ops check what they give (anomaly.py)
         self.step = None        # the time-step label given to new records
         self._refs = []         # weak references to records, oldest first
-        self._count = 0         # records ever made: the next record's index
         self._compact_at = 1024  # when to sweep dead references out of _refs
         self._labels = 0        # step labels handed out by steps(): 1 .. _labels
 
     # -- recording ----------------------------------------------------------
 
     def record(self, op, inputs, backward, shapes, dtypes):
-        rec = Record(op, inputs, backward, shapes, dtypes, self._count, self.step)
-        self._count += 1
+        rec = Record(op, inputs, backward, shapes, dtypes, next(_INDEX), self.step)
         refs = self._refs
         refs.append(weakref.ref(rec))
         if len(refs) >= self._compact_at:
@@ -263,12 +263,41 @@ TAPE = Tape()
 is per thread: get_tape() gives the calling thread's; TAPE is the one the main thread sees."""
 
 
+# Record indices count every record of every tape (a graph may span threads: a forward in one,
+# its backward in another), so that the tapes' records merge into one order. next() on an
+# itertools.count is atomic under the GIL.
+_INDEX = itertools.count()
+# Every thread's tape, with a weak reference to its thread: kept while the thread lives or
+# the tape lists live records (a graph recorded in a thread that has ended can still be
+# back-propagated).
+_TAPES = {TAPE: weakref.ref(threading.main_thread())}
+_TAPES_LOCK = threading.Lock()
+
+
+def newest_first():
+    """The live records of every thread's tape, newest first: the order of the reverse walk
+    (backward.py). With one thread, its tape's order; with several, their records merged by
+    index, so that a backward in one thread reaches records another recorded."""
+    with _TAPES_LOCK:
+        if len(_TAPES) > 1:  # forget the tapes of ended threads that list nothing live
+            for tape, thread in list(_TAPES.items()):
+                if (thread() is None or not thread().is_alive()) and not any(True for _ in tape):
+                    del _TAPES[tape]
+        tapes = list(_TAPES)
+    if len(tapes) == 1:
+        return tapes[0].newest_first()
+    return heapq.merge(*(t.newest_first() for t in tapes), key=lambda rec: rec.index, reverse=True)
+
+
 class _PerThread(threading.local):
     """Each thread's tape, in `.tape`: TAPE in the main thread, a fresh Tape in any other,
     made at its first op. (threading.local runs __init__ once in every thread that looks.)"""
 
     def __init__(self):
-        self.tape = TAPE if threading.current_thread() is threading.main_thread() else Tape()
+        thread = threading.current_thread()
+        self.tape = TAPE if thread is threading.main_thread() else Tape()
+        with _TAPES_LOCK:
+            _TAPES[self.tape] = weakref.ref(thread)
 
 
 PER_THREAD = _PerThread()

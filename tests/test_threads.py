@@ -3,7 +3,6 @@ thread only (issue 19): two trainers in two threads give exactly what they give 
 the other, with the interpreter switching threads as often as it can."""
 import sys
 import threading
-import warnings
 
 import numpy as np
 import pytest
@@ -38,12 +37,10 @@ def trainer(policy, segments, seed, results, key):
         h, c = layer(x, state)
         return (h, c), F.cross_entropy(head(h), y.data, reduction="sum")
     optimizer, state, losses = Adam(params, lr=0.05), None, []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # k2 < k1's note
-        for _ in range(2):
-            result = train_sequence(step, state, xs, ys, policy=policy, optimizer=optimizer,
-                                    segments=segments, clip_grad_norm=1.0)
-            state, losses = result.state, losses + result.losses
+    for _ in range(2):
+        result = train_sequence(step, state, xs, ys, policy=policy, optimizer=optimizer,
+                                segments=segments, clip_grad_norm=1.0)
+        state, losses = result.state, losses + result.losses
     results[key] = (losses, [p.numpy().copy() for p in params])
 
 
@@ -64,6 +61,8 @@ def run_in_threads(*jobs):
         t.join()
 
 
+# (catch_warnings is not thread-safe: k2 < k1's note is filtered for the whole test instead)
+@pytest.mark.filterwarnings("ignore::minigrad.bptt.DroppedLossWarning")
 @pytest.mark.parametrize("name", POLICIES)
 def test_two_trainers_in_two_threads_give_what_they_give_alone(name, switching):
     policy, segments = POLICIES[name]
@@ -112,3 +111,20 @@ def test_each_thread_has_its_own_tape_and_anomaly_switch():
     run_in_threads((look,))
     assert tapes["other"] is not mg.get_tape() and tapes["anomaly"] is True
     assert mg.get_tape() is mg.tape.TAPE and mg.get_tape().anomaly is False
+
+
+def test_a_backward_in_another_thread_than_the_forward():
+    """A graph recorded in one thread (even one that has ended) back-propagates from another,
+    as in PyTorch: the walk merges every thread's records by their global index."""
+    from concurrent.futures import ThreadPoolExecutor
+    w = mg.tensor([1.0, 2.0, 3.0], requires_grad=True, dtype="float64")
+    with ThreadPoolExecutor(1) as pool:
+        loss = pool.submit(lambda: (w * w).sum()).result()
+    loss.backward()                                      # in the main thread, the worker gone
+    np.testing.assert_array_equal(w.grad, [2.0, 4.0, 6.0])
+    w.grad = None
+    loss = (w * w * 3.0).sum()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(loss.backward, retain_graph=True).result()
+    loss.backward()                                      # again, here: the records were kept
+    np.testing.assert_array_equal(w.grad, [12.0, 24.0, 36.0])
