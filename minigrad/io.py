@@ -74,6 +74,7 @@ def atomic_file(path, mode="w"):
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}-")
     except OSError as e:
         raise OSError(f"cannot write {path}: {e.strerror}") from None
+    _WRITING.add(tmp)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -87,21 +88,30 @@ def atomic_file(path, mode="w"):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    finally:
+        _WRITING.discard(tmp)
     _sync_directory(folder)
 
 
+_WRITING = set()  # the temporaries this process is writing now (another thread's save)
+
+
 def _remove_stale(folder, prefix):
-    """Remove the temporaries of earlier writes of one target whose process is gone (killed
-    while writing). Those of a live process may be in use (another thread's save): kept."""
+    """Remove the temporaries of earlier writes of one target that no one is writing: those of
+    a process that is gone (killed while writing), and this process's own that it is not
+    writing now (a container's trainer gets the same pid at every restart). Those of another
+    live process may be in use: kept."""
     try:
         names = [n for n in os.listdir(folder) if n.startswith(prefix)]
     except OSError:
         return  # mkstemp will say what is wrong with the folder
     for name in names:
-        pid = name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid, full = name[len(prefix):].split("-", 1)[0], os.path.join(folder, name)
+        if not pid.isdigit():
+            continue
+        if (full not in _WRITING) if int(pid) == os.getpid() else not _alive(int(pid)):
             try:
-                os.remove(os.path.join(folder, name))
+                os.remove(full)
             except OSError:
                 pass  # another save removed it first, or it cannot be removed: not ours to fail on
 
@@ -159,7 +169,7 @@ def load(path):
                 arrays = {name: f[name] for name in f.files if name != _META}
                 return {name: _decode(value, arrays, 1) for name, value in meta["objects"].items()}
         except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile,
-                NotImplementedError, RecursionError) as e:  # a damaged zip: NotImplementedError
+                NotImplementedError, RuntimeError, RecursionError) as e:  # zip damage: the middle two
             raise ValueError(f"load: {path} is not a readable minigrad file ({e})") from None
 
 
@@ -172,10 +182,13 @@ def _check_sizes(file, size):
     than the file holds: a compressed entry that would inflate (save stores them as they
     are), or an array header whose shape asks for more than its entry."""
     with zipfile.ZipFile(file) as z:
-        for info in z.infolist():
-            if info.file_size > size:
-                raise ValueError(f"entry {info.filename!r} declares {info.file_size} bytes, more "
-                                 f"than the file's {size}")
+        infos = z.infolist()
+        declared = sum(info.file_size for info in infos)  # all together: many entries may inflate
+        if declared > size:
+            raise ValueError(f"its entries declare {declared} bytes, more than the file's {size}")
+        for info in infos:
+            if info.flag_bits & 1:  # zipfile would raise RuntimeError, asking for a password
+                raise ValueError(f"entry {info.filename!r} is marked encrypted")
             if not info.filename.endswith(".npy"):
                 continue
             with z.open(info) as member:

@@ -347,26 +347,32 @@ def test_saves_killed_at_any_moment_leave_no_temporary_after_the_next_save(tmp_p
     import sys
     import time
     path = tmp_path / "ckpt.npz"
-    writer = ("import sys, numpy as np, minigrad as mg\n"
+    writer = ("import sys, numpy as np, minigrad as mg\nprint('saving', flush=True)\n"
               "while True:\n    mg.save(sys.argv[1], w=np.ones(1_000_000))\n")
     rng = random.Random(0)
     for _ in range(8):
-        p = subprocess.Popen([sys.executable, "-c", writer, str(path)])
-        time.sleep(0.3 + rng.random() * 0.4)  # past the import, somewhere inside a save
+        p = subprocess.Popen([sys.executable, "-c", writer, str(path)], stdout=subprocess.PIPE)
+        p.stdout.readline()                    # imported: saving from now on
+        time.sleep(0.05 + rng.random() * 0.2)  # somewhere inside a save, most likely
         p.send_signal(signal.SIGKILL)
         p.wait()
+        p.stdout.close()
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".ckpt.npz.minigrad-")]  # left behind
     save(path, w=np.zeros(3))
     assert os.listdir(tmp_path) == ["ckpt.npz"]
     np.testing.assert_array_equal(load(path)["w"], np.zeros(3))
 
 
-def test_a_temporary_of_a_live_writer_or_of_another_target_is_kept(tmp_path):
-    mine = tmp_path / f".ckpt.npz.minigrad-{os.getpid()}-abc"  # this process: perhaps another thread's
-    other = tmp_path / ".other.npz.minigrad-999999999-abc"      # another target's
-    mine.write_bytes(b"in use")
-    other.write_bytes(b"x")
+def test_which_temporaries_the_next_save_removes(tmp_path):
+    """Another live process's may be in use: kept; this process's own that it is not writing
+    (the same pid after a restart): removed; another target's: left alone."""
+    live = tmp_path / f".ckpt.npz.minigrad-{os.getppid()}-abc"   # the parent: alive
+    own = tmp_path / f".ckpt.npz.minigrad-{os.getpid()}-abc"     # this pid, written by no one
+    other = tmp_path / ".other.npz.minigrad-999999999-abc"       # another target's
+    for p in (live, own, other):
+        p.write_bytes(b"x")
     save(tmp_path / "ckpt.npz", a=1)
-    assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.npz", mine.name, other.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.npz", live.name, other.name])
 
 
 def test_atomic_file_replaces_the_file_on_success(tmp_path):
@@ -676,7 +682,31 @@ def test_an_entry_that_would_inflate_beyond_the_file_is_refused(tmp_path):
     save(path, w=np.zeros(8 * 1024 * 1024, np.uint8))  # 8 MiB of zeros, stored
     _rewrite(path, lambda name, data: (data, zipfile.ZIP_DEFLATED))  # now some 8 KB
     assert path.stat().st_size < 100_000
-    with pytest.raises(ValueError, match=r"entry 'w.npy' declares 8388\d+ bytes, more than the file's"):
+    with pytest.raises(ValueError, match=r"its entries declare 8389\d+ bytes, more than the file's"):
+        load(path)
+
+
+def test_many_entries_that_inflate_together_are_refused(tmp_path):
+    """Each entry smaller than the file, but all together far more: the sum is what counts."""
+    import zipfile
+    path = tmp_path / "many.npz"
+    save(path, **{f"w{k}": np.zeros(256 * 1024, np.uint8) for k in range(40)})  # 40 x 256 KiB
+    _rewrite(path, lambda name, data: (data, zipfile.ZIP_DEFLATED))
+    with pytest.raises(ValueError, match="its entries declare .* bytes, more than the file's"):
+        load(path)
+
+
+def test_the_encrypted_flag_bit_is_a_value_error(tmp_path):
+    """One bit flip (general purpose flag bit 0 of an entry) made zipfile raise RuntimeError."""
+    path = tmp_path / "ckpt.npz"
+    save(path, w=np.zeros(3))
+    data = bytearray(path.read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # the local and the central directory headers
+        at = data.find(header)
+        flags = at + (6 if header == b"PK\x03\x04" else 8)
+        data[flags] |= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="is marked encrypted|not a readable minigrad file"):
         load(path)
 
 
