@@ -23,13 +23,17 @@ class detect_anomaly:
             loss.backward()
     """
 
+    def __init__(self):
+        self._previous = []  # (tape, its switch before), one per `with` this object entered
+
     def __enter__(self):
-        self._tape = get_tape()  # the calling thread's, as no_grad()
-        self._previous = self._tape.anomaly
-        self._tape.anomaly = True
+        tape = get_tape()  # the calling thread's, as no_grad()
+        self._previous.append((tape, tape.anomaly))
+        tape.anomaly = True
 
     def __exit__(self, *exc):
-        self._tape.anomaly = self._previous
+        tape, previous = self._previous.pop()
+        tape.anomaly = previous
 
     def __call__(self, fn):
         @functools.wraps(fn)

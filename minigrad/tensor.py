@@ -160,7 +160,12 @@ class Tensor:
         before the step keeps the old values, and the records on the tape keep theirs.
         """
         given = dict(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
-        return self.data.__dlpack__(**{k: v for k, v in given.items() if v is not None})
+        data = self.data
+        if max_version is None and isinstance(data, np.ndarray) and not data.flags.writeable:
+            # A consumer of the old protocol (no max_version) cannot be told the array is
+            # read-only, and NumPy refuses to export it: it gets a copy, as copy=True would.
+            data = data.copy()
+        return data.__dlpack__(**{k: v for k, v in given.items() if v is not None})
 
     def __dlpack_device__(self):
         """(DLPack device type, number): (1, 0) on the CPU, (2, N) on GPU N."""
@@ -501,7 +506,9 @@ def from_numpy(array):
     NOTE: minigrad makes the arrays of the tensors it creates read-only, so that no write can
     change what a pending backward reads; this array stays yours and writable. Writing into it
     between an op that used the tensor and that op's backward changes the gradient, as with
-    torch.from_numpy: use minigrad.tensor(array), a copy, where that could happen.
+    torch.from_numpy: use minigrad.tensor(array), a copy, where that could happen. The link
+    lasts until .data is replaced: an optimizer's step gives the tensor a new array (updates
+    are out of place), and `array` keeps the old values.
     """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")

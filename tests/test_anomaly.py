@@ -88,3 +88,12 @@ def test_on_a_gpu_device(fake_gpu):
     assert on_fake(x.data)
     with mg.detect_anomaly(), np.errstate(divide="ignore"), pytest.raises(RuntimeError, match="log"):
         x.log()
+
+
+def test_one_detect_anomaly_object_entered_twice_restores_the_switch():
+    switch = mg.detect_anomaly()
+    with switch:
+        with switch:
+            assert mg.get_tape().anomaly
+        assert mg.get_tape().anomaly
+    assert mg.get_tape().anomaly is False

@@ -216,3 +216,14 @@ def test_cupy_and_minigrad_share_gpu_memory_both_ways():
     back = cp.from_dlpack(t)
     assert back.data.ptr == a.data.ptr and back.strides == a.strides
     np.testing.assert_array_equal(cp.asnumpy((t * 2).data), cp.asnumpy(a) * 2)
+
+
+def test_a_read_only_tensor_exports_to_old_and_new_consumers():
+    """minigrad.tensor's data is read-only (issue 19): a consumer that speaks DLPack 1.0
+    (max_version, as numpy.from_dlpack) gets it shared and read-only; one of the old protocol
+    (no keywords), which cannot be told, gets a copy rather than NumPy's BufferError."""
+    t = mg.tensor(np.arange(3.0))
+    shared = np.from_dlpack(t)
+    assert np.shares_memory(shared, t.data) and not shared.flags.writeable
+    capsule = t.__dlpack__()                           # the old protocol: no max_version
+    assert type(capsule).__name__ == "PyCapsule"

@@ -148,8 +148,9 @@ def check_size(args, settings, task):
     gates = GATES[args.cell]
     params = gates * h * (i + h + 2) + o * (h + 1)
     slots = {"sgd": 0, "adam": 2, "adagrad": 1}[args.optimizer]
-    weights = params * (3 + slots) * itemsize  # the weights, their gradients, the optimizer's
-    # state, and the new weights of an update (out of place) beside the old
+    # the weights, their gradients, the optimizer's state, the new weights of an update (out of
+    # place) beside the old, and about two more of the update's and clipping's temporaries
+    weights = params * (5 + slots) * itemsize
     steps = window + (settings["k1"] if settings["recompute"] else 0)
     activations = 2 * steps * args.batch * ((gates + 6) * h + i + o) * itemsize  # forward and backward
     need, have = weights + activations, _available_memory()
@@ -162,14 +163,22 @@ def check_size(args, settings, task):
 
 
 def _available_memory():
-    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None if unknown."""
+    """Bytes of memory available to a new allocation, or None if unknown: Linux's
+    MemAvailable, or less if a container's limit (cgroup v2 memory.max) leaves less."""
+    limits = []
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    limits.append(int(line.split()[1]) * 1024)
+        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g:
+            limit = f.read().strip()
+            if limit != "max":
+                limits.append(int(limit) - int(g.read()))
     except (OSError, ValueError, IndexError):
         pass
+    if limits:
+        return min(limits)
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
