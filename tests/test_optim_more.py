@@ -232,3 +232,5 @@ def test_load_state_dict_replaces_the_groups_options():
     assert group["lr"] == 0.5 and group["momentum"] == 0.0
     assert group["dampening"] == 0.0 and group["maximize"] is False  # the defaults
     assert "initial_lr" not in group
+    with pytest.raises(ValueError, match="SGD: lr must be finite, got inf"):  # checked as when built
+        opt.load_state_dict({**saved, "param_groups": [{**saved["param_groups"][0], "lr": float("inf")}]})

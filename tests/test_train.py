@@ -126,6 +126,30 @@ def test_a_non_finite_loss_keeps_the_last_finite_checkpoint(capsys, tmp_path, mo
     assert mg.load(path)["position"]["steps"] == 100
 
 
+def test_weights_that_became_non_finite_stop_the_run_as_a_non_finite_loss(capsys, tmp_path, monkeypatch):
+    """The third unit's last update leaves an inf weight though its loss was finite: the run
+    stops before saving it, as for a non-finite loss."""
+    from minigrad.app import train as trainer
+    calls = []
+
+    def inf_after_the_third(step, state, x, y, *, policy, optimizer, clip_grad_norm):
+        result = real(step, state, x, y, policy=policy, optimizer=optimizer, clip_grad_norm=clip_grad_norm)
+        calls.append(1)
+        if len(calls) == 3:
+            p = optimizer.param_groups[0]["params"][0]
+            p.data = np.full(p.shape, np.inf, p.dtype)
+        return result
+    real = trainer.train_sequence
+    monkeypatch.setattr(trainer, "train_sequence", inf_after_the_third)
+    monkeypatch.setattr(trainer, "SAVE_EVERY", 0.0)
+    path = tmp_path / "ck.npz"
+    assert main(["train", "--quiet", "--steps", "500", "--save", str(path)]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "the loss became nan at step 150; the last checkpoint, at step 100, is kept; try a smaller "
+        "--lr or --clip")
+    assert mg.load(path)["position"]["steps"] == 100
+
+
 def test_the_same_seed_gives_the_same_losses_bit_for_bit(capsys, tmp_path):
     for name in ["a", "b"]:
         train(capsys, "--steps", "500", "--seed", "7", "--save", str(tmp_path / f"{name}.npz"))
@@ -202,6 +226,11 @@ def test_a_truncated_checkpoint_is_one_line(capsys, tmp_path):
     ("optimizer", lambda v: {**v, "param_groups": [{"params": [0, 1]}]}, "its optimizer is malformed ("),
     ("rng", lambda v: {"bit_generator": "nonsense"}, "its rng is malformed ("),
     ("model", lambda v: {}, "its model is malformed ("),
+    ("training", lambda v: {**v, "policy": "foo"}, "its training is malformed (policy 'foo')"),
+    ("training", lambda v: {**v, "clip": float("nan")}, "its training is malformed (clip nan)"),
+    ("training", lambda v: {**v, "k1": 0}, "its training is malformed (k1 0)"),
+    ("optimizer", lambda v: {**v, "param_groups": [{**v["param_groups"][0], "lr": float("inf")}]},
+     "its optimizer is malformed (Adam: lr must be finite, got inf)"),
 ])
 def test_a_checkpoint_with_a_mangled_field_is_one_line_naming_it(capsys, tmp_path, field, mangle, says):
     """A checkpoint that loads but whose bookkeeping is wrong (issue 19): one line, the field."""

@@ -268,6 +268,8 @@ def run(args, out=None):
             loss = sum(result.losses) / len(x)  # per step
             history["steps"].append(position["steps"])
             history["loss"].append(loss)
+            if math.isfinite(loss) and not all(bool(model_finite(p)) for p in model.parameters()):
+                loss = float("nan")  # the update after the last loss made the weights non-finite
             if not math.isfinite(loss):  # stop before a save could keep the non-finite weights
                 kept = (f"; the last checkpoint, at step {saved_at}, is kept" if saved_at is not None
                         else "; no checkpoint was written" if args.save else "")
@@ -406,6 +408,11 @@ def save(path, config, settings, model, optimizer, position, state, rng, history
             position=position, state=arrays, rng=rng.bit_generator.state, history=history)
 
 
+def model_finite(p):
+    """Whether every entry of the parameter p is finite (a NumPy or CuPy bool)."""
+    return devices.array_module(p.data).isfinite(p.data).all()
+
+
 def load_checkpoint(path):
     """A checkpoint of `minigrad train`, its fields checked (see resume)."""
     saved = io.load(path)
@@ -452,6 +459,14 @@ def _check_fields(path, saved):
     training = saved.get("training", {})
     if not isinstance(training, dict) or not set(training) <= set(TRAINING):
         raise bad("training", f"expected a dict of {', '.join(TRAINING)}")
+    valid = {"policy": lambda v: v in ("bptt", "tbptt"),
+             "k1": lambda v: count(v) and v >= 1, "k2": lambda v: count(v) and v >= 1,
+             "recompute": lambda v: isinstance(v, bool), "seed": count,
+             "clip": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and math.isfinite(v) and v > 0)}
+    for key, value in training.items():
+        if not valid[key](value):
+            raise bad("training", f"{key} {value!r}")
     position = saved["position"]
     if not isinstance(position, dict) or set(position) != {"unit", "steps"}:
         raise bad("position", "expected {'unit': ..., 'steps': ...}")

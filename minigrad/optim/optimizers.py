@@ -165,6 +165,7 @@ class Optimizer:
             # the saved options replace the group's, as PyTorch's (options it lacks, from an
             # older save, take the defaults); the dict stays, so schedulers holding it see them
             options = {**self.defaults, **{o: v for o, v in saved.items() if o != "params"}}
+            self._check({**options, "params": group["params"]})  # as when built: no inf lr
             own = group["params"]
             group.clear()
             group.update(options, params=own)
