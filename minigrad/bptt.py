@@ -288,6 +288,11 @@ class _Update:
         self.losses.append(float(total.data.item()))
 
 
+class _Running(threading.local):
+    """_Run.running: the step call running in this thread, in `.call` (None between calls)."""
+    call = None
+
+
 class _Run:
     """Runs the user's step over steps of the sequence, with checks; the records of step s
     carry the tape label base + s (segments: the label of their first step)."""
@@ -296,7 +301,7 @@ class _Run:
     # steps a..b, else None (one per thread, as the tapes). Read by require_whole_windows: a
     # layer called inside `step` cannot see the policy, and the cuts stay decided here, in
     # one place. Only that check looks further (this runs every step).
-    running = None  # a _Running, below
+    running = _Running()
 
     def __init__(self, step, inputs, targets, tape, base, shapes, segments, policy, n):
         self.step, self.inputs, self.targets, self.tape, self.base = step, inputs, targets, tape, base
@@ -378,14 +383,6 @@ class _Run:
             raise ValueError(f"train_sequence: the state changed at {_where(a, b)} from "
                              f"{_describe(self.shapes)} to {_describe(shapes)}")
         return new_state, loss
-
-
-class _Running(threading.local):
-    """_Run.running: the step call running in this thread, in `.call` (None between calls)."""
-    call = None
-
-
-_Run.running = _Running()
 
 
 def require_whole_windows(who):

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import anomaly
 from .backends import primitives
-from .backends.devices import CPU, array_module, parse_device, to_device
+from .backends.devices import CPU, array_module, own_copy, parse_device, to_device
 from .tape import PER_THREAD
 from .tensor import FLOAT_DTYPES, Tensor, _make
 
@@ -949,11 +949,11 @@ def getitem(a, index):
     if isinstance(index, Tensor):
         index = index.data
     elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else _owned(i) for i in index)
+        index = tuple(i.data if isinstance(i, Tensor) else own_copy(i) for i in index)
     elif isinstance(index, list):
         index = np.asarray(index)
     else:
-        index = _owned(index)
+        index = own_copy(index)
     if a.device != CPU:  # index arrays go where the data is
         index = (tuple(to_device(i, a.device) if isinstance(i, np.ndarray) else i for i in index)
                  if isinstance(index, tuple) else to_device(index, a.device) if isinstance(index, np.ndarray)
@@ -1043,7 +1043,7 @@ def gather(a, dim, index):
     x = a.data
     xp = array_module(x)
     d = _dim_of("gather", dim, x.ndim)
-    index = index.data if isinstance(index, Tensor) else _owned(index)  # backward keeps it
+    index = index.data if isinstance(index, Tensor) else own_copy(index)  # backward keeps it
     if isinstance(index, (list, tuple)):
         index = np.asarray(index)
     if getattr(index, "dtype", np.dtype(object)).kind not in "iu":
@@ -1125,7 +1125,7 @@ def where(mask, a, b):
     if isinstance(mask, Tensor):
         mask = mask.data
     else:
-        mask = _owned(np.asarray(mask) if not hasattr(mask, "dtype") else mask)  # backward keeps it
+        mask = own_copy(np.asarray(mask) if not hasattr(mask, "dtype") else mask)  # backward keeps it
     if mask.dtype != bool:
         raise TypeError(f"where: the mask must be boolean, got {mask.dtype}")
     a, b = _operands("where", a, b)
@@ -1175,7 +1175,7 @@ def _constant(op, value, like):
         value = np.asarray(value, dtype=dtype if dtype.kind in "fiu" else None)
         return _make(to_device(value, like.device), like.device)
     if isinstance(value, np.ndarray):  # a copy: the op's backward may keep it (W * c, then c[:] = 0)
-        return _make(_owned(value))
+        return _make(own_copy(value))
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}; "
                     "expected a Tensor, a NumPy array or a Python number")
 
@@ -1207,14 +1207,6 @@ def _tensors(op, items):
     tensors = [t if isinstance(t, Tensor) else _constant(op, t, like) for t in items]
     _check_same(op, tensors)
     return tensors
-
-
-def _owned(value):
-    """A raw array handed to an op, copied, so that the caller changing it afterwards cannot
-    change what the op's backward computes (as minigrad.tensor copies); anything else as it is."""
-    if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
-        return array_module(value).array(value, copy=True)
-    return value
 
 
 def _python_number(value):

@@ -96,6 +96,15 @@ def as_array(value):
     return value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
 
 
+def own_copy(value):
+    """value copied where it is, if it is an array (NumPy or CuPy), else value itself: for raw
+    arrays handed to an op whose backward keeps them, so that the caller changing its array
+    afterwards cannot change what the backward computes (as minigrad.tensor copies)."""
+    if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
+        return array_module(value).array(value, copy=True)
+    return value
+
+
 def to_numpy(array):
     """A NumPy array of `array`'s values (a copy from a GPU; the array itself on the CPU;
     anything else through numpy.asarray)."""

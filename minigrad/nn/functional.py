@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from ..backends import primitives
-from ..backends.devices import array_module, as_array, device_of, to_device
-from ..ops import _one_axis, _owned, _tensors, record
+from ..backends.devices import array_module, as_array, device_of, own_copy, to_device
+from ..ops import _one_axis, _tensors, record
 from ..tensor import FLOAT_DTYPES, Tensor, _generator, _make
 # The recurrent cells and layers live in recurrent.py; they are functions of nn.functional too.
 from .recurrent import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell
@@ -405,7 +405,7 @@ def _class_targets(op, what, x, targets, ignore_index, device):
     A target outside [0, C) is an error unless it is ignore_index."""
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{op}: ignore_index must be an integer, got {ignore_index!r}")
-    t = targets.data if isinstance(targets, Tensor) else _owned(as_array(targets))  # kept by backward
+    t = targets.data if isinstance(targets, Tensor) else own_copy(as_array(targets))  # kept by backward
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: targets must be integer class indices, got dtype {t.dtype}")
     if x.ndim == 0 or t.shape != x.shape[:-1]:
@@ -581,7 +581,7 @@ def _constant_array(op, name, value):
                         f"keyword-only: {op}(..., reduction={value!r})")
     if isinstance(value, Tensor) and value.requires_grad:
         raise ValueError(f"{op}: {name} gets no gradient, but it requires grad; pass {name}.detach()")
-    v = value.data if isinstance(value, Tensor) else _owned(as_array(value))  # kept by backward
+    v = value.data if isinstance(value, Tensor) else own_copy(as_array(value))  # kept by backward
     if v.dtype.kind not in "fiu":
         raise TypeError(f"{op}: {name} must hold numbers, got dtype {v.dtype}")
     return v
@@ -600,7 +600,7 @@ def embedding(indices, weight, padding_idx=None):
         raise ValueError(f"embedding: weight must be (num_embeddings, dim), got shape {W.shape}")
     rows = W.shape[0]
     pad = _padding_index("embedding", padding_idx, rows)
-    idx = indices.data if isinstance(indices, Tensor) else _owned(as_array(indices))  # kept by backward
+    idx = indices.data if isinstance(indices, Tensor) else own_copy(as_array(indices))  # kept by backward
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= rows):
