@@ -27,7 +27,7 @@ import numpy as np
 
 from . import anomaly
 from .backends import primitives
-from .backends.devices import CPU, array_module, own_copy, parse_device, to_device
+from .backends.devices import CPU, array_module, own_copy, parse_device, read_only, to_device
 from .tape import PER_THREAD
 from .tensor import FLOAT_DTYPES, Tensor, _make
 
@@ -71,6 +71,7 @@ def record(op, out, inputs, backward):
     if tape.enabled and _to_record(op, inputs, backward):
         t._record = tape.record(op, inputs, backward, (out.shape,), (out.dtype,))
         t.requires_grad = True
+        read_only(out)  # a later backward may read it: see devices.read_only
     if tape.anomaly:  # inside detect_anomaly(): a NaN or inf output raises here
         anomaly.check_output(op, (out,), inputs, t._record)
     return t
@@ -86,6 +87,7 @@ def _record_several(op, outs, inputs, backward):
                           tuple(o.shape for o in outs), tuple(o.dtype for o in outs))
         for slot, t in enumerate(tensors):
             t._record, t._slot, t.requires_grad = rec, slot, True
+            read_only(t.data)
     if tape.anomaly:
         anomaly.check_output(op, outs, inputs, tensors[0]._record)
     return tensors

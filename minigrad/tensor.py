@@ -34,7 +34,7 @@ class Tensor:
         if device is None:  # where the data is: a CuPy array stays on its GPU
             device = data.device if isinstance(data, Tensor) else devices.device_of(_unwrap(data))
         device = devices.parse_device(device)
-        self.data = _locked(devices.to_device(_to_array(data, dtype), device))
+        self.data = devices.read_only(devices.to_device(_to_array(data, dtype), device))
         if requires_grad and self.data.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"tensor: only float32 and float64 tensors can require grad, got {self.data.dtype}"
@@ -425,17 +425,6 @@ class _HookHandle:
         self._fns.pop(self._key, None)
 
 
-def _locked(array):
-    """array, made read-only if it is a NumPy array: an op's backward reads the arrays it saved,
-    so writing into one after the op ran (w.data[...] = ...) would change the gradient
-    silently; now it raises NumPy's 'assignment destination is read-only'. Replace .data
-    instead (w.data = new): the records keep the old array, as optimizers do. A GPU array has
-    no such flag: there, never write into .data."""
-    if isinstance(array, np.ndarray):
-        array.flags.writeable = False
-    return array
-
-
 def _make(data, device=devices.CPU, requires_grad=False):
     """A Tensor around a backend array, without checks: the fast path ops use."""
     t = Tensor.__new__(Tensor)
@@ -487,7 +476,7 @@ def _check_dtype(dtype, op):
 # -- creating tensors ---------------------------------------------------------
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
-    """Make a leaf tensor from data (always copied; the copy is read-only, see _locked:
+    """Make a leaf tensor from data (always copied; the copy is read-only, see devices.read_only:
     replace .data rather than write into it; minigrad.from_numpy shares memory instead).
 
     dtype rules: NumPy float arrays and scalars keep float32 or float64; Python

@@ -60,6 +60,58 @@ def test_writing_into_a_tensors_array_raises_rather_than_change_a_gradient(make)
     np.testing.assert_array_equal(w.grad, 2 * w.data)
 
 
+# Each case: (the op, as y = op(h) on a recorded h, then a loss that a backward can only get
+# right with y's values as the forward made them). Families: an op that keeps its output for
+# its backward (tanh, sigmoid, exp, softmax), a later op that keeps its input (mul, log,
+# matmul), several outputs (chunk), a view (reshape, indexing), a reduction, the layers.
+def _lstm_out(h):
+    layer = nn.LSTM(2, 2, dtype="float64", rng=0)
+    return layer(h.reshape(1, 1, 2))[0]
+
+
+OUTPUTS = {
+    "tanh keeps its output": (lambda h: h.tanh(), lambda y: y.sum()),
+    "sigmoid keeps its output": (lambda h: h.sigmoid(), lambda y: y.sum()),
+    "exp keeps its output": (lambda h: h.exp(), lambda y: y.sum()),
+    "softmax keeps its output": (lambda h: F.softmax(h, dim=0), lambda y: (y * y).sum()),
+    "mul keeps its input": (lambda h: h * 3.0, lambda y: (y * y).sum()),
+    "log keeps its input": (lambda h: h.exp(), lambda y: y.log().sum()),
+    "matmul keeps its input": (lambda h: h.reshape(1, 2) * 1.0,
+                               lambda y: (y @ y.reshape(2, 1)).sum()),
+    "chunk's outputs": (lambda h: mg.chunk(h * 1.0, 2)[0], lambda y: (y * y).sum()),
+    "a view: reshape": (lambda h: (h * 1.0).reshape(2, 1), lambda y: (y * y).sum()),
+    "a view: indexing": (lambda h: (h * 1.0)[::-1], lambda y: (y * y).sum()),
+    "a reduction": (lambda h: (h * 1.0).sum(), lambda y: y * y),
+    "an LSTM layer's output": (_lstm_out, lambda y: (y * y).sum()),
+}
+
+
+@pytest.mark.parametrize("name", OUTPUTS)
+def test_writing_into_an_op_output_that_a_backward_reads_raises(name):
+    op, loss_of = OUTPUTS[name]
+    w = leaf([0.5, 2.0])
+    loss_of(op(w * 1.0)).backward()                   # the reference: nothing written
+    expected = w.grad.copy()
+    w.grad = None
+    y = op(w * 1.0)
+    loss = loss_of(y)
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        y.data[...] = 0.0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, expected)
+
+
+def test_an_op_output_under_no_grad_is_a_plain_writable_array():
+    # nothing is recorded, so nothing can read it later: NumPy's usual arrays
+    with mg.no_grad():
+        y = leaf([1.0, 2.0]) * 2.0
+    y.data[0] = 5.0
+    assert y.data[0] == 5.0
+    z = mg.tensor([1.0, 2.0]) * 2.0                   # no input requires grad: not recorded
+    z.data[0] = 5.0
+    assert z.data[0] == 5.0
+
+
 def test_replacing_an_array_is_the_way_and_records_keep_the_old_one():
     w = leaf([1.0, 2.0])
     loss = (w * w).sum()

@@ -105,6 +105,21 @@ def own_copy(value):
     return value
 
 
+def read_only(array):
+    """array, made read-only if it is a NumPy array, and returned.
+
+    minigrad does this to every array a pending backward may read: a tensor's array (made by
+    minigrad.tensor, an optimizer's step or a load) and the output of every recorded op.
+    Writing into one (w.data[...] = ...) would change a gradient silently; it raises NumPy's
+    "assignment destination is read-only" instead. Replace .data (w.data = new) rather than
+    write into it: the records keep the old array, as optimizers do. CuPy arrays have no such
+    flag: on a GPU, never write into .data.
+    """
+    if type(array) is np.ndarray:
+        array.setflags(write=False)  # half the cost of array.flags.writeable = False
+    return array
+
+
 def to_numpy(array):
     """A NumPy array of `array`'s values (a copy from a GPU; the array itself on the CPU;
     anything else through numpy.asarray)."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..backends import devices
-from ..tensor import Tensor, _dtype, _generator, _locked
+from ..tensor import Tensor, _dtype, _generator
 from . import functional as F
 
 
@@ -243,7 +243,7 @@ class Module:
             raise RuntimeError(f"load_state_dict: {type(self).__name__}: size mismatch for "
                              + "; ".join(misfits))
         for key, array in new.items():
-            own[key].data = _locked(array)  # replaced, not written into: records keep their values
+            own[key].data = devices.read_only(array)  # replaced, not written into: records keep their values
         return IncompatibleKeys(missing, unexpected)
 
     def to(self, device):

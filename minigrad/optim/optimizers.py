@@ -18,9 +18,9 @@ import math
 
 import numpy as np
 
-from ..backends.devices import array_module, device_of, to_device, to_numpy
+from ..backends.devices import array_module, device_of, read_only, to_device, to_numpy
 from ..backends.primitives import adagrad_step, adam_step, sgd_step
-from ..tensor import Tensor, _locked
+from ..tensor import Tensor
 
 
 class Optimizer:
@@ -95,7 +95,7 @@ class Optimizer:
             if params:
                 self._step(params, [self._state(p) for p in params], group)
                 for p in params:
-                    _locked(p.data)  # the new weights, read-only as every leaf's (tensor._locked)
+                    read_only(p.data)  # the new weights, read-only as every leaf's
 
     def _state(self, p):
         """p's state, moved to p's device if the parameter moved (Module.to) since the last step."""
