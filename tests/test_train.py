@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -100,6 +101,26 @@ def test_an_overflow_is_one_warning_line_and_a_non_finite_loss_one_error_line(tm
     assert re.fullmatch(r"minigrad train: error: the loss became (inf|nan) at step \d+; no checkpoint "
                         r"was written; try a smaller --lr or --clip", lines[-1]), lines[-1]
     assert not (tmp_path / "ck.npz").exists()
+
+
+def test_warnings_after_training_are_one_line_too_and_w_error_makes_them_errors(capsys, monkeypatch):
+    """Warnings were caught only around train_sequence: one from the held-out evaluation came as
+    Python's two-line form; and catching them overrode `-W error` (issue 19)."""
+    from minigrad.app import train as trainer
+    real = trainer.evaluate
+
+    def warning_evaluate(task, model):
+        for _ in range(3):
+            warnings.warn("overflow encountered in exp", RuntimeWarning)
+        return real(task, model)
+    monkeypatch.setattr(trainer, "evaluate", warning_evaluate)
+    assert main(["train", "--quiet", "--steps", "100"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["minigrad train: warning: overflow encountered in exp"]
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "minigrad", "train",
+                           "--optimizer", "sgd", "--lr", "1e38", "--steps", "3000", "--quiet"],
+                          capture_output=True, text=True)
+    assert re.fullmatch(r"minigrad train: error: overflow encountered in \w+", one_line_error(done))
 
 
 def test_a_non_finite_loss_keeps_the_last_finite_checkpoint(capsys, tmp_path, monkeypatch):

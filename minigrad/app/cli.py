@@ -136,7 +136,7 @@ def main(argv=None):
     except BrokenPipeError:  # the output's reader went away (e.g. `| head`): stop quietly
         sys.stdout = open(os.devnull, "w")
         return 1
-    except (OSError, ValueError, TypeError, RuntimeError) as e:
+    except (OSError, ValueError, TypeError, RuntimeError, Warning) as e:  # Warning: under -W error
         print(f"minigrad {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

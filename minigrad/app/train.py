@@ -192,8 +192,35 @@ def make_policy(settings):
 
 
 def run(args, out=None):
-    """Train as the command line says, printing to `out` (stdout); returns the exit status."""
-    out = out or sys.stdout
+    """Train as the command line says, printing to `out` (stdout); returns the exit status.
+    Warnings, from the first check to the last sample, are one line each (see _OneLine)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _OneLine()
+        return _run(args, out or sys.stdout)
+
+
+class _OneLine:
+    """warnings.showwarning for the command: each warning one line on stderr, the first time
+    its text comes (NumPy's overflow warnings come at every step), above the progress bar;
+    the k2 < k1 note without train_sequence's prefix. Which warnings show is still up to the
+    warning filters: `python -W error -m minigrad train` makes them errors (one line too)."""
+
+    def __init__(self):
+        self.said = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text in self.said:
+            return
+        self.said.add(text)
+        from tqdm import tqdm  # here: only the command needs it
+        if issubclass(category, DroppedLossWarning):
+            tqdm.write(f"minigrad train: note: {text.split(': ', 1)[-1]}", file=sys.stderr)
+        else:
+            tqdm.write(f"minigrad train: warning: {text}", file=sys.stderr)
+
+
+def _run(args, out):
     check(args)
     device, why = pick_device(args.device)
     saved = load_checkpoint(args.resume) if args.resume else None
@@ -240,7 +267,6 @@ def run(args, out=None):
     started, last_save, trained = time.perf_counter(), None, 0
     # the checkpoint on disk and its step: the one resumed from, if it is also the one saved to
     saved_at = position["steps"] if args.resume and args.save and args.resume == args.save else None
-    said = set()  # the warnings already printed
     ctrl_c = _CtrlC(bar)
     try:
         for unit in range(position["unit"], total_units):
@@ -250,18 +276,8 @@ def run(args, out=None):
                 x, y = Tensor(x, dtype=args.dtype, device=device), Tensor(y, device=device)
             if fresh:
                 state = None
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")  # each said once, below
-                result = train_sequence(step, state, x, y, policy=policy, optimizer=optimizer,
-                                        clip_grad_norm=clip)
-            for w in caught:  # one line each, the first time: k2 < k1's note, NumPy's overflows
-                text = str(w.message)
-                if text not in said:
-                    said.add(text)
-                    if issubclass(w.category, DroppedLossWarning):  # without "train_sequence: "
-                        bar.write(f"minigrad train: note: {text.split(': ', 1)[-1]}", file=sys.stderr)
-                    else:
-                        bar.write(f"minigrad train: warning: {text}", file=sys.stderr)
+            result = train_sequence(step, state, x, y, policy=policy, optimizer=optimizer,
+                                    clip_grad_norm=clip)
             state = result.state
             position = {"unit": unit + 1, "steps": position["steps"] + len(x)}
             trained += len(x)
