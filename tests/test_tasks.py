@@ -49,7 +49,7 @@ def test_delay_units_are_fresh_batches_of_one_sequence():
     task = DelayTask(delay=2, length=7, batch=3)
     x, y, fresh = task.unit(0, np.random.default_rng(0))
     assert fresh is True and len(x) == 7 and x[0].shape == (3, 4) and y.shape == (7, 3)
-    assert task.unit_steps(5) == 7
+    assert task.unit_steps(5) == 7 and task.steps_before(3) == 21
     assert task.units(7, None) == 1 and task.units(8, None) == 2 and task.units(70, 3) == 10
     ex, ey = task.evaluation_set(np.random.default_rng(0))
     assert len(ex) == 7 and ex[0].shape == (256, 4) and ey.shape == (7, 256)
@@ -255,6 +255,9 @@ def test_text_units_cover_each_epoch_with_a_shorter_last_one(tmp_path):
             count += 1
         assert task.units(steps, 1) == count
     assert task.units(100, 1) == 29            # 7 passes of 14 steps, and one unit more
+    for unit in range(30):
+        assert task.steps_before(unit) == sum(task.unit_steps(u) for u in range(unit))
+    assert task.units(10**15, 1) == 4 * (10**15 // 14) + 2   # 6 steps left: 2 units; at once
 
 
 def test_text_units_when_the_length_divides_the_streams(tmp_path):

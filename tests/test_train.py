@@ -241,6 +241,15 @@ def test_a_truncated_checkpoint_is_one_line(capsys, tmp_path):
 @pytest.mark.parametrize("field, mangle, says", [
     ("position", lambda v: {**v, "unit": -5}, "its position is malformed (unit must be an integer >= 0, got -5)"),
     ("position", lambda v: {"unit": 1}, "its position is malformed (expected {'unit': ..., 'steps': ...})"),
+    ("position", lambda v: {**v, "unit": 10**18},
+     "its position is malformed (unit 1000000000000000000 starts at step 50000000000000000000 of this "
+     "task, not 100)"),
+    ("state", lambda v: v[0], "its state is malformed (expected a tuple of 2 arrays (h, c) for --cell lstm)"),
+    ("state", lambda v: (v[0], v[1][:, :3]), "its state is malformed (an array of shape (32, 3) and dtype "
+     "float32; this model's is (32, 32), float32)"),
+    ("state", lambda v: (v[0], v[1].astype(np.float64)), "its state is malformed (an array of shape "
+     "(32, 32) and dtype float64"),
+    ("state", lambda v: (v[0] * np.nan, v[1]), "its state is malformed (it holds NaN or inf)"),
     ("history", lambda v: {**v, "loss": v["loss"][:-1]}, "its history is malformed"),
     ("config", lambda v: [1, 2], "its config is malformed (a list, not a dict)"),
     ("optimizer", lambda v: {"state": {}}, "its optimizer is malformed (expected {'state'"),

@@ -78,6 +78,10 @@ class _Generated:
     def unit_steps(self, index):
         return self.length
 
+    def steps_before(self, unit):
+        """The steps of units 0 .. unit-1 together."""
+        return unit * self.length
+
     def evaluation_set(self, rng):
         return self.sample(rng, 256)  # held out: the caller's generator has its own seed
 
@@ -209,15 +213,17 @@ class TextTask(_Classes):
         each pass may be shorter)."""
         if steps is None:
             return epochs * self.per_epoch
-        count = done = 0
-        while done < steps:
-            done += self.unit_steps(count)
-            count += 1
-        return count
+        passes, rest = divmod(steps, len(self.inputs))  # in closed form: --steps may be huge
+        return passes * self.per_epoch + -(-rest // self.length)
 
     def unit_steps(self, index):
         k = index % self.per_epoch
         return min(self.length, len(self.inputs) - k * self.length)
+
+    def steps_before(self, unit):
+        """The steps of units 0 .. unit-1 together (only a pass's last unit is short)."""
+        passes, k = divmod(unit, self.per_epoch)
+        return passes * len(self.inputs) + k * self.length
 
     def evaluation_set(self, rng):
         rows = slice(0, min(len(self.inputs), 500))

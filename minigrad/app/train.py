@@ -238,7 +238,7 @@ def _run(args, out):
     position = {"unit": 0, "steps": 0}
     state, history = None, {"steps": [], "loss": []}
     if saved is not None:
-        position, state, history = resume(args.resume, saved, config, model, optimizer, rng)
+        position, state, history = resume(args.resume, saved, config, task, model, optimizer, rng)
         kept = optimizer.param_groups[0]["lr"]
         if args.lr is not None and args.lr != kept:  # as the other settings: from here on, saved
             notes.append(f"--lr {args.lr:g} replaces the checkpoint's {kept:g} from here on")
@@ -249,7 +249,7 @@ def _run(args, out):
 
     steps = args.steps if args.steps is not None else (None if args.text else 15000)
     total_units = task.units(steps, args.epochs if args.epochs is not None else 1)
-    total_steps = sum(task.unit_steps(u) for u in range(total_units))
+    total_steps = task.steps_before(total_units)
     print(f"minigrad train: {task.describe()}", file=out, flush=True)
     print(f"  {args.cell} cell, hidden {args.hidden}, batch {args.batch}, {policy}, {args.optimizer} "
           f"lr {lr:g}{f', clip {clip:g}' if clip else ''}, {args.dtype}, device {device} ({why})",
@@ -440,13 +440,18 @@ def load_checkpoint(path):
     return saved
 
 
-def resume(path, saved, config, model, optimizer, rng):
+def resume(path, saved, config, task, model, optimizer, rng):
     """Restore the checkpoint `saved` (read from path) into model, optimizer and rng; returns
     (position, state, history). Checks that it was made for this task and model first."""
     differ = [f"{k} {saved['config'].get(k)!r} (this run: {v!r})" for k, v in config.items()
               if saved["config"].get(k) != v]
     if differ:
         raise ValueError(f"{path} was made for another run: {'; '.join(differ)}")
+    unit, steps = saved["position"]["unit"], saved["position"]["steps"]
+    if task.steps_before(unit) != steps:  # units have known lengths: the two must agree
+        raise ValueError(f"{path}: its position is malformed (unit {unit} starts at step "
+                         f"{task.steps_before(unit)} of this task, not {steps})")
+    _check_state(path, saved["state"], config, model)
     for field, restore in (("model", model.load_state_dict), ("optimizer", optimizer.load_state_dict),
                            ("rng", lambda value: setattr(rng.bit_generator, "state", value))):
         try:
@@ -460,6 +465,26 @@ def resume(path, saved, config, model, optimizer, rng):
         state = (tuple(Tensor(a, device=device) for a in state) if isinstance(state, tuple)
                  else Tensor(state, device=device))
     return saved["position"], state, saved["history"]
+
+
+def _check_state(path, state, config, model):
+    """The saved recurrent state: None, or the cell's state (one array, or (h, c) for an LSTM)
+    of shape (batch, hidden) and the model's dtype, every entry finite."""
+    shape, dtype = (config["batch"], config["hidden"]), model.head.weight.dtype
+    arity = 2 if config["cell"] == "lstm" else 1
+    parts = state if isinstance(state, tuple) else (state,)
+    if state is None:
+        return
+    if len(parts) != arity or not all(isinstance(a, np.ndarray) for a in parts):
+        raise ValueError(f"{path}: its state is malformed (expected "
+                         f"{'a tuple of 2 arrays (h, c)' if arity == 2 else 'one array'} "
+                         f"for --cell {config['cell']})")
+    for a in parts:
+        if a.shape != shape or a.dtype != dtype:
+            raise ValueError(f"{path}: its state is malformed (an array of shape {a.shape} and "
+                             f"dtype {a.dtype}; this model's is {shape}, {dtype})")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{path}: its state is malformed (it holds NaN or inf)")
 
 
 def _check_fields(path, saved):
