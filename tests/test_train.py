@@ -384,6 +384,9 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path)
     line = one_line_error(run("--text", str(text), "--batch", "100000", "--quiet"))
     assert line == (f"minigrad train: error: --batch 100000 leaves streams of 3 steps in {text}, fewer "
                     f"than a window (10); use --batch 31499 or less")
+    line = one_line_error(run("--text", str(text), "--batch", "100000", "--policy", "bptt", "--quiet"))
+    assert line == (f"minigrad train: error: --batch 100000 leaves streams of 3 steps in {text}, fewer "
+                    f"than a unit, --length (100); use --batch 3149 or less or a smaller --length")
 
 
 def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):

@@ -139,10 +139,12 @@ def check_size(args, settings, task):
     machine has available (on the CPU; a GPU's own memory is not estimated)."""
     tbptt = settings["policy"] == "tbptt"
     window = max(settings["k1"], settings["k2"]) if tbptt else task.length  # steps held at once
-    if args.text and tbptt and len(task.inputs) < window:
+    if args.text and len(task.inputs) < window:  # under BPTT a window is a unit (--length)
         most = max(1, (task.characters - 1) // window)  # the most streams of a window each
+        what = "a window" if tbptt else "a unit, --length"
         raise ValueError(f"--batch {args.batch} leaves streams of {len(task.inputs)} steps in "
-                         f"{args.text}, fewer than a window ({window}); use --batch {most} or less")
+                         f"{args.text}, fewer than {what} ({window}); use --batch {most} or less"
+                         f"{'' if tbptt else ' or a smaller --length'}")
     h, i, o = args.hidden, task.input_size, task.output_size
     itemsize = np.dtype(args.dtype).itemsize
     gates = GATES[args.cell]
