@@ -251,22 +251,27 @@ class Tensor:
     # compare entry by entry too, as PyTorch's; hashing stays by identity, so tensors still
     # work as dict keys and in sets (a dict compares with == only after equal hashes, and
     # identity hashes of live objects differ).
+    # Comparisons with what is not a tensor, an array or a number (None, a list) are Python's:
+    # == by identity (False), < a TypeError, as PyTorch's.
     def __eq__(self, other):
-        if not isinstance(other, _COMPARABLE):
-            return NotImplemented  # t == None, t == "a": Python's identity answer, False
-        return ops.compare("eq", self, other)
+        return ops.compare("eq", self, other) if _comparable(other) else NotImplemented
 
     def __ne__(self, other):
-        if not isinstance(other, _COMPARABLE):
-            return NotImplemented
-        return ops.compare("ne", self, other)
+        return ops.compare("ne", self, other) if _comparable(other) else NotImplemented
 
     __hash__ = object.__hash__
 
-    def __lt__(self, other): return ops.compare("lt", self, other)
-    def __le__(self, other): return ops.compare("le", self, other)
-    def __gt__(self, other): return ops.compare("gt", self, other)
-    def __ge__(self, other): return ops.compare("ge", self, other)
+    def __lt__(self, other):
+        return ops.compare("lt", self, other) if _comparable(other) else NotImplemented
+
+    def __le__(self, other):
+        return ops.compare("le", self, other) if _comparable(other) else NotImplemented
+
+    def __gt__(self, other):
+        return ops.compare("gt", self, other) if _comparable(other) else NotImplemented
+
+    def __ge__(self, other):
+        return ops.compare("ge", self, other) if _comparable(other) else NotImplemented
 
     def exp(self): return ops.exp(self)
     def log(self): return ops.log(self)
@@ -376,9 +381,11 @@ class Tensor:
     def T(self): return ops.transpose(self)
 
 
-# What == and != compare entry by entry; anything else (None, a list, as PyTorch) is
-# compared by identity.
-_COMPARABLE = (Tensor, np.ndarray, np.generic, int, float)
+def _comparable(other):
+    """Whether a comparison with `other` is entry by entry: a Tensor, a NumPy or CuPy array,
+    a real number."""
+    return (isinstance(other, (Tensor, np.ndarray, np.generic, int, float))
+            or hasattr(other, "__cuda_array_interface__"))
 
 
 class _Hooks:

@@ -241,6 +241,17 @@ def test_eq_with_something_that_is_not_a_number_is_identity():
     assert (t == [1.0, 2.0]) is False and (t != [1.0, 2.0]) is True  # a list too, as PyTorch
 
 
+@pytest.mark.parametrize("compare", [lambda t, v: t < v, lambda t, v: t <= v, lambda t, v: t > v,
+                                     lambda t, v: t >= v, lambda t, v: v < t])
+def test_an_ordering_with_a_list_is_a_type_error_as_pytorchs(compare):
+    """It compared entry by entry while == with the same list said False: now neither reads the
+    list as values; < raises, as PyTorch's (and Python's for unrelated types)."""
+    t = mg.tensor([1.0, 2.0])
+    for other in ([1.0, 3.0], (1.0, 3.0), None, "a"):
+        with pytest.raises(TypeError, match="not supported between instances of"):
+            compare(t, other)
+
+
 def test_a_scalar_compares_in_the_tensors_dtype():
     """float32(0.1) < float64(0.1): the scalar is taken as float32, as PyTorch takes it."""
     x = mg.tensor(np.array([0.1, 0.3], dtype=np.float32))
