@@ -17,7 +17,8 @@ and each is one attribute, one loop or one block here:
   - `tape.at_step(s)` labels every record made inside it with the time step s;
   - `backward(..., since_step=s)` treats records of steps before s as constants;
   - `tape.free(before_step=s)` drops the records of steps before s;
-  - `tape.steps(n)` hands out n labels no one else uses, and frees their records at its end.
+  - `tape.steps(n)` hands out n labels no one else uses, and frees their records at its end
+    (`tape.reserve(n)` hands them out alone).
 """
 import contextlib
 import functools
@@ -141,12 +142,22 @@ class Tape:
         """
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"Tape.steps: n must be an integer >= 0, got {n!r}")
-        base = self._labels
-        self._labels += int(n)
+        base = self.reserve(n)
         try:
             yield base
         finally:
             self.free(before_step=base + n + 1, from_step=base + 1)
+
+    def reserve(self, n):
+        """n fresh step labels, base+1 .. base+n, that no other block or reservation gets;
+        returns base. steps(n) is reserve(n) with freeing at its end; a bptt.Stream, which
+        cannot know its length, reserves a range no sequence will exhaust and frees it
+        itself."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ValueError(f"Tape.reserve: n must be an integer >= 0, got {n!r}")
+        base = self._labels
+        self._labels += int(n)
+        return base
 
     # -- freeing ------------------------------------------------------------
 

@@ -465,3 +465,22 @@ def test_steps_refuses_a_count_that_is_not_a_non_negative_integer(n):
     with pytest.raises(ValueError, match=re.escape(f"Tape.steps: n must be an integer >= 0, got {n!r}")):
         with tape.steps(n):
             pass
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, "3", True])
+def test_reserve_refuses_a_count_that_is_not_a_non_negative_integer(n):
+    with pytest.raises(ValueError, match=re.escape(f"Tape.reserve: n must be an integer >= 0, got {n!r}")):
+        mg.get_tape().reserve(n)
+
+
+def test_reserved_label_ranges_never_overlap_each_other_or_a_steps_block():
+    tape = mg.get_tape()
+    first = tape.reserve(5)
+    with tape.steps(3) as block:
+        pass
+    second = tape.reserve(0)
+    third = tape.reserve(4)
+    ranges = [range(first + 1, first + 6), range(block + 1, block + 4), range(third + 1, third + 5)]
+    labels = [label for r in ranges for label in r]
+    assert len(labels) == len(set(labels)) == 12
+    assert second == third  # an empty reservation takes no label
