@@ -22,7 +22,7 @@ sequence layer's) may span several steps; it carries the label of its first. Seg
 cut at every window's first step (TBPTT.starts), so neither `since_step` nor the freeing
 ever falls inside one, and everything above holds unchanged.
 """
-import functools
+import numbers
 import threading
 import warnings
 import zlib
@@ -264,7 +264,7 @@ _OPEN = 2 ** 48
 
 
 # What a Stream state dict holds: always, then in stored (False) or recompute (True) mode.
-_STATE_KEYS = {None: ("policy", "segments", "m", "p", "updates", "warned", "parameters",
+_STATE_KEYS = {None: ("policy", "segments", "m", "p", "promised", "updates", "warned", "parameters",
                       "first", "inputs", "targets"),
                False: ("state", "entering", "calls", "used", "version_ids", "versions"),
                True: ("context", "at", "last")}
@@ -299,7 +299,9 @@ class Stream:
         steps are fed, so the last k2 steps of each feed run one step at a time; the steps
         before them run in whole segments, cut at every window start and update as
         train_sequence cuts them. With feeds much longer than k2 nearly every step runs
-        inside a whole segment. Under BPTT() each feed is a segment. A bidirectional layer
+        inside a whole segment; a caller that knows more steps will come before the flush
+        says so, feed(x, y, more=j), and with j >= k2 the whole feed runs in segments.
+        Under BPTT() each feed is a segment. A bidirectional layer
         cannot run in a stream (its windows are never known whole).
 
     The stream keeps its own copies of the inputs and targets it still needs (a caller may
@@ -324,11 +326,19 @@ class Stream:
 
     # -- the API -------------------------------------------------------------
 
-    def feed(self, inputs, targets):
+    def feed(self, inputs, targets, *, more=0):
         """Run the steps of one piece (time first; arrays, Tensors or lists of per-step arrays,
-        of equal length); returns the losses (floats) of the updates it made, in order."""
+        of equal length); returns the losses (floats) of the updates it made, in order.
+
+        more: a promise that at least this many more steps will be fed before the next
+        flush(). It changes no result, only speed: with segments=True the final window
+        cannot start in this piece when more >= k2, so its last steps run as whole
+        segments instead of one step at a time (and, when k2 < k1, steps no window will
+        reach are not recorded). flush() raises RuntimeError if the promise was broken."""
+        if isinstance(more, bool) or not isinstance(more, numbers.Integral) or more < 0:
+            raise ValueError(f"Stream.feed: more must be an integer >= 0, got {more!r}")
         self._level = 6  # warnings point at the caller: feed, _feed, _*_feed, _*_update, _say
-        return self._feed(inputs, targets, last=False)
+        return self._feed(inputs, targets, last=False, more=int(more))
 
     def flush(self):
         """End the sequence: make the final partial update (rule 1's "after step n") and
@@ -337,6 +347,9 @@ class Stream:
         if self._tape is not None and get_tape() is not self._tape:
             raise RuntimeError("Stream.flush: this sequence records on the tape of the thread "
                                "that fed it first; flush it from that thread")
+        if self._m < self._promised:  # its segments were cut for a longer sequence
+            raise RuntimeError(f"Stream.flush: feed(..., more=...) promised at least "
+                               f"{self._promised} steps before the flush; {self._m} were fed")
         self._level = 4
         n, loss = self._m, None
         if n > self._p:
@@ -380,7 +393,7 @@ class Stream:
         """
         params = self._update.params
         sd = {"format": "minigrad.Stream/1", "policy": repr(self.policy),
-              "segments": self._run.segments, "m": self._m, "p": self._p,
+              "segments": self._run.segments, "m": self._m, "p": self._p, "promised": self._promised,
               "updates": self.updates, "warned": self._warned,
               "parameters": [_fingerprint(p.data) for p in params]}
         if self.policy.recompute:
@@ -430,7 +443,7 @@ class Stream:
         self._abandon()
         self._begin()
         self.updates, self._warned = int(sd["updates"]), bool(sd["warned"])
-        self._p = int(sd["p"])
+        self._p, self._promised = int(sd["p"]), int(sd["promised"])
         first, m = int(sd["first"]), int(sd["m"])
         tape = get_tape()
         self._tape, self._base = tape, tape.reserve(_OPEN)
@@ -480,6 +493,7 @@ class Stream:
         """A new sequence, from self._state: no step fed, no label reserved yet."""
         self._tape, self._base = None, None
         self._m = 0          # steps fed since the last flush
+        self._promised = 0   # feed(..., more=) promised the flush at no earlier step than this
         self._p = 0          # the last update came after this step (0: none yet)
         self._pending = []   # stored mode: (first step, loss) of the recorded calls since p
         self._data = _Pieces()
@@ -501,7 +515,7 @@ class Stream:
             raise RuntimeError(f"{self._who if who == 'train_sequence' else 'Stream.' + who}: "
                                "called inside no_grad(); nothing would be recorded")
 
-    def _feed(self, inputs, targets, last):
+    def _feed(self, inputs, targets, last, more=0):
         who = "train_sequence" if self._who == "train_sequence" else "Stream.feed"
         n_in, n_tg = _length(inputs, "inputs", who), _length(targets, "targets", who)
         if n_in != n_tg:
@@ -520,6 +534,7 @@ class Stream:
         if self._copy:
             inputs, targets = _own(inputs), _own(targets)
         first, end = self._m + 1, self._m + n_in
+        self._promised = max(self._promised, end + more)
         self._data.add(first, inputs, targets)
         self._run.n = end if last else None  # known: cut segments as train_sequence does
         train = self._recompute_feed if self.policy.recompute else self._stored_feed
@@ -561,27 +576,29 @@ class Stream:
 
     def _reachable(self, a, end, last):
         """Whether a window may yet reach step a, fed in a piece that ends at step `end`
-        (the sequence's last step if `last`): the update after it, or a flush at n >= end."""
+        (the sequence's last step if `last`): the update after it, or a flush at n >= end
+        (n >= the steps promised, if more)."""
         if self._k1 is None:
             return True
         k1, k2 = self._k1, self._k2
         u = -(-a // k1) * k1  # the first regular update at or after step a
         if last and u > end:  # there is none: the final update, after step n = end
             u = end
-        return a >= u - k2 + 1 or (not last and a >= end - k2 + 1)
+        return a >= u - k2 + 1 or (not last and a >= max(end, self._promised) - k2 + 1)
 
     def _cuts(self, first, end, last):
         """The steps in first+1 .. end that must begin a segment: every window's first step
-        (with the final window's, n - k2 + 1, unknown unless `last`: then each of the last k2
-        steps) and every step right after an update."""
+        (with the final window's, n - k2 + 1, unknown unless `last`: then each step where it
+        may be, the last k2 or, with a promise of more steps, fewer) and every step right
+        after an update."""
         if not self._run.segments or self._k1 is None:
             return ()
         k1, k2 = self._k1, self._k2
         n = end if last else _OPEN
         cuts = set(self.policy.starts(n, first, end))
         cuts.update(range(-(-first // k1) * k1 + 1, end + 1, k1))  # after each update
-        if not last:
-            cuts.update(range(max(first + 1, end - k2 + 1), end + 1))
+        if not last:  # where the final window may start: n >= end, or the steps promised
+            cuts.update(range(max(first + 1, max(end, self._promised) - k2 + 1), end + 1))
         return sorted(cuts)
 
     def _free(self):

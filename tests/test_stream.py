@@ -9,6 +9,7 @@ segment at a time (the segments may be cut elsewhere).
 import gc
 import threading
 import tracemalloc
+import re
 import warnings
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import minigrad as mg
 from minigrad import nn, optim
 from minigrad.bptt import BPTT, TBPTT, DroppedLossWarning, Stream, train_sequence
-from test_bptt import (CELLS, LayerModel, Model, RecordingSGD, arrays, data, reference_recompute,
+from test_bptt import (LayerModel, Model, RecordingSGD, arrays, data, reference_recompute,
                        reference_stored, simulated_updates)
 
 POLICIES = [BPTT(), TBPTT(2, 5), TBPTT(3, 3), TBPTT(5, 2), TBPTT(1, 4),
@@ -40,16 +41,18 @@ def chunkings(n, rng, count):
         yield sizes
 
 
-def streamed(model, state0, X, Y, policy, sizes, segments=False, flush=True):
-    """Feed X, Y in pieces of `sizes`, then flush; (losses, grads, stream)."""
+def streamed(model, state0, X, Y, policy, sizes, segments=False, flush=True, more=None):
+    """Feed X, Y in pieces of `sizes`, then flush; (losses, grads, stream). more(k, left): the
+    promise of the k-th feed, `left` steps coming after it (default: none)."""
     opt = RecordingSGD(model.params, 0.1)
     step = model.segment if segments else model.step
     stream = policy.stream(step, opt, state=state0, segments=segments)
     losses, at = [], 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DroppedLossWarning)
-        for size in sizes:
-            got = stream.feed(X[at:at + size], Y[at:at + size])
+        for k, size in enumerate(sizes):
+            promise = {} if more is None else {"more": more(k, len(X) - at - size)}
+            got = stream.feed(X[at:at + size], Y[at:at + size], **promise)
             assert all(isinstance(v, float) for v in got)
             losses += got
             at += size
@@ -139,18 +142,24 @@ def test_streams_match_the_slow_references_directly(k1, k2, recompute):
         np.testing.assert_allclose(a.data, b, rtol=1e-12, atol=1e-13)
 
 
-def test_with_feeds_much_longer_than_k2_nearly_every_step_runs_in_a_whole_segment():
-    """The flush window's first step is unknown while feeding, so the last k2 steps of each
-    feed run one at a time; the rest in segments cut only at windows and updates."""
+def counting_segments(n):
+    """A TBPTT(20, 20) stream over an Elman layer whose segment function notes each call's
+    length; (calls, segment, stream, X, Y, model) with n steps of data."""
     model = LayerModel("rnn")
     calls = []
 
     def segment(state, xs, ys):
         calls.append(xs.shape[0])
         return model.segment(state, xs, ys)
-    rng = np.random.default_rng(0)
-    X, Y = data(rng, 400)
+    X, Y = data(np.random.default_rng(0), n)
     stream = TBPTT(20, 20).stream(segment, optim.SGD(model.params, lr=0.01), segments=True)
+    return calls, segment, stream, X, Y, model
+
+
+def test_with_feeds_much_longer_than_k2_nearly_every_step_runs_in_a_whole_segment():
+    """The flush window's first step is unknown while feeding, so the last k2 steps of each
+    feed run one at a time; the rest in segments cut only at windows and updates."""
+    calls, segment, stream, X, Y, model = counting_segments(400)
     for k in range(2):
         stream.feed(X[200 * k:200 * (k + 1)], Y[200 * k:200 * (k + 1)])
     assert sum(calls) == 400
@@ -158,6 +167,58 @@ def test_with_feeds_much_longer_than_k2_nearly_every_step_runs_in_a_whole_segmen
     calls.clear()
     BPTT().stream(segment, optim.SGD(model.params, lr=0.01), segments=True).feed(X[:50], Y[:50])
     assert calls == [50]  # under BPTT() each feed is one segment
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("policy", POLICIES, ids=repr)
+def test_a_promise_of_more_steps_changes_no_result(policy, kind):
+    """feed(..., more=j) with j exact or a lower bound: the same updates as train_sequence (up
+    to rounding with segments, bit for bit without), whatever the chunking."""
+    n = 17
+    rng = np.random.default_rng(4)
+    X, Y = data(rng, n)
+    state0 = Model(kind).initial_state(rng, 2)
+    ref_model = Model(kind)
+    result, _ = whole(ref_model, state0, X, Y, policy)
+    for sizes in chunkings(n, rng, 3):
+        for more in (lambda k, left: left, lambda k, left: left // 2):
+            model = LayerModel(kind)
+            losses, _, stream = streamed(model, state0, X, Y, policy, sizes, segments=True, more=more)
+            assert_equal_runs(losses, result.losses, exact=False)
+            assert_equal_runs([p.data for p in model.params], [p.data for p in ref_model.params],
+                              exact=False)
+            model = Model(kind)
+            losses, _, stream = streamed(model, state0, X, Y, policy, sizes, more=more)
+            assert losses == result.losses
+
+
+def test_with_a_promise_of_k2_more_steps_a_feed_runs_in_whole_segments():
+    calls, segment, stream, X, Y, model = counting_segments(400)
+    stream.feed(X[:100], Y[:100], more=100)
+    stream.feed(X[100:200], Y[100:200], more=20)    # k2: the flush window starts after step 200
+    assert calls == [20] * 10
+    calls.clear()
+    stream.feed(X[200:300], Y[200:300], more=10)    # it may start at 291..300: single steps
+    assert calls == [20] * 4 + [10] + [1] * 10
+    calls.clear()
+    stream.feed(X[300:], Y[300:], more=0)
+    stream.flush()
+    assert sum(calls) == 100
+
+
+def test_a_broken_promise_is_an_error_at_the_flush_and_a_bad_one_at_once():
+    model = Model("rnn")
+    rng = np.random.default_rng(0)
+    X, Y = data(rng, 10)
+    stream = TBPTT(2, 4).stream(model.step, optim.SGD(model.params, lr=0.1))
+    stream.feed(X[:4], Y[:4], more=5)
+    stream.feed(X[4:7], Y[4:7])
+    with pytest.raises(RuntimeError, match=r"Stream.flush: feed\(\.\.\., more=\.\.\.\) promised at "
+                                           r"least 9 steps before the flush; 7 were fed"):
+        stream.flush()
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match=f"Stream.feed: more must be an integer >= 0, got {re.escape(repr(bad))}"):
+            stream.feed(X[7:], Y[7:], more=bad)
 
 
 # -- flush, state, errors ------------------------------------------------------------
