@@ -265,8 +265,58 @@ def test_text_units_when_the_length_divides_the_streams(tmp_path):
     assert task.per_epoch == 2
     assert [task.unit_steps(u) for u in range(4)] == [7, 7, 7, 7]
     assert [task.unit(u, None)[2] for u in range(4)] == [True, False, True, False]
+    assert [task.ends_pass(u) for u in range(4)] == [False, True, False, True]
+    with pytest.raises(ValueError, match="no validation split"):
+        task.evaluation_set(None)
+
+
+def test_text_validation_is_the_end_of_the_text_never_in_the_streams(tmp_path):
+    text = "ab" * 30 + "xyz" * 10 + "b" * 20       # 110 characters
+    task = TextTask(text_file(tmp_path, text), length=5, batch=2, val_fraction=0.2)
+    held = text[-22:]                                  # round(110 * 0.2)
+    assert "".join(task.vocab[i] for i in task.validation) == held
+    train = text[:-22]
+    assert task.characters == len(train) == 88
+    per = 87 // 2
+    streams = "".join(task.vocab[i] for b in range(2) for i in task.inputs[:, b])
+    assert streams == train[:2 * per]                  # the streams read the training part only
+    x, y = task.evaluation_set(None)                   # 21 steps: one stream (fewer than 50 each)
+    assert "".join(task.vocab[i] for i in x.indices[:, 0]) == held[:-1]
+    assert "".join(task.vocab[i] for i in y[:, 0]) == held[1:]
+    counts = {c: train.count(c) for c in set(train)}   # the unigram entropy of the training part
+    expected = -sum(n / 88 * math.log(n / 88) for n in counts.values())
+    assert task.baseline() == pytest.approx(expected, rel=1e-12)
+    assert task.config()["val_fraction"] == 0.2
+    with pytest.raises(ValueError, match=r"--val-fraction must be at least 0 and below 1, got 1.5"):
+        TextTask(text_file(tmp_path, text), val_fraction=1.5)
+    with pytest.raises(ValueError, match=r"110 characters \(55 held out\): too short for 30 streams"):
+        TextTask(text_file(tmp_path, text), batch=30, val_fraction=0.5)
+
+
+def test_long_validation_splits_into_streams_of_at_least_50_steps(tmp_path):
+    text = "".join(np.random.default_rng(0).choice(list("abcde"), 2000))
+    task = TextTask(text_file(tmp_path, text), length=5, batch=8, val_fraction=0.1)  # 200 held out
     x, y = task.evaluation_set(None)
-    assert len(x) == 14 and y.shape == (14, 3)
+    assert x.indices.shape == y.shape == (66, 3)      # 199 steps // 50 = 3 streams of 66
+    held = np.array([task.vocab.index(c) for c in text[-200:]])
+    np.testing.assert_array_equal(x.indices.T.ravel(), held[:198])
+    np.testing.assert_array_equal(y.T.ravel(), held[1:199])
+
+
+@pytest.mark.parametrize("make", ["delay", "adding"])
+def test_a_segments_loss_is_the_sum_of_its_step_losses(make, rng):
+    if make == "delay":
+        task = DelayTask(delay=2, length=6, batch=3, symbols=4, dtype="float64")
+        _, y = task.sample(rng)
+        outputs = mg.tensor(rng.standard_normal((6, 3, 4)), requires_grad=True)
+    else:
+        task = AddingTask(length=6, batch=3, dtype="float64")
+        _, y = task.sample(rng)
+        outputs = mg.tensor(rng.standard_normal((6, 3, 1)), requires_grad=True)
+    y = mg.tensor(y)
+    by_step = sum(float(task.step_loss(outputs[t], y[t]).data) for t in range(6))
+    assert float(task.loss(outputs, y).data) == pytest.approx(by_step, rel=1e-12)
+    assert mg.gradcheck(lambda z: task.loss(z, y), [outputs])
 
 
 def test_text_multi_byte_utf8_characters_are_single_symbols(tmp_path):
@@ -351,3 +401,9 @@ def test_make_task_passes_the_delay_check_through():
 def test_make_task_refuses_an_unknown_task():
     with pytest.raises(ValueError, match="unknown task 'copy'; the built-in tasks are delay and adding"):
         make_task(args(task="copy"))
+
+
+def test_text_steps_after_a_unit_count_down_to_the_end_of_the_pass(tmp_path):
+    task = TextTask(text_file(tmp_path, TEXT), length=4, batch=3)    # passes of 14 steps: 4, 4, 4, 2
+    assert [task.steps_after(u) for u in range(6)] == [10, 6, 2, 0, 10, 6]
+    assert [task.ends_pass(u) for u in range(6)] == [task.steps_after(u) == 0 for u in range(6)]

@@ -1,4 +1,6 @@
-"""The `minigrad` command: `minigrad demo` differentiates a small unrolled RNN and checks it.
+"""The `minigrad` command: `minigrad train` trains a recurrent network, `minigrad sample`
+generates from a trained character model, `minigrad demo` differentiates a small unrolled
+RNN and checks it.
 
 Errors are one line on stderr and a non-zero exit, never a traceback.
 """
@@ -66,11 +68,12 @@ class _Parser(argparse.ArgumentParser):
 def _train_parser(commands):
     p = commands.add_parser(
         "train", help="train a small recurrent network with BPTT or TBPTT(k1, k2)",
-        description="Train a recurrent cell and a linear readout on a built-in task (default: "
-                    "delayed recall, which needs k2 > --delay to learn) or on a text file, with "
-                    "minigrad.bptt.train_sequence. Each unit (a sequence of the task, or --length "
-                    "steps of the text's streams) is one train_sequence call: windows do not reach "
-                    "across units, and checkpoints are written between them.")
+        description="Train stacked recurrent layers (PyTorch's nn.RNN, nn.LSTM or nn.GRU) and a "
+                    "linear readout on a built-in task (default: delayed recall, which needs k2 > "
+                    "--delay to learn) or on a text file, a segment of steps at a time. Each unit "
+                    "of a built-in task is a fresh sequence (one train_sequence call); a text's "
+                    "units (--length steps of its streams) feed one TBPTT stream per pass, so "
+                    "windows reach across units. Checkpoints are written between units.")
     data = p.add_argument_group("data")
     data.add_argument("--task", choices=["delay", "adding"], default=None,
                       help="built-in task: delay (output the symbol from --delay steps ago; default) "
@@ -79,22 +82,36 @@ def _train_parser(commands):
     data.add_argument("--length", type=int, default=None,
                       help="steps per sequence (delay: 50, adding: 20) or per unit of --text (100)")
     data.add_argument("--text", metavar="FILE", help="train a character model on a UTF-8 text file")
+    data.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
+                      help="with --text: the share of the text, at its end, held out for validation "
+                           "and never trained on (default 0.05; 0: none)")
     data.add_argument("--sample", type=int, default=None, metavar="N",
                       help="with --text: characters to generate at the end (default 200; 0: none)")
     data.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     model = p.add_argument_group("model and training")
     model.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="lstm", help="default lstm")
     model.add_argument("--hidden", type=int, default=32, help="hidden units (default 32)")
+    model.add_argument("--layers", type=int, default=1, help="stacked recurrent layers (default 1)")
+    model.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                       help="dropout between the layers and before the readout (default 0)")
     model.add_argument("--batch", type=int, default=32, help="sequences or streams per step (default 32)")
     model.add_argument("--policy", choices=["bptt", "tbptt"], default=None,
                        help="bptt: one update per unit, through all of it; tbptt: TBPTT(k1, k2) (default)")
-    model.add_argument("--k1", type=int, default=None, help="TBPTT: forward steps between updates (default 5)")
-    model.add_argument("--k2", type=int, default=None, help="TBPTT: steps of backpropagation (default 10)")
+    model.add_argument("--k1", type=int, default=None,
+                       help="TBPTT: forward steps between updates (default 5; --text: 50)")
+    model.add_argument("--k2", type=int, default=None,
+                       help="TBPTT: steps of backpropagation (default 10; --text: 50)")
     model.add_argument("--recompute", action="store_true", default=None,
                        help="TBPTT: re-run each window with the current weights (unfold-and-average)")
-    model.add_argument("--optimizer", choices=["sgd", "adam", "adagrad"], default="adam", help="default adam")
+    model.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "adagrad"], default="adam",
+                       help="default adam (adamw: Adam with decoupled weight decay 0.01)")
     model.add_argument("--lr", type=float, default=None,
-                       help="learning rate (default: sgd 0.1, adam 0.01, adagrad 0.05)")
+                       help="learning rate (default: sgd 0.1, adam and adamw 0.01, adagrad 0.05)")
+    model.add_argument("--lr-schedule", choices=["none", "cosine", "step"], default=None,
+                       help="none (default); cosine: down to 0 at the end; step: x0.1 at half the "
+                            "run and at three quarters")
+    model.add_argument("--warmup", type=int, default=None, metavar="N",
+                       help="raise the learning rate linearly over the first N steps (default 0)")
     model.add_argument("--clip", type=float, default=None, help="clip the gradient norm (default 1.0)")
     length = model.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=None, help="time steps to train (default 15000)")
@@ -110,8 +127,27 @@ def _train_parser(commands):
     files.add_argument("--plot", metavar="FILE",
                        help="write the loss curve, its format from the extension: .png, .svg, .pdf, ... "
                             "(needs matplotlib)")
-    files.add_argument("--quiet", action="store_true", help="no progress bar")
+    files.add_argument("--log", metavar="FILE",
+                       help="append one JSON object per unit (step, loss, val_loss, lr, elapsed, "
+                            "steps_per_s) to this file")
+    files.add_argument("--quiet", action="store_true",
+                       help="no progress display (off a terminal it is a line every 10 s)")
     p.set_defaults(run=_train)
+
+
+def _sample_parser(commands):
+    p = commands.add_parser(
+        "sample", help="generate text from a character model saved by `minigrad train --text`",
+        description="Generate characters, one at a time, from a checkpoint of `minigrad train "
+                    "--text ... --save PATH` (PATH, or the best validation model PATH.best).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--prime", default="", metavar="TEXT",
+                   help="text to start from (default: a random character)")
+    p.add_argument("--length", type=int, default=200, metavar="N",
+                   help="characters to generate (default 200)")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    p.set_defaults(run=_sample)
 
 
 def _train(args):
@@ -119,14 +155,21 @@ def _train(args):
     return run(args)
 
 
+def _sample(args):
+    from .train import sample_command
+    return sample_command(args)
+
+
 def main(argv=None):
     parser = _Parser(prog="minigrad", description="minigrad: autodiff for recurrent networks.")
+    parser.add_argument("--version", action="version", version=f"minigrad {mg.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = commands.add_parser("demo", help="differentiate a small unrolled RNN and gradcheck it")
     p.add_argument("--seed", type=int, default=0, help="seed of the random data and weights")
     p.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT text")
     p.set_defaults(run=demo)
     _train_parser(commands)
+    _sample_parser(commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -1,16 +1,20 @@
 """Built-in sequence tasks for `minigrad train`, generated on the fly from a seed.
 
-Each task hands the trainer *units*: one call of `train_sequence` each, as
-(inputs, targets, fresh) with time on the first axis and `fresh` saying whether
-the recurrent state starts again from zero. A task also defines the loss of one
-time step and how to score a trained model against a trivial baseline.
+Each task hands the trainer *units*, as (inputs, targets, fresh) with time on the
+first axis and `fresh` saying whether the recurrent state starts again from zero: a
+whole sequence for the generated tasks, the next --length steps of the streams for
+a text (fed to one TBPTT stream, so windows cross units). Symbol inputs come as a
+lazy OneHot, whose `indices` the trainer's model one-hot encodes once per segment. A
+task also defines the loss of one time step (`step_loss`) and of a segment of steps
+(`loss`), and how to score a trained model against a trivial baseline.
 
 - DelayTask ("delay"): output the symbol seen `delay` steps ago. Memory need: delay
   steps, so TBPTT needs k2 > delay to learn it, and stays at chance below.
 - AddingTask ("adding"): two of `length` numbers are marked; at the last step, output
   their sum. Memory need: up to the whole sequence.
-- TextTask (--text FILE): predict the next character of a text, B streams over it,
-  the state carried from one unit to the next (the classic "batchify" layout).
+- TextTask (--text FILE): predict the next character of a text, B streams over its
+  first part, the state carried from one unit to the next (the classic "batchify"
+  layout); the last part (--val-fraction) is held out for validation.
 """
 import hashlib
 
@@ -49,6 +53,12 @@ class _Classes:
         losses = F.cross_entropy(logits, array_module(t).where(valid, t, 0), reduction="none")
         mask = Tensor(valid.astype(logits.dtype))
         return (losses * mask).sum() * (1.0 / batch)
+
+    def loss(self, logits, y):
+        """The losses of a segment of steps at once: logits (T, B, V), y (T, B) class indices
+        (-1: no target); the cross-entropy summed over steps and entries, divided by B (so
+        the sum of step_loss over the segment's steps, up to rounding)."""
+        return F.cross_entropy(logits, y, ignore_index=-1, reduction="sum") * (1.0 / logits.shape[1])
 
     def score(self, outputs, targets):
         """accuracy, mean loss, and the same for the trivial baseline of always predicting the
@@ -148,6 +158,13 @@ class AddingTask(_Generated):
         d = pred.reshape(pred.shape[0]) - target
         return (d * d * weight).sum() * (1.0 / pred.shape[0])
 
+    def loss(self, pred, y):
+        """The losses of a segment of steps at once: pred (T, B, 1), y (T, B, 2); the weighted
+        squared error summed over steps and entries, divided by B."""
+        T, B = y.shape[0], y.shape[1]
+        d = pred.reshape(T, B) - y[:, :, 0]
+        return (d * d * y[:, :, 1]).sum() * (1.0 / B)
+
     def score(self, outputs, targets):
         """Mean squared error at the last step, and accuracy: |error| < 0.04, the usual
         criterion; the baseline always answers 1, the expected sum."""
@@ -162,7 +179,7 @@ class AddingTask(_Generated):
 class TextTask(_Classes):
     name = "text"
 
-    def __init__(self, path, length=100, batch=32, dtype="float32"):
+    def __init__(self, path, length=100, batch=32, dtype="float32", val_fraction=0.0):
         try:
             with open(path, "rb") as f:
                 raw = f.read()
@@ -179,17 +196,27 @@ class TextTask(_Classes):
                              f"(byte 0x{raw[e.start]:02x} at offset {e.start})") from None
         if not text:
             raise ValueError(f"{path} is empty")
-        if len(text) < 2 * batch + 1:
-            raise ValueError(f"{path} has {len(text)} characters: too short for {batch} streams "
-                             f"(--batch); it needs at least {2 * batch + 1}")
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
+        # The last val_fraction of the characters: never trained on. At least 2 characters
+        # (one input and its target) when asked for at all.
+        held = 0 if val_fraction == 0 else max(2, round(len(text) * val_fraction))
+        if len(text) - held < 2 * batch + 1:
+            raise ValueError(f"{path} has {len(text)} characters{f' ({held} held out)' if held else ''}: "
+                             f"too short for {batch} streams (--batch); it needs at least "
+                             f"{2 * batch + 1 + held}")
         self.path, self.length, self.batch = path, length, batch
-        self.vocab = "".join(sorted(set(text)))
+        self.vocab = "".join(sorted(set(text)))  # of the whole text: validation has no unknowns
         self.classes = self.input_size = self.output_size = len(self.vocab)
         self.dtype = np.dtype(dtype)
         self.digest = hashlib.sha256(raw).hexdigest()[:16]
+        self.val_fraction = val_fraction
         index = {c: i for i, c in enumerate(self.vocab)}
         data = np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
-        self.characters = len(data)
+        data, self.validation = data[:len(data) - held], (data[len(data) - held:] if held else None)
+        self.characters = len(data)  # of the training part
+        counts = np.bincount(data, minlength=self.classes)
+        self.frequencies = counts / counts.sum()  # of the training part: the unigram baseline
         per = (len(data) - 1) // batch  # steps per stream
         # Stream b reads characters b*per .. (b+1)*per; the target is the next character.
         self.inputs = data[:batch * per].reshape(batch, per).T
@@ -201,12 +228,22 @@ class TextTask(_Classes):
                 f"{len(self.inputs)} steps, {self.classes} symbols)")
 
     def config(self):
-        return {"task": self.name, "text": self.digest, "vocab": self.vocab, "length": self.length}
+        return {"task": self.name, "text": self.digest, "vocab": self.vocab, "length": self.length,
+                "val_fraction": self.val_fraction}
 
     def unit(self, index, rng):
         k = index % self.per_epoch
         rows = slice(k * self.length, (k + 1) * self.length)
         return OneHot(self.inputs[rows], self.classes, self.dtype), self.targets[rows], k == 0
+
+    def ends_pass(self, index):
+        """Whether unit `index` is the last of a pass over the text."""
+        return (index + 1) % self.per_epoch == 0
+
+    def steps_after(self, index):
+        """The steps of the pass that come after unit `index`."""
+        k = index % self.per_epoch
+        return len(self.inputs) - min(len(self.inputs), (k + 1) * self.length)
 
     def units(self, steps, epochs):
         """How many units make `epochs` passes, or at least `steps` steps (the last unit of
@@ -226,8 +263,22 @@ class TextTask(_Classes):
         return passes * len(self.inputs) + k * self.length
 
     def evaluation_set(self, rng):
-        rows = slice(0, min(len(self.inputs), 500))
-        return OneHot(self.inputs[rows], self.classes, self.dtype), self.targets[rows]
+        """The validation characters laid out as streams: inputs and targets (T, S), S at
+        most the batch, each stream at least 50 steps where the split allows (a stream's
+        first steps have no context, so fewer, longer streams measure the model better)."""
+        if self.validation is None:
+            raise ValueError("this text has no validation split (--val-fraction 0)")
+        count = max(1, min(self.batch, (len(self.validation) - 1) // 50))
+        per = (len(self.validation) - 1) // count
+        v = self.validation
+        return (OneHot(v[:count * per].reshape(count, per).T, self.classes, self.dtype),
+                v[1:count * per + 1].reshape(count, per).T)
+
+    def baseline(self):
+        """The unigram entropy of the training characters, in nats: the loss per character
+        of predicting every character by its frequency, with no context."""
+        p = self.frequencies[self.frequencies > 0]
+        return float(-(p * np.log(p)).sum())
 
 
 def make_task(args):
@@ -235,7 +286,8 @@ def make_task(args):
     if args.text is not None:
         if args.task is not None:
             raise ValueError("give --task or --text, not both")
-        return TextTask(args.text, length=args.length or 100, batch=args.batch, dtype=args.dtype)
+        return TextTask(args.text, length=args.length or 100, batch=args.batch, dtype=args.dtype,
+                        val_fraction=getattr(args, "val_fraction", 0.0))
     task = args.task or "delay"
     if task == "delay":
         return DelayTask(delay=args.delay, length=args.length or 50, batch=args.batch, dtype=args.dtype)
