@@ -106,5 +106,8 @@ def pytest_generate_tests(metafunc):
         w4 = sized(workloads.W4)
         cases = [(w4, label, n) for label, *_ in w4.policies for n in w4.lengths]
         metafunc.parametrize("scaling", cases, ids=[f"{label}-n{n}" for _, label, n in cases])
+    if "charlm" in metafunc.fixturenames:
+        metafunc.parametrize("charlm", [sized(w) for w in workloads.CHARLM],
+                             ids=[w.name for w in workloads.CHARLM])
     if "chain" in metafunc.fixturenames:
         metafunc.parametrize("chain", [sized(workloads.W5)], ids=["W5"])

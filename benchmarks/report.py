@@ -36,6 +36,10 @@ VARIANTS = (("cells, per step", "minigrad", "numpy"),
             ("layer, per window", "minigrad-seq", "numpy-window"))
 # The targets: workload -> (largest minigrad / floor, largest minigrad / PyTorch eager)
 TARGETS = {"W1": (1.25, 1.0), "W2": (1.25, 1.0), "W3": (1.5, None), "W5": (None, 2.0)}
+# A language model (W7) -> the largest minigrad / PyTorch fused; it has a table of its own:
+# minigrad as its trainer runs it (a Stream) against the same model in PyTorch, no floor.
+LANGUAGE_MODELS = {"W7": 1.3}
+LANGUAGE_MODEL_COLUMNS = (("minigrad", "minigrad-stream"), ("PyTorch fused", "torch-fused"))
 # A stacked workload -> the one-layer workload it stacks: their ratio is what the layers cost.
 STACKED = {"W6": "W2"}
 STACKED_COLUMNS = (("minigrad", "minigrad-seq"), ("NumPy floor", "numpy-window"),
@@ -171,6 +175,7 @@ def render(data):
     if on_cpu:
         parts.append(main_table(on_cpu))
         parts.append(stacked_table(on_cpu))
+        parts.append(language_model_table(on_cpu))
     scaling = [b for b in on_cpu if b["extra_info"]["workload"] == "W4"]
     if scaling:
         parts.append(scaling_tables(scaling))
@@ -214,8 +219,11 @@ def main_table(benches):
     A recurrent workload has two rows: minigrad's cells (one call of the user's step and
     a record per op per time step) against the per-step floor, and minigrad's sequence
     layer (train_sequence(segments=True): a record per op per window) against the floor
-    that batches a window the same way (a stacked workload, W6, has the second only)."""
-    rows = _per_workload(benches)
+    that batches a window the same way (a stacked workload, W6, has the second only).
+    The language models have their own table."""
+    rows = {name: row for name, row in _per_workload(benches).items() if name not in LANGUAGE_MODELS}
+    if not rows:
+        return ""
     heads = ["minigrad", "NumPy floor", "PyTorch eager", "PyTorch fused"]
     lines = ["| workload | minigrad runs | µs per | " + " | ".join(heads)
              + " | minigrad / floor | minigrad / PyTorch eager | target |",
@@ -265,6 +273,26 @@ def stacked_table(benches):
                          + f" | {_ratio(_over(mg, fl))} | {_ratio(_over(mg, fused))} |")
         ratios = [_over(rows[stacked].get(impl), rows[single].get(impl)) for _, impl in STACKED_COLUMNS]
         lines.append(f"| {stacked} / {single} | " + " | ".join(_ratio(r) for r in ratios) + " | | |")
+    return "\n".join(lines)
+
+
+def language_model_table(benches):
+    """W7: microseconds per time step of minigrad (as `minigrad train --text` runs it) and of
+    the same model in PyTorch, their ratio, judged against the target. Empty without W7."""
+    rows = {name: row for name, row in _per_workload(benches).items() if name in LANGUAGE_MODELS}
+    if not rows:
+        return ""
+    lines = ["The character language model, µs per time step:", "",
+             "| workload | " + " | ".join(head for head, _ in LANGUAGE_MODEL_COLUMNS)
+             + " | minigrad / PyTorch fused | target |",
+             "|---|" + "---:|" * (len(LANGUAGE_MODEL_COLUMNS) + 1) + "---|"]
+    for name in sorted(rows):
+        mg, fused = (rows[name].get(impl) for _, impl in LANGUAGE_MODEL_COLUMNS)
+        ratio, most = _over(mg, fused), LANGUAGE_MODELS[name]
+        lines.append(f"| {name} | {_us(mg)} | {_us(fused)} | {_ratio(ratio)} | "
+                     + _judge([(f"≤ {most:g}× PyTorch fused", ratio, most)]) + " |")
+    lines.append("")
+    lines += [f"- {name}: {rows[name]['about']}" for name in sorted(rows) if rows[name]["about"]]
     return "\n".join(lines)
 
 

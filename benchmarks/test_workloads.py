@@ -6,7 +6,8 @@ Each benchmark's extra_info says what one unit of work is (a time step, an op) a
 how many units a round does; the report divides by that.
 
 A timing only counts if the timed run did the workload's work, so each benchmark checks
-its result: the trained weights against the NumPy floor's, the chain's gradient against
+its result: the trained weights against the NumPy floor's (W7's: against the other
+implementation's, minigrad's or PyTorch's), the chain's gradient against
 its derivative computed forward in float64, and each policy's peak memory against what
 its window may hold. (tests/test_benchmarks.py checks the same maths at tiny sizes in
 float64; here it is the timed run, at the sizes and in the dtype that were timed.)
@@ -26,6 +27,8 @@ RECURRENT = {"minigrad": workloads.minigrad_recurrent, "numpy": floor.numpy_recu
 STACKED = {name: RECURRENT[name] for name in ("minigrad-seq", "numpy-window", "torch-fused")}
 CHAIN = {"minigrad": workloads.minigrad_chain, "numpy": floor.numpy_chain,
          "torch": torch_impl.torch_chain}
+# W7, the character language model: minigrad's Stream against PyTorch's fused nn.LSTM
+CHARLM = {"minigrad-stream": workloads.minigrad_charlm, "torch-fused": torch_impl.torch_charlm}
 
 
 def _time(benchmark, smoke, prepare, rounds):
@@ -181,6 +184,34 @@ def test_chain(benchmark, smoke, chain, impl):
     # float32; some entries vanish along the chain (below 1e-60 at full length): those only
     # need to be small
     np.testing.assert_allclose(grad, dy, rtol=1e-4, atol=1e-4 * np.abs(dy).max())
+
+
+@pytest.mark.parametrize("impl", list(CHARLM))
+def test_charlm(benchmark, smoke, charlm, impl):
+    """W7, the character language model: microseconds per time step (forward, backward,
+    clipping and Adam), minigrad as `minigrad train --text` runs it against PyTorch."""
+    _needs(impl)
+    w = charlm
+    data, weights = workloads.charlm_data(w), workloads.charlm_weights(w)
+    _describe(benchmark, w, impl, w.units)
+    trained = _time(benchmark, smoke, lambda: CHARLM[impl](w, weights, data), rounds=11)
+    # Checked against the other implementation (minigrad against itself without PyTorch): at
+    # full size in float32 the two end within about 1e-5 of how far the weights moved.
+    other = impl if torch_impl.torch is None else next(i for i in CHARLM if i != impl)
+    reference = _charlm_reference(w, other)
+    assert trained.keys() == weights.keys()
+    for name, value in weights.items():
+        assert trained[name].dtype == value.dtype and trained[name].shape == value.shape, name
+        assert not np.array_equal(trained[name], value), f"{impl}: {name} did not train"
+        error = (np.linalg.norm(trained[name] - reference[name])
+                 / np.linalg.norm(reference[name] - value))
+        assert error < 1e-3, f"{impl}: {name} is off by {error:.1e} of the reference's change"
+
+
+@functools.cache
+def _charlm_reference(w, impl):
+    """The weights `impl` trains W7 (w) to from its starting weights and data, once per run."""
+    return CHARLM[impl](w, workloads.charlm_weights(w), workloads.charlm_data(w))()
 
 
 def _time_on_gpu(benchmark, smoke, w, impl, impls, workloads_name):

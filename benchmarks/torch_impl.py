@@ -3,8 +3,9 @@
 Two for W1-W3: the eager cell loop (nn.RNNCell / nn.LSTMCell called once per step,
 as minigrad runs) and the fused layer (nn.RNN / nn.LSTM over a whole window, which
 batches the input projections and runs the recurrence in C++); for W6 the fused layer,
-stacked, with PyTorch's own dropout masks. Same weights, same data, same losses and
-updates as the other implementations.
+stacked, with PyTorch's own dropout masks; for W7, the character language model, the fused
+layer with Adam and gradient clipping. Same weights, same data, same losses and updates as
+the other implementations.
 """
 import numpy as np
 
@@ -93,6 +94,38 @@ def torch_fused(w, weights, data, device="cpu"):
             state = tuple(s.detach() for s in state) if w.cell == "lstm" else state.detach()
         trained = _trained([("", layer), ("head.", head)])
         return {w.weight_name(k): v for k, v in trained.items()}
+    return run
+
+
+def torch_charlm(w, weights, data):
+    """W7: nn.LSTM and nn.Linear over a window of k steps at a time, the window's inputs
+    one-hot encoded once, the state detached between windows; Adam, gradients clipped."""
+    functional = torch.nn.functional
+    xs, ys = (torch.from_numpy(np.ascontiguousarray(a)) for a in data)
+    dtype = {np.float32: torch.float32, np.float64: torch.float64}[weights["head.weight"].dtype.type]
+    lstm = torch.nn.LSTM(w.vocab, w.hidden, num_layers=w.layers, dtype=dtype)
+    head = torch.nn.Linear(w.hidden, w.vocab, dtype=dtype)
+    with torch.no_grad():
+        for prefix, module in (("", lstm), ("head.", head)):
+            for name, p in module.named_parameters():
+                p.copy_(torch.from_numpy(weights[prefix + name]))
+    params = list(lstm.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=w.lr)
+
+    def run():
+        state = None
+        for start in range(0, w.steps, w.k):
+            x = functional.one_hot(xs[start:start + w.k], w.vocab).to(dtype)  # (k, B, V), once
+            out, state = lstm(x, state)
+            logits = head(out)              # (k, B, V)
+            loss = functional.cross_entropy(logits.reshape(-1, w.vocab), ys[start:start + w.k].reshape(-1),
+                                            reduction="sum") / w.batch
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, w.clip)
+            opt.step()
+            state = tuple(s.detach() for s in state)
+        return _trained([("", lstm), ("head.", head)])
     return run
 
 

@@ -1,4 +1,4 @@
-"""The fixed workloads W1-W6: their sizes, their data, their starting weights, and
+"""The fixed workloads W1-W7: their sizes, their data, their starting weights, and
 minigrad's implementation of each.
 
 Every implementation of a workload (minigrad here, the NumPy floor in floor.py,
@@ -134,6 +134,51 @@ W5 = Chain("W5", ops=999, size=16,
            about="a chain of 999 elementwise ops (mul, add, tanh) on 16 numbers, forward + backward")
 
 
+@dataclass(frozen=True)
+class CharLM:
+    """W7: the character language model `minigrad train --text FILE --layers 2 --hidden 256`
+    trains, timed against the same model in PyTorch (there is no NumPy floor for it).
+
+    Inputs are (steps, batch) class indices, one-hot encoded once per segment (minigrad) or
+    window (PyTorch); nn.LSTM(vocab, hidden, num_layers=layers), then nn.Linear(hidden, vocab)
+    on every step's output at once; the loss of a segment is the cross-entropy summed over its
+    steps and batch entries, divided by the batch. Trained with Adam, the gradients clipped to
+    a joint norm of `clip`, under TBPTT(k, k), as the trainer runs it: a Stream with
+    segments=True, fed `feed` steps at a time, each feed saying how many steps still come.
+    """
+    name: str
+    vocab: int          # V: the characters; inputs are one-hot over them
+    hidden: int
+    layers: int
+    batch: int
+    k: int              # TBPTT(k, k)
+    feed: int           # steps a Stream.feed call gets (the trainer's unit)
+    steps: int          # time steps in the sequence (a multiple of feed and of k)
+    lr: float           # Adam's
+    clip: float         # the largest joint 2-norm of the gradients
+    about: str = ""
+
+    units = property(lambda self: self.steps)
+    unit = "time step"
+
+    def smoke(self):
+        """Tiny and odd sizes; still two layers, feeds of 2k steps and four windows."""
+        return replace(self, vocab=11, hidden=7, batch=3, k=4, feed=8, steps=16)
+
+    def weight_names(self):
+        """The trained weights' names, in the order nn.LSTM and nn.Linear hold them."""
+        return [f"{kind}_l{k}" for k in range(self.layers)
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] + ["head.weight", "head.bias"]
+
+
+W7 = CharLM("W7", vocab=96, hidden=256, layers=2, batch=32, k=50, feed=100, steps=400,
+            lr=2e-3, clip=1.0,
+            about="character LM (minigrad train --text, --layers 2 --hidden 256): one-hot 96 -> "
+                  "2-layer LSTM 256 -> readout 96, batch 32, cross-entropy, Adam 2e-3, clip 1.0, "
+                  "TBPTT(50, 50), a Stream fed 100 steps at a time")
+CHARLM = (W7,)
+
+
 # -- data and starting weights ---------------------------------------------------------
 
 def recurrent_data(w, dtype=np.float32, seed=0):
@@ -186,6 +231,24 @@ def dropout_generator(w):
     for _, shape in _layer_shapes(w):
         rng.uniform(-bound, bound, shape)  # the layer's initial weights, as it draws them
     return rng
+
+
+def charlm_data(w, seed=4):
+    """(xs, ys): (steps, batch) int64 classes, a random text and the next character of each."""
+    symbols = np.random.default_rng(seed).integers(0, w.vocab, size=(w.steps + 1, w.batch))
+    return symbols[:-1], symbols[1:]
+
+
+def charlm_weights(w, dtype=np.float32, seed=5):
+    """Starting weights: minigrad's own initialization (PyTorch's layout and bounds), the
+    layers' then the readout's, from one generator; the PyTorch side copies them."""
+    from minigrad import nn
+
+    rng = np.random.default_rng(seed)
+    lstm = nn.LSTM(w.vocab, w.hidden, num_layers=w.layers, dtype=dtype, rng=rng)
+    head = nn.Linear(w.hidden, w.vocab, dtype=dtype, rng=rng)
+    weights = {name: np.array(p.numpy()) for name, p in lstm.named_parameters()}  # writable copies
+    return weights | {"head." + name: np.array(p.numpy()) for name, p in head.named_parameters()}
 
 
 def chain_data(w, dtype=np.float32, seed=2):
@@ -277,6 +340,37 @@ def minigrad_sequence(w, weights, data, policy=None, device="cpu"):
     def run():
         bptt.train_sequence(step, None, xs, ys, policy=policy, optimizer=opt, segments=True)
         return _trained(w, layer, head)
+    return run
+
+
+def minigrad_charlm(w, weights, data):
+    """W7 as `minigrad train --text` runs it: a TBPTT(k, k) Stream with segments=True, fed
+    `feed` steps at a time with the promise of the steps still to come (so every segment is
+    a whole window), each segment's inputs one-hot encoded once."""
+    import minigrad as mg
+    import minigrad.nn.functional as F
+    from minigrad import bptt, nn, optim
+
+    xs, ys = data
+    dtype = weights["head.weight"].dtype
+    lstm = nn.LSTM(w.vocab, w.hidden, num_layers=w.layers, dtype=dtype)
+    head = nn.Linear(w.hidden, w.vocab, dtype=dtype)
+    lstm.load_state_dict({name: weights[name] for name, _ in lstm.named_parameters()})
+    head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
+    opt = optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=w.lr)
+    eye = np.eye(w.vocab, dtype=dtype)
+
+    def segment(state, x, y):  # x, y: (T, B) classes; the loss: summed over steps and batch, / B
+        hs, state = lstm(mg.from_numpy(eye[x.data]), state)  # one-hot (T, B, V), once per segment
+        return state, F.cross_entropy(head(hs), y, reduction="sum") / y.shape[1]
+
+    def run():
+        stream = bptt.TBPTT(w.k, w.k).stream(segment, opt, clip_grad_norm=w.clip, segments=True)
+        for start in range(0, w.steps, w.feed):  # `more`: the steps still to come, as the trainer says
+            stream.feed(xs[start:start + w.feed], ys[start:start + w.feed], more=w.steps - start - w.feed)
+        stream.flush()
+        trained = {name: p.numpy() for name, p in lstm.named_parameters()}
+        return trained | {"head." + name: p.numpy() for name, p in head.named_parameters()}
     return run
 
 

@@ -80,6 +80,49 @@ def test_pytorch_trains_to_the_floors_weights_without_dropout(w):
     _assert_same_training(torch_impl.torch_fused, w, weights, data, hand)
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason=torch_impl.MISSING)
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-4), (np.float64, 1e-10)])
+def test_pytorch_and_minigrad_train_the_char_lm_to_the_same_weights(dtype, rtol):
+    # W7 at smoke sizes: two feeds of 8 steps, four windows of TBPTT(4, 4), so that the
+    # stream's whole segments, its one-step segments at the end of each feed and a window
+    # reaching back across feeds all run; Adam and clipping (the norm is above 1 here).
+    # Each weight within rtol of how far it moved (float32: about 1e-6 measured).
+    w = workloads.W7.smoke()
+    data, weights = workloads.charlm_data(w), workloads.charlm_weights(w, dtype)
+    assert list(weights) == w.weight_names()
+    ours = workloads.minigrad_charlm(w, weights, data)()
+    theirs = torch_impl.torch_charlm(w, weights, data)()
+    assert ours.keys() == theirs.keys() == weights.keys()
+    for name, start in weights.items():
+        assert ours[name].dtype == theirs[name].dtype == dtype, name
+        moved = np.linalg.norm(theirs[name] - start)
+        assert moved > 0, f"{name} did not train"
+        assert np.linalg.norm(ours[name] - theirs[name]) <= rtol * moved, name
+
+
+def test_the_char_lm_clips_in_its_smoke_run(monkeypatch):
+    # the comparison above covers clipping only if some update's gradient norm exceeds the limit
+    from minigrad import bptt
+    w = workloads.W7.smoke()
+    norms, clip = [], bptt.clip_grad_norm_
+
+    def recording(params, max_norm):
+        norms.append(clip(params, max_norm))
+        return norms[-1]
+    monkeypatch.setattr(bptt, "clip_grad_norm_", recording)
+    workloads.minigrad_charlm(w, workloads.charlm_weights(w, np.float64), workloads.charlm_data(w))()
+    assert len(norms) == w.steps // w.k and max(norms) > w.clip
+
+
+def test_the_char_lm_is_what_the_issue_fixes():
+    w = workloads.W7
+    assert (w.vocab, w.hidden, w.layers, w.batch, w.k, w.feed, w.lr, w.clip) == (96, 256, 2, 32, 50, 100, 2e-3, 1.0)
+    assert w.steps % w.feed == 0 and w.feed % w.k == 0  # whole feeds, whole windows
+    xs, ys = workloads.charlm_data(w)
+    assert xs.shape == ys.shape == (w.steps, w.batch) and xs.dtype == np.int64
+    np.testing.assert_array_equal(xs[1:], ys[:-1])  # the next character
+
+
 @pytest.mark.parametrize("w", workloads.RECURRENT + workloads.STACKED, ids=lambda w: w.name)
 def test_the_full_workloads_are_what_the_issue_fixes(w):
     assert (w.batch, w.k) == {"W1": (32, 20), "W2": (32, 20), "W3": (1, 25), "W6": (32, 20)}[w.name]
@@ -131,10 +174,13 @@ def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
         assert f"test_recurrent[{workload}-numpy-window]" in names
     assert "test_stacked[W6-minigrad-seq]" in names and "test_stacked[W6-numpy-window]" in names
     assert "test_chain[W5-minigrad]" in names
+    assert "test_charlm[W7-minigrad-stream]" in names
     assert "test_scaling[BPTT-n24]" in names
     assert "| W1 | cells, per step | time step |" in proc.stdout
     assert "| W1 | layer, per window | time step |" in proc.stdout and "| W5 | ops | op |" in proc.stdout
     assert "| W6 | layer, per window | time step |" in proc.stdout and "| W6 / W2 |" in proc.stdout
+    assert "The character language model, µs per time step:" in proc.stdout
+    assert sum(line.startswith("| W7 |") for line in proc.stdout.splitlines()) == 1  # its table only
     assert "**Smoke sizes**" in proc.stdout
     assert "1 thread(s)" in proc.stdout
     if not HAS_TORCH:
@@ -188,6 +234,22 @@ def test_the_stacked_table_divides_the_stacked_workload_by_the_one_it_stacks():
     assert "| W6 | 225 | 160 | 90.0 | 1.41× | 2.50× |" in text
     assert "| W6 / W2 | 2.25× | 2.00× | 1.80× | | |" in text
     assert "What stacking costs" not in report.render({"benchmarks": benches[:3]})  # W2 not run
+
+
+def test_the_language_model_table_judges_minigrad_against_pytorch():
+    benches = [_bench("W7", "minigrad-stream", 1.2, 400),   # 3000 us per step
+               _bench("W7", "torch-fused", 1.0, 400),       # 2500: 1.2x, within 1.3
+               _bench("W1", "minigrad", 0.048, 400)]
+    text = report.render({"benchmarks": benches})
+    assert "The character language model, µs per time step:" in text
+    assert "| W7 | 3000 | 2500 | 1.20× | ≤ 1.3× PyTorch fused: met |" in text
+    assert sum(line.startswith("| W7 |") for line in text.splitlines()) == 1  # not in the main table
+    slow = report.render({"benchmarks": [_bench("W7", "minigrad-stream", 1.4, 400),
+                                         _bench("W7", "torch-fused", 1.0, 400)]})
+    assert "| W7 | 3500 | 2500 | 1.40× | ≤ 1.3× PyTorch fused: missed |" in slow
+    assert "| workload | minigrad runs |" not in slow  # no main table without its workloads
+    alone = report.render({"benchmarks": [_bench("W7", "minigrad-stream", 1.2, 400)]})
+    assert "| W7 | 3000 | - | - | ≤ 1.3× PyTorch fused: - |" in alone  # PyTorch not installed
 
 
 def test_the_gpu_table_judges_the_layer_against_pytorch_on_the_same_gpu():
