@@ -605,3 +605,18 @@ def test_a_state_dict_of_another_policy_or_unrestored_parameters_is_refused():
         lacking = {k: v for k, v in sd.items() if k != key}
         with pytest.raises(ValueError, match=f"Stream.load_state_dict: the state dict lacks {key}$"):
             fresh.load_state_dict(lacking)
+
+
+def test_a_promise_survives_a_checkpoint():
+    model = Model("rnn")
+    X, Y = data(np.random.default_rng(0), 10)
+    opt = optim.SGD(model.params, lr=0.1)
+    stream = TBPTT(2, 4).stream(model.step, opt)
+    stream.feed(X[:4], Y[:4], more=5)
+    sd = stream.state_dict()
+    assert sd["promised"] == 9
+    again = TBPTT(2, 4).stream(model.step, opt)
+    again.load_state_dict(sd)
+    again.feed(X[4:7], Y[4:7])
+    with pytest.raises(RuntimeError, match="promised at least 9 steps before the flush; 7 were fed"):
+        again.flush()

@@ -232,7 +232,7 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(capsys, tmp_
     stopped = mg.load(part)["position"]["steps"]  # the text: units of 20, 20, 13 steps per pass
     assert stopped == (80 if "--text" not in data else 93)
     if "--text" in data:  # inside a pass: the stream's state is in the checkpoint
-        assert mg.load(part)["stream"]["m"] == 40
+        assert mg.load(part)["stream"]["m"] == (0 if "bptt" in data else 40)  # BPTT: flushed per unit
     status, out = train(capsys, *data, "--steps", "200", "--resume", part, "--save", part)
     assert status == 0 and f"resumed from {part} at step {stopped}" in out
     a, b = mg.load(whole), mg.load(part)
@@ -260,12 +260,13 @@ def test_a_truncated_checkpoint_is_one_line(capsys, tmp_path):
 
 @pytest.mark.parametrize("field, mangle, says", [
     ("position", lambda v: {**v, "unit": -5}, "its position is malformed (unit must be an integer >= 0, got -5)"),
-    ("position", lambda v: {"unit": 1}, "its position is malformed (expected {'unit': ..., 'steps': ...})"),
+    ("position", lambda v: {"unit": 1}, "its position is malformed (expected {'unit': ..., 'steps': ..., "
+     "'updates': ...})"),
+    ("plan", lambda v: -1, "its plan is malformed (-1, not a count of updates)"),
     ("position", lambda v: {**v, "unit": 10**18},
      "its position is malformed (unit 1000000000000000000 starts at step 50000000000000000000 of this "
      "task, not 100)"),
-    ("stream", lambda v: {"format": "minigrad.Stream/1"},
-     "its stream is malformed (a stream in a checkpoint of a generated task)"),
+    ("stream", lambda v: {"format": "minigrad.Stream/1"}, "its stream_policy is malformed (expected"),
     ("stream", lambda v: [1], "its stream is malformed (a list, not a dict)"),
     ("trainer", lambda v: 3, "its trainer is malformed (format 3; this minigrad reads format 2)"),
     ("best", lambda v: (1, "x"), "its best is malformed (expected None or (step, validation loss))"),
@@ -572,20 +573,31 @@ def test_lr_factor_warmup_and_schedules_by_hand():
     assert [f("step", 0, s) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
-def test_the_schedule_sets_each_units_lr_and_the_log_shows_it(capsys, tmp_path):
+def test_the_schedule_sets_every_updates_lr_and_the_log_shows_it(capsys, tmp_path):
+    """--warmup and --lr-schedule count updates: 500 steps of units of 50 under TBPTT(5, 10)
+    are 100 updates, 10 per unit; the log shows the lr of each unit's last update."""
     log = tmp_path / "run.jsonl"
-    status, out = train(capsys, "--steps", "500", "--lr-schedule", "cosine", "--warmup", "100",
+    status, out = train(capsys, "--steps", "500", "--lr-schedule", "cosine", "--warmup", "25",
                         "--log", str(log))
-    assert status == 0 and "adam lr 0.01 cosine, warmup 100, clip 1" in out
+    assert status == 0 and "adam lr 0.01 cosine, warmup 25, clip 1" in out
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(50, 501, 50))
-    # each unit's lr is set from the steps trained before it: 0, 50, ..., 450 of 500
-    expected = [0.01 * s for s in (1 / 100, 51 / 100)] + [
-        0.01 * 0.5 * (1 + np.cos(np.pi * (s - 100) / 400)) for s in range(100, 500, 50)]
+    last = [10 * u + 9 for u in range(10)]  # each unit's last update, counted from 0
+    expected = [0.01 * ((j + 1) / 25 if j < 25 else 0.5 * (1 + np.cos(np.pi * (j - 25) / 75))) for j in last]
     np.testing.assert_allclose([r["lr"] for r in records], expected, rtol=1e-12)
     assert all(r["loss"] > 0 and r["steps_per_s"] > 0 and r["val_loss"] is None for r in records)
     train(capsys, "--steps", "100", "--log", str(log))  # a second run appends
     assert len(log.read_text().splitlines()) == 12
+
+
+def test_a_resume_that_changes_the_runs_length_says_the_schedule_follows_it(capsys, tmp_path):
+    path = tmp_path / "run.npz"
+    train(capsys, "--steps", "100", "--lr-schedule", "step", "--save", str(path))
+    assert mg.load(path)["plan"] == 20 and mg.load(path)["position"]["updates"] == 20
+    assert main(["train", "--quiet", "--steps", "200", "--resume", str(path)]) == 0
+    assert capsys.readouterr().err.strip() == (
+        "minigrad train: note: the --lr-schedule now spans 40 updates (the checkpoint's run planned "
+        "20): the learning rate follows the new length from here on")
 
 
 def test_the_best_validation_model_is_kept_beside_the_last(capsys, tmp_path, text, monkeypatch):
@@ -634,7 +646,9 @@ def test_version():
     (["--dropout", "1"], "--dropout must be at least 0 and below 1, got 1.0"),
     (["--layers", "0"], "--layers must be >= 1, got 0"),
     (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
-    (["--val-fraction", "0.6"], "--val-fraction must be between 0 and 0.5, got 0.6"),
+    (["--text", "any.txt", "--val-fraction", "0.6"], "--val-fraction must be between 0 and 0.5, got 0.6"),
+    (["--val-fraction", "0.1"], "--val-fraction needs --text (the built-in tasks have their own held-out set)"),
+    (["--temperature", "inf"], "--temperature must be > 0, got inf"),
 ])
 def test_new_options_out_of_range_are_one_line(option, says):
     assert one_line_error(run(*option)) == f"minigrad train: error: {says}"
@@ -662,3 +676,77 @@ def test_the_readmes_megabyte_of_text_beats_the_unigram_baseline_on_held_out_tex
                       r"character; baseline \(unigram entropy of the training text\): .* ([\d.]+) bits", out)
     bits, baseline = float(found.group(1)), float(found.group(2))
     assert baseline > 4 and bits < baseline - 1, (bits, baseline)  # 3.1 against 4.6 here
+
+
+def test_a_texts_passes_are_train_sequence_on_each_pass(capsys, tmp_path, text):
+    """The stream the trainer feeds unit by unit (with its promises, flushed at each pass's
+    end) makes the updates of train_sequence on each whole pass: same weights, and the units'
+    reported losses sum to the pass's update losses."""
+    from minigrad.app.tasks import TextTask
+    from minigrad.app.train import build_model
+    from minigrad.bptt import TBPTT, train_sequence
+    path = tmp_path / "run.npz"
+    status, _ = train(capsys, "--text", str(text), "--length", "20", "--k1", "10", "--k2", "20",
+                      "--epochs", "2", "--dtype", "float64", "--hidden", "16", "--sample", "0",
+                      "--save", str(path))
+    assert status == 0
+    task = TextTask(str(text), length=20, batch=32, dtype="float64", val_fraction=0.05)
+    model = build_model("lstm", task, 16, 1, 0.0, "float64", np.random.default_rng(0))
+    opt = mg.optim.Adam(model.parameters(), lr=0.01)
+
+    def segment(state, xs, ys):
+        state, outputs = model(state, xs)
+        return state, task.loss(outputs, ys)
+    sums = []
+    for _ in range(2):  # 53 steps a pass: units of 20, 20, 13
+        result = train_sequence(segment, None, task.inputs, task.targets, policy=TBPTT(10, 20),
+                                optimizer=opt, clip_grad_norm=1.0, segments=True)
+        sums.append(sum(result.losses))
+    saved = mg.load(path)
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(saved["model"][name], value, rtol=1e-9, atol=1e-12)
+    covered = [20, 20, 13] * 2  # the steps whose losses each unit's updates summed
+    reported = [loss * n for loss, n in zip(saved["history"]["loss"], covered)]
+    np.testing.assert_allclose([sum(reported[:3]), sum(reported[3:])], sums, rtol=1e-9)
+    assert saved["position"]["updates"] == 12 and saved["plan"] == 12
+
+
+def test_bptt_on_a_text_updates_once_per_unit_and_carries_the_state(capsys, tmp_path, text):
+    path = tmp_path / "run.npz"
+    status, _ = train(capsys, "--text", str(text), "--length", "20", "--policy", "bptt",
+                      "--epochs", "2", "--sample", "0", "--save", str(path))
+    saved = mg.load(path)
+    assert status == 0 and saved["position"]["updates"] == 6 and saved["history"]["steps"] == [
+        20, 40, 53, 73, 93, 106]
+
+
+def test_a_policy_changed_inside_a_pass_takes_over_at_the_next_pass(capsys, tmp_path, text):
+    path = tmp_path / "run.npz"
+    train(capsys, "--text", str(text), "--length", "20", "--steps", "30", "--k1", "10", "--k2", "20",
+          "--save", str(path))
+    status = main(["train", "--quiet", "--text", str(text), "--length", "20", "--steps", "120",
+                   "--k1", "5", "--k2", "20", "--resume", str(path), "--save", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 0 and err == [
+        "minigrad train: note: --k1 5 replaces the checkpoint's 10 from here on",
+        "minigrad train: note: the pass over the text under way goes on under TBPTT(10, 20); "
+        "TBPTT(5, 20) from the next pass"]
+    # the first pass under TBPTT(10, 20): 4 updates in 40 steps, 2 in the last 13 (50, the
+    # flush); then under TBPTT(5, 20) a pass of 53 steps (11) and a unit of 20 (4)
+    saved = mg.load(path)
+    assert saved["position"]["steps"] == 126 and saved["position"]["updates"] == 4 + 2 + 11 + 4
+    assert saved["stream_policy"] == {"policy": "tbptt", "k1": 5, "k2": 20, "recompute": False}
+
+
+def test_the_report_names_only_files_this_run_wrote(capsys, tmp_path, text):
+    first, other = tmp_path / "a.npz", tmp_path / "c.npz"
+    train(capsys, "--text", str(text), "--epochs", "1", "--sample", "0", "--save", str(first))
+    assert (tmp_path / "a.best.npz").exists()
+    status, out = train(capsys, "--text", str(text), "--epochs", "1", "--sample", "0", "--resume",
+                        str(first), "--save", str(other))
+    assert status == 0 and "nothing left to train" in out and "written" not in out
+    assert not other.exists() and not (tmp_path / "c.best.npz").exists()
+    status, out = train(capsys, "--text", str(text), "--epochs", "2", "--sample", "0", "--resume",
+                        str(first), "--save", str(other))
+    assert f"checkpoint written to {other}" in out and (tmp_path / "c.best.npz").exists()
+    assert f"best validation model written to {tmp_path / 'c.best.npz'}" in out

@@ -82,7 +82,7 @@ def _train_parser(commands):
     data.add_argument("--length", type=int, default=None,
                       help="steps per sequence (delay: 50, adding: 20) or per unit of --text (100)")
     data.add_argument("--text", metavar="FILE", help="train a character model on a UTF-8 text file")
-    data.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
+    data.add_argument("--val-fraction", type=float, default=None, metavar="F",
                       help="with --text: the share of the text, at its end, held out for validation "
                            "and never trained on (default 0.05; 0: none)")
     data.add_argument("--sample", type=int, default=None, metavar="N",

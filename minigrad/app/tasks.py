@@ -287,7 +287,8 @@ def make_task(args):
         if args.task is not None:
             raise ValueError("give --task or --text, not both")
         return TextTask(args.text, length=args.length or 100, batch=args.batch, dtype=args.dtype,
-                        val_fraction=getattr(args, "val_fraction", 0.0))
+                        val_fraction=0.05 if getattr(args, "val_fraction", None) is None
+                        else args.val_fraction)
     task = args.task or "delay"
     if task == "delay":
         return DelayTask(delay=args.delay, length=args.length or 50, batch=args.batch, dtype=args.dtype)

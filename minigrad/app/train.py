@@ -88,7 +88,9 @@ def check(args):
             raise ValueError(f"--{name} must be >= {least}, got {value}")
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout must be at least 0 and below 1, got {args.dropout}")
-    if not 0 <= args.val_fraction <= 0.5:
+    if args.val_fraction is not None and args.text is None:
+        raise ValueError("--val-fraction needs --text (the built-in tasks have their own held-out set)")
+    if args.val_fraction is not None and not 0 <= args.val_fraction <= 0.5:
         raise ValueError(f"--val-fraction must be between 0 and 0.5, got {args.val_fraction}")
     if args.epochs is not None and args.text is None:
         raise ValueError("--epochs needs --text (the built-in tasks never run out of data: use --steps)")
@@ -98,7 +100,7 @@ def check(args):
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     if args.clip is not None and not (args.clip > 0 and math.isfinite(args.clip)):
         raise ValueError(f"--clip must be > 0, got {args.clip}")
-    if not args.temperature > 0:
+    if not (args.temperature > 0 and math.isfinite(args.temperature)):
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     if args.plot:
         try:
@@ -181,9 +183,10 @@ def training_settings(args, saved, task):
 
 
 def lr_factor(settings, step, total):
-    """The learning rate's factor at time step `step` of `total`: a linear warmup over the
-    first --warmup steps, then --lr-schedule: none (1), cosine (from 1 down to 0 at the end,
-    half a cosine wave) or step (x0.1 at half the run and again at three quarters)."""
+    """The learning rate's factor at update `step` (0, 1, ...) of the run's `total`: a linear
+    warmup over the first --warmup updates, then --lr-schedule: none (1), cosine (from 1
+    down to 0 at the end, half a cosine wave) or step (x0.1 at half the run and again at
+    three quarters)."""
     warmup, schedule = settings["warmup"], settings["lr_schedule"]
     if step < warmup:
         return (step + 1) / warmup
@@ -193,6 +196,19 @@ def lr_factor(settings, step, total):
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * done))
     return 0.1 ** ((done >= 0.5) + (done >= 0.75))
+
+
+def planned_updates(task, policy, units):
+    """The updates a run of `units` units makes, the length of the learning-rate schedule:
+    ceil(n / k1) for a generated task's unit of n steps, one per unit under BPTT; for a
+    text, ceil(steps / k1) for each whole pass (its flush included) and steps // k1 for the
+    units of a last, partial one."""
+    if policy.k1 is None:
+        return units
+    if task.name != "text":
+        return units * -(-task.length // policy.k1)
+    passes, rest = divmod(units, task.per_epoch)
+    return passes * -(-len(task.inputs) // policy.k1) + task.steps_before(rest) // policy.k1
 
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -251,6 +267,13 @@ def _available_memory():
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def policy_settings(policy):
+    """The settings make_policy reads, of a policy."""
+    if policy.k1 is None:
+        return {"policy": "bptt", "k1": None, "k2": None, "recompute": False}
+    return {"policy": "tbptt", "k1": policy.k1, "k2": policy.k2, "recompute": policy.recompute}
 
 
 def make_policy(settings):
@@ -320,7 +343,7 @@ def _run(args, out):
           f"{args.dtype}, device {device} ({why})", file=out, flush=True)
     if training.position["unit"]:
         print(f"  resumed from {args.resume} at step {training.position['steps']}", file=out, flush=True)
-    for note in notes:
+    for note in notes + training.notes:
         print(f"minigrad train: note: {note}", file=sys.stderr)
 
     status = training.loop()
@@ -330,9 +353,9 @@ def _run(args, out):
     if args.plot:
         plot(args.plot, training.history, task, policy)
         print(f"loss curve written to {args.plot}", file=out)
-    if args.save:
+    if args.save in training.wrote:
         print(f"checkpoint written to {args.save} (step {training.position['steps']})", file=out)
-        if training.best is not None:
+        if args.save and best_path(args.save) in training.wrote:
             print(f"best validation model written to {best_path(args.save)} (step {training.best[0]}, "
                   f"{training.best[1] / math.log(2):.3f} bits per character)", file=out)
     count = 200 if args.sample is None else args.sample  # characters to sample (--text only)
@@ -363,21 +386,39 @@ class Training:
         self.policy, self.model, self.optimizer, self.rng = policy, model, optimizer, rng
         self.device, self.total_units = device, total_units
         self.total_steps = task.steps_before(total_units)
-        self.position = {"unit": 0, "steps": 0}
+        self.total_updates = planned_updates(task, policy, total_units)
+        self.notes = []      # what resume() has to say
+        self.position = {"unit": 0, "steps": 0, "updates": 0}
         self.history = {"steps": [], "loss": [], "val_steps": [], "val_loss": []}
         self.best = None     # (step, validation loss) of the model in best_path(--save)
+        self.wrote = set()   # the files this run wrote: the last checkpoint, the best model
+        self.score = None    # (step, the task's score) of the last validation
         self.stream = None   # a text's stream over the current pass over the text
         self.m = 0           # steps fed to it
         self.ran = 0         # steps its segments ran (stored mode: each step once, in order)
         self.draws = {}      # step s -> the rng's state before the segment from s (the dropout masks)
         self.pending = [0.0, 0]  # losses, and the steps they cover, since the last history point
         self.trained, self.training_time, self.validation_time = 0, 0.0, 0.0
+        self._schedule(optimizer)
+
+    def _schedule(self, optimizer):
+        """Set the learning rate before every update (the optimizer's step), from the updates
+        made so far: --warmup and --lr-schedule count updates (see lr_factor)."""
+        step = optimizer.step
+
+        def scheduled_step(*args, **kwargs):
+            factor = lr_factor(self.settings, self.position["updates"], self.total_updates)
+            for group in optimizer.param_groups:
+                group["lr"] = self.settings["lr"] * factor
+            self.position["updates"] += 1
+            return step(*args, **kwargs)
+        optimizer.step = scheduled_step
 
     # -- one unit -----------------------------------------------------------------------
 
     def segment(self, state, xs, ys):
         """The step function of train_sequence and the stream: steps a..b at once."""
-        if self.stream is not None and not self.policy.recompute:
+        if self.stream is not None and not self.stream.policy.recompute:
             self.draws[self.ran + 1] = self.rng.bit_generator.state
             self.ran += len(xs)
         state, outputs = self.model(state, xs)
@@ -388,48 +429,53 @@ class Training:
         x, y, fresh = self.task.unit(unit, self.rng)
         x = Tensor(_steps_of(x), device=self.device)  # the unit goes to the device once
         y = Tensor(y, device=self.device)
-        before = self.position["steps"]
-        for group in self.optimizer.param_groups:  # the schedule, by the steps trained so far
-            group["lr"] = self.settings["lr"] * lr_factor(self.settings, before, self.total_steps)
         if self.task.name == "text":
-            # flushed at a pass's end only: a run that stops inside one keeps its stream in the
-            # checkpoint, and the steps since the last update are trained when it resumes
             losses, covered = self._feed(x, y, fresh, self.task.steps_after(unit))
         else:  # a fresh sequence: one call
             result = train_sequence(self.segment, None, x, y, policy=self.policy, optimizer=self.optimizer,
                                     clip_grad_norm=self.settings["clip"], segments=True)
-            losses, covered = result.losses, len(x)
-        self.position = {"unit": unit + 1, "steps": before + len(x)}
+            losses = result.losses
+            covered = sum(w.end - w.first_loss + 1 for w in self.policy.windows(len(x)))
+        self.position["unit"] = unit + 1
+        self.position["steps"] += len(x)
         self.pending[0] += sum(losses)
         self.pending[1] += covered
         return len(x)
 
     def _feed(self, x, y, fresh, more):
         """A text's unit into the pass's stream, `more` steps of the pass after it (a promise
-        that lets the stream run the unit's last steps in whole segments), flushed at the
-        pass's end (no window reaches across passes); the losses of the updates made, and
-        the steps they cover."""
+        that lets the stream run the unit's last steps in whole segments); the losses of the
+        updates made, and the steps whose losses they summed. The stream is flushed at the
+        pass's end (no window reaches across passes) and, under BPTT, after every unit (one
+        update per unit, through all of it, the state carried on); a run that stops inside a
+        pass keeps its stream in the checkpoint, and the steps since the last update are
+        trained when it resumes."""
         if fresh or self.stream is None:
             self._new_stream()
-        k1, before = self.policy.k1, self.m
-        losses = self.stream.feed(x, y, more=more)
+        policy, before = self.stream.policy, self.m
+        k1, k2 = policy.k1, policy.k2
+        bptt = k1 is None
+        losses = self.stream.feed(x, y, more=0 if bptt else more)
         self.m += len(x)
-        covered = 0 if k1 is None else (self.m // k1 - before // k1) * k1
-        if not more:
+        covered = 0 if bptt else (self.m // k1 - before // k1) * min(k1, k2)
+        if bptt or not more:
             final = self.stream.flush()
             if final is not None:
                 losses.append(final)
-                covered += self.m - (0 if k1 is None else self.m // k1 * k1)
-            self.stream = None
+                covered += len(x) if bptt else min(self.m - self.m // k1 * k1, k2)
+            self.m = self.ran = 0
+            self.draws = {}
+            if not more:
+                self.stream = None
         else:
-            reach = 0 if k1 is None else max(k1, self.policy.k2) + self.policy.k2
-            for s in [s for s in self.draws if reach and s < self.m - reach]:
+            reach = max(k1, k2) + k2
+            for s in [s for s in self.draws if s < self.m - reach]:
                 del self.draws[s]  # no window reaches back there: the stream never re-runs it
         return losses, covered
 
-    def _new_stream(self):
-        self.stream = self.policy.stream(self.segment, self.optimizer, segments=True,
-                                         clip_grad_norm=self.settings["clip"])
+    def _new_stream(self, policy=None):
+        self.stream = (policy or self.policy).stream(self.segment, self.optimizer, segments=True,
+                                                     clip_grad_norm=self.settings["clip"])
         self.m = self.ran = 0
         self.draws = {}
 
@@ -475,13 +521,12 @@ class Training:
                 bar.update(steps)
                 now, val = time.perf_counter(), None
                 last = unit + 1 == self.total_units
-                if self.task.name == "text" and self.task.validation is not None and (
-                        last or last_validation is None and now - started >= VALIDATE_EVERY
-                        or last_validation is not None
-                        and now - last_validation >= max(VALIDATE_EVERY, 10 * validation_cost)):
+                since = now - (started if last_validation is None else last_validation)
+                if last or since >= max(VALIDATE_EVERY, 10 * validation_cost):  # at most 1/10 of the time
                     val = self.validate()
-                    validation_cost = time.perf_counter() - now
-                    self.validation_time += validation_cost
+                    if val is not None:
+                        validation_cost = time.perf_counter() - now
+                        self.validation_time += validation_cost
                     last_validation = time.perf_counter()
                 bar.show(self.position["steps"], loss, val)
                 if args.save and (last_save is None or time.perf_counter() - last_save >= SAVE_EVERY
@@ -509,9 +554,13 @@ class Training:
         return 0
 
     def validate(self):
-        """The validation loss in nats per character, kept in the history; with --save, a
-        new best model is written to best_path(--save) at once."""
-        loss = evaluate(self.task, self.model)["loss"]
+        """A text's validation loss in nats per character (None for a generated task, or
+        --val-fraction 0), kept in the history; with --save, a new best model is written to
+        best_path(--save) at once."""
+        if self.task.name != "text" or self.task.validation is None:
+            return None
+        self.score = (self.position["steps"], evaluate(self.task, self.model))
+        loss = self.score[1]["loss"]
         self.history["val_steps"].append(self.position["steps"])
         self.history["val_loss"].append(loss)
         if math.isfinite(loss) and (self.best is None or loss < self.best[1]):
@@ -525,14 +574,18 @@ class Training:
     def save(self, path):
         """One checkpoint, written atomically (see minigrad.io). A text's stream is saved with
         the rng's state before the first step it would re-run on load (the dropout masks)."""
-        stream = draws = None
+        stream = draws = policy = None
         if self.stream is not None:
             stream = self.stream.state_dict()
-            draws = self.draws.get(stream["first"]) if not self.policy.recompute else None
+            policy = policy_settings(self.stream.policy)
+            if not self.stream.policy.recompute and stream["first"] <= stream["m"]:
+                draws = self.draws[stream["first"]]  # steps that load_state_dict re-runs
         io.save(path, trainer=2, config=self.config, training=self.settings,
                 model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-                position=self.position, stream=stream, draws=draws,
-                rng=self.rng.bit_generator.state, history=self.history, best=self.best)
+                position=self.position, plan=self.total_updates, stream=stream,
+                stream_policy=policy, draws=draws, rng=self.rng.bit_generator.state,
+                history=self.history, best=self.best)
+        self.wrote.add(path)
 
     def resume(self, path, saved):
         """Restore the checkpoint `saved` (read from path): model, optimizer, rng, position,
@@ -555,7 +608,13 @@ class Training:
             except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
                 why = " ".join(str(e).split())  # one line (load_state_dict's spans several)
                 raise ValueError(f"{path}: its {field} is malformed ({why})") from None
-        self.position, self.history, self.best = saved["position"], saved["history"], saved["best"]
+        self.position, self.history = saved["position"], saved["history"]
+        # the best model's file lies beside the checkpoint resumed from: kept on if saved to it
+        self.best = saved["best"] if self.args.save == path else None
+        if saved["plan"] != self.total_updates and (self.settings["lr_schedule"] != "none"):
+            self.notes.append(f"the --lr-schedule now spans {self.total_updates} updates (the "
+                              f"checkpoint's run planned {saved['plan']}): the learning rate "
+                              "follows the new length from here on")
 
     def _resume_stream(self, saved):
         """The text's stream as it was: its reachable steps re-run with the dropout masks they
@@ -568,7 +627,13 @@ class Training:
         now = self.rng.bit_generator.state
         if saved["draws"] is not None:
             self.rng.bit_generator.state = saved["draws"]
-        self._new_stream()
+        # The pass under way goes on under the policy its stream was made with; a --k1, --k2,
+        # --recompute or --policy given now takes over at the next pass.
+        policy = make_policy(saved["stream_policy"])
+        if repr(policy) != repr(self.policy):
+            self.notes.append(f"the pass over the text under way goes on under {policy}; "
+                              f"{self.policy} from the next pass")
+        self._new_stream(policy)
         self.ran = int(sd["first"]) - 1
         try:
             self.stream.load_state_dict(sd)
@@ -733,7 +798,7 @@ def report(training, out):
               "(raise --steps or --epochs to go on)", file=out)
     if recent:
         print(f"final training loss {np.mean(recent):.4f} per step (mean of the last "
-              f"{len(recent)} units)", file=out)
+              f"{len(recent)} of {len(history['loss'])} measurements)", file=out)
     if task.name != "text":
         score = evaluate(task, training.model)
         print(f"held-out: accuracy {100 * score['accuracy']:.1f}%, loss {score['loss']:.4f}; "
@@ -742,7 +807,10 @@ def report(training, out):
     elif task.validation is None:
         print("validation: none (--val-fraction 0 holds nothing out)", file=out)
     else:
-        score, ln2 = evaluate(task, training.model), math.log(2)
+        ln2 = math.log(2)
+        at, score = training.score or (None, None)
+        if at != training.position["steps"]:  # none yet of the model as it is
+            score = evaluate(task, training.model)
         print(f"validation (the last {100 * task.val_fraction:g}% of the text, {len(task.validation)} "
               f"characters): accuracy {100 * score['accuracy']:.1f}%, loss {score['loss']:.4f} nats, "
               f"{score['loss'] / ln2:.3f} bits per character; baseline ({score['baseline']}): "
@@ -819,8 +887,8 @@ def model_finite(p):
     return devices.array_module(p.data).isfinite(p.data).all()
 
 
-FIELDS = ("trainer", "config", "training", "model", "optimizer", "position", "stream", "draws",
-          "rng", "history", "best")
+FIELDS = ("trainer", "config", "training", "model", "optimizer", "position", "plan", "stream",
+          "stream_policy", "draws", "rng", "history", "best")
 
 
 def load_checkpoint(path):
@@ -864,9 +932,11 @@ def _check_fields(path, saved):
         if not valid[key](value):
             raise bad("training", f"{key} {value!r}")
     position = saved["position"]
-    if not isinstance(position, dict) or set(position) != {"unit", "steps"}:
-        raise bad("position", "expected {'unit': ..., 'steps': ...}")
-    for key in ("unit", "steps"):
+    if not isinstance(position, dict) or set(position) != {"unit", "steps", "updates"}:
+        raise bad("position", "expected {'unit': ..., 'steps': ..., 'updates': ...}")
+    if not count(saved["plan"]):
+        raise bad("plan", f"{saved['plan']!r}, not a count of updates")
+    for key in ("unit", "steps", "updates"):
         if not count(position[key]):
             raise bad("position", f"{key} must be an integer >= 0, got {position[key]!r}")
     history = saved["history"]
@@ -893,6 +963,15 @@ def _check_fields(path, saved):
         raise bad("optimizer", "expected {'state': {...}, 'param_groups': [{'params': [...], ...}]}")
     if saved["stream"] is not None and not isinstance(saved["stream"], dict):
         raise bad("stream", f"a {type(saved['stream']).__name__}, not a dict")
+    policy = saved["stream_policy"]
+    if saved["stream"] is not None and not (
+            isinstance(policy, dict) and set(policy) == {"policy", "k1", "k2", "recompute"}
+            and (policy["policy"] == "bptt" and policy["k1"] is None and policy["k2"] is None
+                 or policy["policy"] == "tbptt" and count(policy["k1"]) and count(policy["k2"])
+                 and policy["k1"] >= 1 and policy["k2"] >= 1)
+            and isinstance(policy["recompute"], bool)):
+        raise bad("stream_policy", "expected {'policy': 'bptt' or 'tbptt', 'k1': ..., 'k2': ..., "
+                                   "'recompute': ...} beside a stream")
 
 
 def _plot_format(path):
