@@ -420,7 +420,10 @@ class Stream:
         """Go on from a state_dict() of a stream under the same policy and segments, over a
         model and optimizer whose state dicts were restored first (their parameters must be
         those the state dict recorded: ValueError otherwise). The loaded state wins over the
-        state= this stream was built with; anything fed to it since is dropped."""
+        state= this stream was built with; anything fed to it since is dropped. In stored mode
+        the reachable steps run again here: a step that draws random numbers (dropout) draws
+        them again, so set its generator to the state it had before the first of them (step
+        sd["first"]) to get the same masks, and back afterwards (minigrad train does)."""
         params = self._update.params
         if not isinstance(sd, dict) or sd.get("format") != "minigrad.Stream/1":
             raise ValueError("Stream.load_state_dict: not a Stream state dict (no format "
