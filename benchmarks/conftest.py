@@ -4,6 +4,7 @@ and --smoke (every workload at tiny sizes, one round: the normal test suite runs
 The thread count is set once for the whole run, before any workload, so every
 implementation runs with the same number of threads.
 """
+import os
 import platform
 
 import numpy as np
@@ -66,12 +67,18 @@ def gpu_name():
 
 
 def blas():
-    """The BLAS NumPy uses and the threads it has now, e.g. 'openblas 0.3.29, 1 thread'."""
+    """The BLAS NumPy uses, the kernel it chose for this CPU and the threads it has now, e.g.
+    'openblas 0.3.29, SkylakeX kernel, 1 thread(s)', and any OPENBLAS_CORETYPE or
+    OPENBLAS_L2_SIZE that was set for the run (python -m benchmarks.report unsets them)."""
     infos = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
     if not infos:
         return "BLAS unknown"
-    return "; ".join(f"{i['internal_api']} {i.get('version') or ''}, {i['num_threads']} thread(s)"
-                     for i in infos)
+    kernel = lambda i: f"{i['architecture']} kernel, " if i.get("architecture") else ""  # noqa: E731
+    described = "; ".join(f"{i['internal_api']} {i.get('version') or ''}, {kernel(i)}"
+                          f"{i['num_threads']} thread(s)" for i in infos)
+    overrides = [f"{name}={os.environ[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                 if name in os.environ]
+    return described + (f"; set: {', '.join(overrides)}" if overrides else "")
 
 
 def cpu_name():

@@ -340,3 +340,26 @@ def test_report_rejects_a_json_that_is_not_a_benchmark_run(tmp_path, capsys):
     path.write_text('{"something": 1}')
     assert report.main(["--from", str(path)]) == 1
     assert "not a pytest-benchmark JSON file" in capsys.readouterr().err
+
+
+def test_the_report_runs_the_suite_without_blas_overrides_and_says_so(capsys):
+    from benchmarks import report
+    env = report.benchmark_environment({"PATH": "/bin", "OPENBLAS_CORETYPE": "Haswell",
+                                        "OPENBLAS_L2_SIZE": "262144", "OPENBLAS_NUM_THREADS": "1"})
+    assert env == {"PATH": "/bin", "OPENBLAS_NUM_THREADS": "1"}  # the thread count is not an override
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"note: the benchmark run unsets {name} (it slows OpenBLAS on some machines); the "
+                   "report records the kernel that ran" for name in ("OPENBLAS_CORETYPE=Haswell",
+                                                                      "OPENBLAS_L2_SIZE=262144")]
+
+
+def test_the_blas_line_names_the_kernel_and_any_override(monkeypatch):
+    from benchmarks import conftest
+    info = [{"user_api": "blas", "internal_api": "openblas", "num_threads": 1, "version": "0.3.31",
+             "architecture": "Haswell"}]
+    monkeypatch.setattr(conftest.threadpoolctl, "threadpool_info", lambda: info)
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.delenv("OPENBLAS_L2_SIZE", raising=False)
+    assert conftest.blas() == "openblas 0.3.31, Haswell kernel, 1 thread(s)"
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert conftest.blas() == "openblas 0.3.31, Haswell kernel, 1 thread(s); set: OPENBLAS_CORETYPE=Haswell"
