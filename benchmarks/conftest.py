@@ -73,7 +73,8 @@ def blas():
     infos = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
     if not infos:
         return "BLAS unknown"
-    kernel = lambda i: f"{i['architecture']} kernel, " if i.get("architecture") else ""  # noqa: E731
+    def kernel(info):
+        return f"{info['architecture']} kernel, " if info.get("architecture") else ""
     described = "; ".join(f"{i['internal_api']} {i.get('version') or ''}, {kernel(i)}"
                           f"{i['num_threads']} thread(s)" for i in infos)
     overrides = [f"{name}={os.environ[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

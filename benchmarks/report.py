@@ -95,15 +95,16 @@ def main(argv=None):
 def run_suites(args):
     """Run the suite --repeat times, one run after the other; returns their JSON files. Several
     runs are saved as NAME.run1.json, ... beside --json, which then holds them combined."""
+    env = benchmark_environment()  # said once, however many runs
     if args.repeat == 1:
-        return [run_suite(args, args.json)]
-    paths = [run_suite(args, args.json.with_suffix(f".run{i}.json")) for i in range(1, args.repeat + 1)]
+        return [run_suite(args, args.json, env)]
+    paths = [run_suite(args, args.json.with_suffix(f".run{i}.json"), env) for i in range(1, args.repeat + 1)]
     args.json.write_text(json.dumps(combine([load(path) for path in paths]), indent=4))
     print(f"saved the {args.repeat} runs combined in {args.json}", file=sys.stderr)
     return paths
 
 
-def run_suite(args, path):
+def run_suite(args, path, env=None):
     """Run `pytest benchmarks` with the JSON going to a temporary file, moved to `path`
     only when the run succeeds (a failed run leaves the previous results as they were)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ def run_suite(args, path):
     if args.select:
         cmd += ["-k", args.select]
     print("running:", " ".join(cmd[2:]), file=sys.stderr, flush=True)
-    code = subprocess.call(cmd, cwd=ROOT, stdout=sys.stderr, env=benchmark_environment())
+    code = subprocess.call(cmd, cwd=ROOT, stdout=sys.stderr, env=env)
     if code != 0 or not partial.exists():
         partial.unlink(missing_ok=True)
         raise ReportError(f"the benchmark run failed (pytest exit code {code}); see its output above")

@@ -266,7 +266,8 @@ def test_a_truncated_checkpoint_is_one_line(capsys, tmp_path):
     ("position", lambda v: {**v, "unit": 10**18},
      "its position is malformed (unit 1000000000000000000 starts at step 50000000000000000000 of this "
      "task, not 100)"),
-    ("stream", lambda v: {"format": "minigrad.Stream/1"}, "its stream_policy is malformed (expected"),
+    ("stream", lambda v: {"format": "minigrad.Stream/1"},
+     "its stream is malformed (a stream in a checkpoint of a generated task)"),
     ("stream", lambda v: [1], "its stream is malformed (a list, not a dict)"),
     ("trainer", lambda v: 3, "its trainer is malformed (format 3; this minigrad reads format 2)"),
     ("best", lambda v: (1, "x"), "its best is malformed (expected None or (step, validation loss))"),
@@ -728,7 +729,7 @@ def test_a_policy_changed_inside_a_pass_takes_over_at_the_next_pass(capsys, tmp_
                    "--k1", "5", "--k2", "20", "--resume", str(path), "--save", str(path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 0 and err == [
-        "minigrad train: note: --k1 5 replaces the checkpoint's 10 from here on",
+        "minigrad train: note: --k1 5 replaces the checkpoint's 10 from the next pass over the text",
         "minigrad train: note: the pass over the text under way goes on under TBPTT(10, 20); "
         "TBPTT(5, 20) from the next pass"]
     # the first pass under TBPTT(10, 20): 4 updates in 40 steps, 2 in the last 13 (50, the
@@ -736,6 +737,7 @@ def test_a_policy_changed_inside_a_pass_takes_over_at_the_next_pass(capsys, tmp_
     saved = mg.load(path)
     assert saved["position"]["steps"] == 126 and saved["position"]["updates"] == 4 + 2 + 11 + 4
     assert saved["stream_policy"] == {"policy": "tbptt", "k1": 5, "k2": 20, "recompute": False}
+    assert saved["plan"] == saved["position"]["updates"]  # the schedule's length: the updates made
 
 
 def test_the_report_names_only_files_this_run_wrote(capsys, tmp_path, text):
@@ -750,3 +752,19 @@ def test_the_report_names_only_files_this_run_wrote(capsys, tmp_path, text):
                         str(first), "--save", str(other))
     assert f"checkpoint written to {other}" in out and (tmp_path / "c.best.npz").exists()
     assert f"best validation model written to {tmp_path / 'c.best.npz'}" in out
+
+
+@pytest.mark.parametrize("change", [["--k1", "25"], ["--policy", "bptt"]])
+def test_a_resume_under_another_policy_plans_the_updates_it_will_make(capsys, tmp_path, change):
+    """The schedule's length after a resume is the updates made plus those still to come under
+    the new policy: the cosine reaches 0 at the run's end, not before (it did: lr 0 for the
+    whole second half)."""
+    path, log = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    train(capsys, "--steps", "500", "--lr-schedule", "cosine", "--save", str(path))
+    status, _ = train(capsys, "--steps", "1000", "--resume", str(path), "--save", str(path),
+                      "--log", str(log), *change)
+    saved = mg.load(path)
+    per_unit = 2 if change[0] == "--k1" else 1  # units of 50 steps
+    assert status == 0 and saved["plan"] == saved["position"]["updates"] == 100 + 10 * per_unit
+    lrs = [json.loads(line)["lr"] for line in log.read_text().splitlines()]
+    assert all(lr > 0 for lr in lrs[:-1]) and lrs[0] > lrs[-2]  # decreasing to the end, not 0 before

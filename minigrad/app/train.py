@@ -320,6 +320,9 @@ def _run(args, out):
           f"{args.dtype}, device {device} ({why})", file=out, flush=True)
     if training.position["unit"]:
         print(f"  resumed from {args.resume} at step {training.position['steps']}", file=out, flush=True)
+    if training.deferred:  # the pass under way keeps its policy: say when the new one starts
+        notes = [note.replace("from here on", "from the next pass over the text")
+                 if note.startswith(("--policy", "--k1", "--k2", "--recompute")) else note for note in notes]
     for note in notes + training.notes:
         print(f"minigrad train: note: {note}", file=sys.stderr)
 
@@ -365,6 +368,8 @@ class Training:
         self.total_steps = task.steps_before(total_units)
         self.total_updates = planned_updates(task, policy, total_units)
         self.notes = []      # what resume() has to say
+        self.deferred = False  # resumed inside a pass that goes on under another policy
+        self.last_lr = None  # the learning rate of the last update made
         self.position = {"unit": 0, "steps": 0, "updates": 0}
         self.history = {"steps": [], "loss": [], "val_steps": [], "val_loss": []}
         self.best = None     # (step, validation loss) of the model in best_path(--save)
@@ -386,7 +391,7 @@ class Training:
         def scheduled_step(*args, **kwargs):
             factor = lr_factor(self.settings, self.position["updates"], self.total_updates)
             for group in optimizer.param_groups:
-                group["lr"] = self.settings["lr"] * factor
+                group["lr"] = self.last_lr = self.settings["lr"] * factor
             self.position["updates"] += 1
             return step(*args, **kwargs)
         optimizer.step = scheduled_step
@@ -512,7 +517,7 @@ class Training:
                     last_save, saved_at = time.perf_counter(), self.position["steps"]
                 if log is not None:
                     log.write({"step": self.position["steps"], "loss": loss, "val_loss": val,
-                               "lr": self.optimizer.param_groups[0]["lr"],
+                               "lr": self.last_lr,
                                "elapsed": round(time.perf_counter() - started, 3),
                                "steps_per_s": round(self.trained / max(self.training_time, 1e-9), 1)})
                 if ctrl_c.pressed:  # the unit is done, and saved: stop here
@@ -556,6 +561,9 @@ class Training:
             stream = self.stream.state_dict()
             policy = policy_settings(self.stream.policy)
             if not self.stream.policy.recompute and stream["first"] <= stream["m"]:
+                if stream["first"] not in self.draws:  # cannot happen: _feed keeps what can be reached
+                    raise RuntimeError(f"cannot save {path}: the random state before step "
+                                       f"{stream['first']} of the pass was not kept")
                 draws = self.draws[stream["first"]]  # steps that load_state_dict re-runs
         io.save(path, trainer=2, config=self.config, training=self.settings,
                 model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
@@ -588,10 +596,21 @@ class Training:
         self.position, self.history = saved["position"], saved["history"]
         # the best model's file lies beside the checkpoint resumed from: kept on if saved to it
         self.best = saved["best"] if self.args.save == path else None
+        self.total_updates = self._plan_from(unit, saved["position"]["updates"])
         if saved["plan"] != self.total_updates and (self.settings["lr_schedule"] != "none"):
             self.notes.append(f"the --lr-schedule now spans {self.total_updates} updates (the "
                               f"checkpoint's run planned {saved['plan']}): the learning rate "
                               "follows the new length from here on")
+
+    def _plan_from(self, unit, made):
+        """The updates the run will have made at its end, `made` at unit `unit`: the rest of
+        a pass under way under its stream's policy, then the other units under this run's."""
+        end = max(unit, self.total_units)
+        now = self.stream.policy if self.stream is not None else self.policy
+        rest = unit if self.stream is None else -(-unit // self.task.per_epoch) * self.task.per_epoch
+        rest = min(rest, end)
+        return (made + planned_updates(self.task, now, rest) - planned_updates(self.task, now, unit)
+                + planned_updates(self.task, self.policy, end) - planned_updates(self.task, self.policy, rest))
 
     def _resume_stream(self, saved):
         """The text's stream as it was: its reachable steps re-run with the dropout masks they
@@ -608,6 +627,7 @@ class Training:
         # --recompute or --policy given now takes over at the next pass.
         policy = make_policy(saved["stream_policy"])
         if repr(policy) != repr(self.policy):
+            self.deferred = True
             self.notes.append(f"the pass over the text under way goes on under {policy}; "
                               f"{self.policy} from the next pass")
         self._new_stream(policy)
@@ -815,6 +835,8 @@ def _check_fields(path, saved):
         raise bad("optimizer", "expected {'state': {...}, 'param_groups': [{'params': [...], ...}]}")
     if saved["stream"] is not None and not isinstance(saved["stream"], dict):
         raise bad("stream", f"a {type(saved['stream']).__name__}, not a dict")
+    if saved["stream"] is not None and saved["config"].get("task") != "text":
+        raise bad("stream", "a stream in a checkpoint of a generated task")
     policy = saved["stream_policy"]
     if saved["stream"] is not None and not (
             isinstance(policy, dict) and set(policy) == {"policy", "k1", "k2", "recompute"}
