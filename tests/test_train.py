@@ -367,6 +367,19 @@ def test_plot_is_written(capsys, tmp_path):
     assert status == 0 and b"<svg" in svg.read_bytes()[:1000]
 
 
+def test_a_texts_plot_draws_the_validation_curve_beside_the_training_one(capsys, tmp_path, text,
+                                                                        monkeypatch):
+    from minigrad.app import train as trainer
+    monkeypatch.setattr(trainer, "VALIDATE_EVERY", 0.0)
+    svg = tmp_path / "curves.svg"
+    status, _ = train(capsys, "--text", str(text), "--epochs", "4", "--sample", "0", "--plot", str(svg))
+    drawn = svg.read_text()
+    assert status == 0 and "training" in drawn and "validation" in drawn  # the legend's labels
+    assert "nats per character" in drawn
+    train(capsys, "--steps", "50", "--plot", str(svg))  # a generated task: no validation curve
+    assert "validation" not in svg.read_text()
+
+
 def test_off_a_terminal_progress_is_a_plain_line_at_most_every_few_seconds(tmp_path):
     """stderr to a file or a pipe: no carriage returns, a line at the first unit, at most one
     per PLAIN_EVERY (10 s) after it, and one at the end."""
