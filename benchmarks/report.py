@@ -193,6 +193,7 @@ def render(data):
     if on_cpu:
         parts.append(main_table(on_cpu))
         parts.append(stacked_table(on_cpu))
+        parts.append(limit_table(on_cpu))
         parts.append(language_model_table(on_cpu))
     scaling = [b for b in on_cpu if b["extra_info"]["workload"] == "W4"]
     if scaling:
@@ -291,6 +292,24 @@ def stacked_table(benches):
                          + f" | {_ratio(_over(mg, fl))} | {_ratio(_over(mg, fused))} |")
         ratios = [_over(rows[stacked].get(impl), rows[single].get(impl)) for _, impl in STACKED_COLUMNS]
         lines.append(f"| {stacked} / {single} | " + " | ".join(_ratio(r) for r in ratios) + " | | |")
+    return "\n".join(lines)
+
+
+def limit_table(benches):
+    """The at-shape limit (benchmarks/limit.py): the summed time of exactly the matrix
+    products the window floor makes, at their shapes and layouts, on this machine's BLAS;
+    minigrad's layer and the floor against it, in µs per time step. Empty without it."""
+    rows = {name: row for name, row in _per_workload(benches).items() if "numpy-matmuls" in row}
+    if not rows:
+        return ""
+    lines = ["The at-shape limit: the window floor's matrix products alone, µs per time step:", "",
+             "| workload | minigrad layer | NumPy window floor | at-shape limit | minigrad / limit "
+             "| floor / limit |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name in sorted(rows):
+        mg, fl, lim = (rows[name].get(impl) for impl in ("minigrad-seq", "numpy-window", "numpy-matmuls"))
+        lines.append(f"| {name} | {_us(mg)} | {_us(fl)} | {_us(lim)} | {_ratio(_over(mg, lim))} "
+                     f"| {_ratio(_over(fl, lim))} |")
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from . import floor, torch_impl, workloads
+from . import floor, limit, torch_impl, workloads
 
 RECURRENT = {"minigrad": workloads.minigrad_recurrent, "numpy": floor.numpy_recurrent,
              "minigrad-seq": workloads.minigrad_sequence, "numpy-window": floor.numpy_recurrent_window,
@@ -67,6 +67,27 @@ def test_recurrent(benchmark, smoke, recurrent, impl):
 def test_stacked(benchmark, smoke, stacked, impl):
     """W6, a 2-layer LSTM with dropout: microseconds per time step, as W1-W3."""
     _train(benchmark, smoke, stacked, impl, STACKED)
+
+
+def test_limit(benchmark, smoke, recurrent):
+    """The at-shape limit of W1-W3 (benchmarks/limit.py): exactly the matrix products of the
+    window floor's round, at their shapes and layouts, timed alone; the report sets
+    minigrad's layer against it."""
+    _limit(benchmark, smoke, recurrent)
+
+
+def test_stacked_limit(benchmark, smoke, stacked):
+    """W6's at-shape limit, as W1-W3's."""
+    _limit(benchmark, smoke, stacked)
+
+
+def _limit(benchmark, smoke, w):
+    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    calls = limit.record_products(floor.numpy_recurrent_window(w, weights, data))
+    assert calls, "the window floor made no products"
+    _describe(benchmark, w, "numpy-matmuls", w.units, products=len(calls))
+    benchmark.pedantic(limit.replay, setup=lambda: ((limit.prepare(calls),), {}),
+                       rounds=1 if smoke else 11, warmup_rounds=0 if smoke else 1)
 
 
 def _train(benchmark, smoke, w, impl, impls):

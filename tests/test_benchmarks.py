@@ -175,6 +175,8 @@ def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
     assert "test_stacked[W6-minigrad-seq]" in names and "test_stacked[W6-numpy-window]" in names
     assert "test_chain[W5-minigrad]" in names
     assert "test_charlm[W7-minigrad-stream]" in names
+    assert {"test_limit[W1]", "test_limit[W2]", "test_limit[W3]", "test_stacked_limit[W6]"} <= names
+    assert "| workload | minigrad layer | NumPy window floor | at-shape limit |" in proc.stdout
     assert "test_scaling[BPTT-n24]" in names
     assert "| W1 | cells, per step | time step |" in proc.stdout
     assert "| W1 | layer, per window | time step |" in proc.stdout and "| W5 | ops | op |" in proc.stdout
@@ -234,6 +236,38 @@ def test_the_stacked_table_divides_the_stacked_workload_by_the_one_it_stacks():
     assert "| W6 | 225 | 160 | 90.0 | 1.41× | 2.50× |" in text
     assert "| W6 / W2 | 2.25× | 2.00× | 1.80× | | |" in text
     assert "What stacking costs" not in report.render({"benchmarks": benches[:3]})  # W2 not run
+
+
+def test_the_limit_table_sets_the_layer_and_the_floor_against_the_products_alone():
+    benches = [_bench("W2", "minigrad-seq", 0.040, 400),    # 100 us per step
+               _bench("W2", "numpy-window", 0.032, 400),    # 80
+               _bench("W2", "numpy-matmuls", 0.020, 400),   # 50
+               _bench("W1", "minigrad-seq", 0.020, 400)]    # no limit measured: no row
+    text = report.render({"benchmarks": benches})
+    assert "The at-shape limit: the window floor's matrix products alone" in text
+    assert "| W2 | 100 | 80.0 | 50.0 | 2.00× | 1.60× |" in text
+    assert "| W1 | 50.0 | -" not in text
+    assert "at-shape limit" not in report.render({"benchmarks": benches[:2]})
+
+
+def test_the_limit_replays_exactly_the_floors_products_at_their_shapes_and_layouts():
+    """record_products sees every np.dot of a window floor's round, with the weights as
+    transposed views where the floor passes W.T; replay makes the same products again."""
+    from benchmarks import floor, limit
+    w = workloads.W2.smoke()
+    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    calls = limit.record_products(floor.numpy_recurrent_window(w, weights, data))
+    B, H, G = w.batch, w.hidden, 4 * w.hidden
+    recurrent = (((B, H), "<f4", False), ((H, G), "<f4", True))  # h W_hh^T: W_hh (G, H) viewed as .T
+    windows = -(-w.steps // w.k)  # a window's steps each make one recurrent product forward
+    assert calls.count(recurrent) == w.steps and len(calls) > w.steps
+    assert all(dtype == "<f4" for a, b in calls for _, dtype, _ in (a, b))
+    operands = limit.prepare(calls)
+    assert len(operands) == len(calls) and windows >= 1
+    for (a, b), (x, y) in zip(calls, operands):
+        assert (x.shape, x.dtype.str, not x.flags.c_contiguous) == a
+        assert (y.shape, y.dtype.str, not y.flags.c_contiguous) == b
+    assert limit.replay(operands) > 0
 
 
 def test_the_language_model_table_judges_minigrad_against_pytorch():
