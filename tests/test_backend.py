@@ -167,3 +167,15 @@ def test_the_window_kernel_makes_a_training_step_a_few_launches_whatever_its_len
     # forward: the input projections, the readout; backward: dx, dW_ih, dW_hh, the readout's two
     assert count("matmul") <= 6
     assert len(names) <= 16, names
+
+
+def test_for_array_resolves_a_numpy_arrays_calls_to_the_reference_once(monkeypatch):
+    """The window loops resolve their per-step primitives once: NumPy arrays go straight to
+    the references (what the wrapper would call anyway); anything else, and NumPy arrays
+    while the kernels are forced onto them (the emulator tests), keep the deciding wrapper."""
+    from minigrad.backends import dispatch, primitives
+    a = np.zeros((2, 3))
+    assert dispatch.for_array(primitives.matmul_add, a) is primitives.matmul_add.numpy
+    assert dispatch.for_array(primitives.lstm_step, [a]) is primitives.lstm_step  # not an array: decide per call
+    monkeypatch.setattr(dispatch, "KERNELS_ON_NUMPY", True)
+    assert dispatch.for_array(primitives.matmul_add, a) is primitives.matmul_add

@@ -71,6 +71,16 @@ def path(family):
     return _paths[family]
 
 
+def for_array(fn, array):
+    """What a call of the primitive `fn` on `array` would run, decided once for a loop of such
+    calls: its NumPy reference for a NumPy array, else `fn`, which decides call by call. The
+    window references call a matmul and a cell step per time step; on the CPU each call
+    through the wrapper cost about 0.3 us, some 8% of a batch-1 Elman window (W3)."""
+    if type(array) is np.ndarray and not KERNELS_ON_NUMPY:
+        return fn.numpy
+    return fn
+
+
 def primitive(family):
     """Mark a NumPy function as the reference of the CUDA kernel wrapper of the same name
     (`minigrad.backends.cuda.<name>`), in op family `family`.

@@ -13,7 +13,7 @@ import operator
 
 
 from .devices import array_module
-from .dispatch import primitive
+from .dispatch import for_array, primitive
 
 
 # -- matmul.cu, elementwise.cu, reduce.cu ---------------------------------------------------
@@ -245,12 +245,13 @@ def gru_step_backward(g, a_hh, rz, cand, h, g_a_ih=None, g_a_hh=None, g_h=None):
 # the step's gates) and the cell's pointwise part. The kernel runs a whole window in one
 # launch where the weights fit in a block's shared memory.
 
-def _pass_back(g_a, W_hh, G_h, t, need_h0):
+def _pass_back(g_a, W_hh, G_h, t, need_h0, mm_add):
     """Send g_a = dL/d(step t's gates) back to the state that entered step t (the input of
-    h W_hh^T): into G_h[t - 1] (one matmul that adds as it writes); at t = 0 it is h0's
-    gradient (returned, or None when h0 needs none)."""
+    h W_hh^T): into G_h[t - 1] (one matmul that adds as it writes, mm_add: matmul_add as
+    for_array resolved it); at t = 0 it is h0's gradient (returned, or None when h0 needs
+    none)."""
     if t:
-        matmul_add(g_a, W_hh, G_h[t - 1])
+        mm_add(g_a, W_hh, G_h[t - 1])
         return None
     return matmul(g_a, W_hh) if need_h0 else None
 
@@ -264,8 +265,9 @@ def elman_window(A, Hs, W_hh, relu):
     """
     kind = "relu" if relu else "tanh"
     W_hhT = W_hh.T  # a view, made once: the loop is the hot part
+    mm_add, act = for_array(matmul_add, A), for_array(activation, A)
     for t in range(len(A)):  # A[t] is a view: the recurrent product is added into A itself
-        activation(matmul_add(Hs[t], W_hhT, A[t]), kind, out=Hs[t + 1])
+        act(mm_add(Hs[t], W_hhT, A[t]), kind, out=Hs[t + 1])
     return Hs
 
 
@@ -281,10 +283,11 @@ def elman_window_backward(G_h, Hs, A, W_hh, relu, G_a, need_h0):
     Returns dL/dh0 = G_a[0] W_hh, (B, H), or None when need_h0 is false.
     """
     g_h0 = None
+    mm_add, act_backward = for_array(matmul_add, G_h), for_array(activation_backward, G_h)
     for t in range(len(G_h) - 1, -1, -1):
         saved = A[t] if relu else Hs[t + 1]  # relu' reads the input, tanh' the output
-        activation_backward(G_h[t], saved, "relu" if relu else "tanh", out=G_a[t])
-        g_h0 = _pass_back(G_a[t], W_hh, G_h, t, need_h0)
+        act_backward(G_h[t], saved, "relu" if relu else "tanh", out=G_a[t])
+        g_h0 = _pass_back(G_a[t], W_hh, G_h, t, need_h0, mm_add)
     return g_h0
 
 
@@ -297,8 +300,9 @@ def lstm_window(A, Hs, Cs, TC, W_hh):
     W_hh: (4H, H). Returns Hs.
     """
     W_hhT = W_hh.T
+    mm_add, step = for_array(matmul_add, A), for_array(lstm_step, A)
     for t in range(len(A)):
-        lstm_step(matmul_add(Hs[t], W_hhT, A[t]), Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
+        step(mm_add(Hs[t], W_hhT, A[t]), Cs[t], out=(Hs[t + 1], Cs[t + 1], TC[t]))
     return Hs
 
 
@@ -312,9 +316,10 @@ def lstm_window_backward(G_h, g_c, A, Cs, TC, W_hh, G_a, need_h0):
     Returns (dL/dh0 or None when need_h0 is false, dL/dc0), each (B, H).
     """
     g_h0 = None
+    mm_add, step_backward = for_array(matmul_add, G_h), for_array(lstm_step_backward, G_h)
     for t in range(len(G_h) - 1, -1, -1):
-        _, g_c = lstm_step_backward(G_h[t], g_c, A[t], Cs[t], TC[t], out=G_a[t])
-        g_h0 = _pass_back(G_a[t], W_hh, G_h, t, need_h0)
+        _, g_c = step_backward(G_h[t], g_c, A[t], Cs[t], TC[t], out=G_a[t])
+        g_h0 = _pass_back(G_a[t], W_hh, G_h, t, need_h0, mm_add)
     return g_h0, g_c
 
 
