@@ -235,11 +235,10 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
     _check_policy("train_sequence", policy)
     stream = Stream(policy, step, optimizer, state=state, clip_grad_norm=clip_grad_norm,
                     segments=segments, _who="train_sequence", _copy=False)
-    n = _length(inputs, "inputs", "train_sequence")
-    if n != _length(targets, "targets", "train_sequence"):
-        raise ValueError(f"train_sequence: inputs have {n} steps and targets "
-                         f"{_length(targets, 'targets', 'train_sequence')}; they must have the "
-                         "same length")
+    n, n_targets = _length(inputs, "inputs", "train_sequence"), _length(targets, "targets", "train_sequence")
+    if n != n_targets:
+        raise ValueError(f"train_sequence: inputs have {n} steps and targets {n_targets}; they "
+                         "must have the same length")
     stream._check_recording("train_sequence")
     dropped = sum(w.first_loss - (w.prev + 1) for w in policy.windows(n))
     if dropped:  # said here, with the whole call's count, instead of by the stream
@@ -313,10 +312,9 @@ class Stream:
     def __init__(self, policy, step, optimizer, *, state=None, clip_grad_norm=None,
                  segments=False, _who="stream", _copy=True):
         self.policy, self._who, self._copy = policy, _who, _copy
-        _check_call(_who, step, state, optimizer, clip_grad_norm, segments)
+        shapes = _check_call(_who, step, state, optimizer, clip_grad_norm, segments)
         self._k1, self._k2 = policy.k1, policy.k2  # None, None under BPTT()
-        self._run = _Run(step, _state_shapes(state, who=_who), segments, _who)
-        self._run.policy = policy
+        self._run = _Run(step, shapes, segments, policy, _who)
         self._update = _Update(optimizer, clip_grad_norm, _who)
         self._state = _detached(state)  # after the last step fed (stored mode)
         self.updates = 0
@@ -789,17 +787,21 @@ class _Run:
     # one place. Only that check looks further (this runs every step).
     running = _Running()
 
-    def __init__(self, step, shapes, segments, who):
-        self.step, self.shapes, self.segments, self.who = step, shapes, segments, who
+    def __init__(self, step, shapes, segments, policy, who):
+        self.step, self.shapes, self.segments, self.policy, self.who = step, shapes, segments, policy, who
         self.tape, self.base = None, 0  # set at the sequence's first feed
         self.n = None  # the sequence's length, when known (train_sequence)
-        self.policy = None
+        self._tiled = (None, False)  # (n, whether the windows of n steps tile it), once per n
 
     def is_window(self, a, b):
         """Whether steps a..b are one window of the policy, and no other window reaches them:
         only when n is known, and the windows tile the sequence (each begins right after the
         previous update: BPTT(), TBPTT(k, k) with k dividing n)."""
-        if self.n is None or not all(w.start == w.prev + 1 for w in self.policy.windows(self.n)):
+        if self.n is None:
+            return False
+        if self._tiled[0] != self.n:  # asked at every call of a bidirectional layer's step
+            self._tiled = (self.n, all(w.start == w.prev + 1 for w in self.policy.windows(self.n)))
+        if not self._tiled[1]:
             return False
         k1 = self.policy.sizes(self.n)[0]
         window = self.policy.update(-(-b // k1), self.n)  # update ceil(b / k1): the first after b
@@ -938,7 +940,8 @@ def _check_policy(who, policy):
 
 
 def _check_call(who, step, state, optimizer, clip, segments):
-    """Everything about a call or a stream that can be checked before any step runs."""
+    """Everything about a call or a stream that can be checked before any step runs; returns
+    the state's shapes (_state_shapes)."""
     if not callable(step):
         raise TypeError(f"{who}: step must be callable, got {type(step).__name__}")
     if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
@@ -949,7 +952,7 @@ def _check_call(who, step, state, optimizer, clip, segments):
         raise ValueError(f"{who}: clip_grad_norm must be a number > 0 or None, got {clip!r}")
     if not isinstance(segments, bool):
         raise TypeError(f"{who}: segments must be True or False, got {segments!r}")
-    _state_shapes(state, who=who)
+    return _state_shapes(state, who=who)
 
 
 __all__ = ["BPTT", "TBPTT", "Window", "Stream", "TrainResult", "train_sequence"]

@@ -265,7 +265,7 @@ def test_text_units_when_the_length_divides_the_streams(tmp_path):
     assert task.per_epoch == 2
     assert [task.unit_steps(u) for u in range(4)] == [7, 7, 7, 7]
     assert [task.unit(u, None)[2] for u in range(4)] == [True, False, True, False]
-    assert [task.ends_pass(u) for u in range(4)] == [False, True, False, True]
+    assert [task.steps_after(u) == 0 for u in range(4)] == [False, True, False, True]
     with pytest.raises(ValueError, match="no validation split"):
         task.evaluation_set(None)
 
@@ -406,4 +406,3 @@ def test_make_task_refuses_an_unknown_task():
 def test_text_steps_after_a_unit_count_down_to_the_end_of_the_pass(tmp_path):
     task = TextTask(text_file(tmp_path, TEXT), length=4, batch=3)    # passes of 14 steps: 4, 4, 4, 2
     assert [task.steps_after(u) for u in range(6)] == [10, 6, 2, 0, 10, 6]
-    assert [task.ends_pass(u) for u in range(6)] == [task.steps_after(u) == 0 for u in range(6)]

@@ -236,10 +236,6 @@ class TextTask(_Classes):
         rows = slice(k * self.length, (k + 1) * self.length)
         return OneHot(self.inputs[rows], self.classes, self.dtype), self.targets[rows], k == 0
 
-    def ends_pass(self, index):
-        """Whether unit `index` is the last of a pass over the text."""
-        return (index + 1) % self.per_epoch == 0
-
     def steps_after(self, index):
         """The steps of the pass that come after unit `index`."""
         k = index % self.per_epoch

@@ -9,6 +9,7 @@ across units. Between units everything is consistent (model, optimizer, stream, 
 random generator), so that is where checkpoints are written, and a resumed run continues
 exactly where the checkpoint left off, inside a window included.
 """
+import contextlib
 import math
 import os
 import resource
@@ -379,6 +380,7 @@ class Training:
         self.m = 0           # steps fed to it
         self.ran = 0         # steps its segments ran (stored mode: each step once, in order)
         self.draws = {}      # step s -> the rng's state before the segment from s (the dropout masks)
+        self.random = model.drop.p > 0  # whether a segment draws from rng: else no draws to keep
         self.pending = [0.0, 0]  # losses, and the steps they cover, since the last history point
         self.trained, self.training_time, self.validation_time = 0, 0.0, 0.0
         self._schedule(optimizer)
@@ -400,7 +402,7 @@ class Training:
 
     def segment(self, state, xs, ys):
         """The step function of train_sequence and the stream: steps a..b at once."""
-        if self.stream is not None and not self.stream.policy.recompute:
+        if self.random and self.stream is not None and not self.stream.policy.recompute:
             self.draws[self.ran + 1] = self.rng.bit_generator.state
             self.ran += len(xs)
         state, outputs = self.model(state, xs)
@@ -560,7 +562,7 @@ class Training:
         if self.stream is not None:
             stream = self.stream.state_dict()
             policy = policy_settings(self.stream.policy)
-            if not self.stream.policy.recompute and stream["first"] <= stream["m"]:
+            if self.random and not self.stream.policy.recompute and stream["first"] <= stream["m"]:
                 if stream["first"] not in self.draws:  # cannot happen: _feed keeps what can be reached
                     raise RuntimeError(f"cannot save {path}: the random state before step "
                                        f"{stream['first']} of the pass was not kept")
@@ -639,6 +641,17 @@ class Training:
         self.m = int(sd["m"])
 
 
+@contextlib.contextmanager
+def _evaluating(model):
+    """The model in evaluation mode (no dropout), recording nothing; training mode after."""
+    model.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        model.train()
+
+
 def evaluate(task, model):
     """The task's score of the model on its held-out data (a text: the validation split),
     run a few hundred steps at a time, in evaluation mode and without recording."""
@@ -646,14 +659,10 @@ def evaluate(task, model):
     x = _steps_of(x)
     device = model.head.weight.device
     state, outputs = None, []
-    model.eval()
-    try:
-        with no_grad():
-            for a in range(0, len(x), 500):
-                state, output = model(state, Tensor(np.asarray(x[a:a + 500]), device=device))
-                outputs.append(devices.to_numpy(output.data))
-    finally:
-        model.train()
+    with _evaluating(model):
+        for a in range(0, len(x), 500):
+            state, output = model(state, Tensor(np.asarray(x[a:a + 500]), device=device))
+            outputs.append(devices.to_numpy(output.data))
     score = task.score(np.concatenate(outputs), y)
     if task.name == "text":  # the baseline that knows only the training text's frequencies
         score.update(baseline_loss=task.baseline(), baseline="unigram entropy of the training text",
@@ -705,22 +714,18 @@ def generate(model, vocab, count, temperature, rng, prime=""):
         return model(state, Tensor(np.array(ids, dtype=np.int64)[:, None], device=device))
 
     chars = []
-    model.eval()
-    try:
-        with no_grad():
-            if prime:
-                state, logits = run(None, [index[c] for c in prime])
-            else:
-                chars.append(vocab[int(rng.integers(len(vocab)))])
-                state, logits = run(None, [index[chars[0]]])
-            while len(chars) < count:
-                z = devices.to_numpy(logits.data)[-1, 0].astype(np.float64) / temperature
-                p = np.exp(z - z.max())
-                char = int(rng.choice(len(vocab), p=p / p.sum()))
-                chars.append(vocab[char])
-                state, logits = run(state, [char])
-    finally:
-        model.train()
+    with _evaluating(model):
+        if prime:
+            state, logits = run(None, [index[c] for c in prime])
+        else:
+            chars.append(vocab[int(rng.integers(len(vocab)))])
+            state, logits = run(None, [index[chars[0]]])
+        while len(chars) < count:
+            z = devices.to_numpy(logits.data)[-1, 0].astype(np.float64) / temperature
+            p = np.exp(z - z.max())
+            char = int(rng.choice(len(vocab), p=p / p.sum()))
+            chars.append(vocab[char])
+            state, logits = run(state, [char])
     return "".join(chars)
 
 
