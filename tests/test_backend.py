@@ -179,3 +179,58 @@ def test_for_array_resolves_a_numpy_arrays_calls_to_the_reference_once(monkeypat
     assert dispatch.for_array(primitives.lstm_step, [a]) is primitives.lstm_step  # not an array: decide per call
     monkeypatch.setattr(dispatch, "KERNELS_ON_NUMPY", True)
     assert dispatch.for_array(primitives.matmul_add, a) is primitives.matmul_add
+
+
+# -- the sequence ops' memory layout on the CPU -----------------------------------------
+
+def test_matmul_add_into_an_out_stored_transposed_adds_the_product_in_place(rng):
+    """A feature-major time step (out's memory is out.T's): out += x @ y, computed as
+    out^T += y^T x^T, gives x @ y added to what was there, written into out's own memory."""
+    from minigrad.backends import primitives
+    x, y = rng.standard_normal((4, 7)), rng.standard_normal((7, 5))
+    memory = rng.standard_normal((2, 5, 4))  # two steps, each (5, 4) in memory: out is (4, 5)
+    before = memory.copy()
+    out = memory[1].T
+    assert out.flags.f_contiguous and not out.flags.c_contiguous
+    result = primitives.matmul_add(x, y.T.copy().T, out)  # y stored transposed, as W_hh.T
+    assert result is out
+    np.testing.assert_allclose(memory[1].T, before[1].T + x @ y, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(memory[0], before[0])  # the other step untouched
+
+
+def test_lstm_runs_feature_major_on_the_cpu_with_the_batch_major_numbers(rng, monkeypatch):
+    """On NumPy arrays the LSTM op keeps each step's gates as (4H, B) in memory
+    (dispatch.feature_major); its outputs, final state and every gradient are those of the
+    batch-major layout (the one the kernels use) to float64 rounding, and come back C-contiguous."""
+    from minigrad.backends import dispatch, primitives
+    from minigrad.nn import recurrent
+    T, B, I, H = 6, 3, 4, 5
+    arrays = [rng.standard_normal(s) for s in ((T, B, I), (B, H), (B, H), (4 * H, I), (4 * H, H),
+                                               (4 * H,), (4 * H,))]
+    seen = []
+    window = primitives.lstm_window
+    monkeypatch.setattr(primitives, "lstm_window",
+                        lambda A, *rest: seen.append(A[0].flags.f_contiguous) or window(A, *rest))
+
+    def run(reverse):
+        ts = [mg.tensor(a, requires_grad=True) for a in arrays]
+        hs, (h, c) = F.lstm(ts[0], (ts[1], ts[2]), *ts[3:], reverse=reverse)
+        ((hs * hs).sum() + (h * c).sum() + c.sum()).backward()
+        return [hs.data, h.data, c.data] + [t.grad for t in ts]
+
+    for reverse in (False, True):
+        fm = run(reverse)
+        monkeypatch.setattr(recurrent, "feature_major", lambda a: False)
+        bm = run(reverse)
+        monkeypatch.setattr(recurrent, "feature_major", dispatch.feature_major)
+        assert seen[-2:] == [True, False]
+        for a, b in zip(fm, bm):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        assert all(a.flags.c_contiguous for a in fm)
+
+
+def test_feature_major_is_for_numpy_arrays_not_sent_to_the_kernels(monkeypatch):
+    from minigrad.backends import dispatch
+    assert dispatch.feature_major(np.zeros((2, 3)))
+    monkeypatch.setattr(dispatch, "KERNELS_ON_NUMPY", True)
+    assert not dispatch.feature_major(np.zeros((2, 3)))

@@ -31,8 +31,17 @@ def matmul(x, y):
 @primitive("matmul")
 def matmul_add(x, y, out):
     """out += x @ y, in place, for an `out` the caller owns (a time step's gates); returns out.
-    On a GPU one launch: the product is added as it is written."""
-    out += array_module(x).dot(x, y)
+    On a GPU one launch: the product is added as it is written.
+
+    An `out` stored transposed (a feature-major step, see dispatch.feature_major) gets the
+    product as out^T += y^T x^T: BLAS writes it in out's memory order, and reads W_hh as
+    stored where x @ y is h @ W_hh^T (OpenBLAS's transposed weight is the slow operand)."""
+    xp = array_module(x)
+    if out.ndim == 2 and not out.flags.c_contiguous and out.flags.f_contiguous:
+        out_t = out.T  # C-contiguous
+        out_t += xp.dot(y.T, x.T)
+    else:
+        out += xp.dot(x, y)
     return out
 
 
@@ -243,7 +252,9 @@ def gru_step_backward(g, a_hh, rz, cand, h, g_a_ih=None, g_a_hh=None, g_h=None):
 #
 # The references are the step loops: each step one matmul (the recurrent product added into
 # the step's gates) and the cell's pointwise part. The kernel runs a whole window in one
-# launch where the weights fit in a block's shared memory.
+# launch where the weights fit in a block's shared memory. The references take the arrays
+# in either memory layout (on the CPU the LSTM's are feature-major, dispatch.feature_major):
+# the shapes below are what they index; matmul_add and NumPy's passes follow the strides.
 
 def _pass_back(g_a, W_hh, G_h, t, need_h0, mm_add):
     """Send g_a = dL/d(step t's gates) back to the state that entered step t (the input of

@@ -37,6 +37,7 @@ from outside the recurrence, G_a[t] = g_a of step t + 1.
 """
 from ..backends import primitives
 from ..backends.devices import array_module
+from ..backends.dispatch import feature_major
 from ..backends.primitives import matmul, matmul_add
 from ..ops import _tensors, record
 
@@ -95,13 +96,32 @@ def _gates(X, Hprev, W_ih, W_hh, biases):
     return a
 
 
-def _projections(X, W_ih, biases):
-    """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one matmul."""
+def _projections(X, W_ih, biases, memory=None):
+    """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one
+    matmul; stored in `memory` order (see _empty_steps; default batch-major)."""
     T, B, inputs = X.shape
-    A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, W_ih.shape[0])  # no -1: B may be 0
+    if memory == FEATURE_MAJOR:  # A[t]^T = W_ih x_t^T, written straight into A's memory
+        A = _empty_steps(array_module(X), (T, B, W_ih.shape[0]), X.dtype, memory)
+        array_module(X).matmul(W_ih, X.transpose(0, 2, 1), out=A.transpose(0, 2, 1))
+    else:
+        A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, W_ih.shape[0])  # no -1: B may be 0
     for b in biases:
         A += b
     return A
+
+
+# The memory order of a sequence op's (T, B, n) arrays, as the order of their axes in memory.
+# Batch-major is C order; feature-major keeps each step transposed, (n, B) in memory
+# (dispatch.feature_major says where; the code indexes both alike); the gates' gradients
+# are kept as (n, T, B), so that G_a's rows, (T*B, n), are a view whose transpose is
+# C-contiguous: each weight gradient is then one plain matmul.
+BATCH_MAJOR, FEATURE_MAJOR, GRADIENT_ROWS = (0, 1, 2), (0, 2, 1), (2, 0, 1)
+
+
+def _empty_steps(xp, shape, dtype, memory):
+    """An empty array of `shape` (T, B, n) whose memory holds its axes in the order `memory`."""
+    inverse = tuple(sorted(range(3), key=memory.__getitem__))
+    return xp.empty(tuple(shape[axis] for axis in memory), dtype).transpose(inverse)
 
 
 def _affine_backward(tensors, k, g_a_ih, g_a_hh, X, Hprev, W_ih, W_hh, g_h=None):
@@ -258,13 +278,14 @@ def _outputs(Hs, extra, unbatched, reverse):
     return (pick(hs), pick(Hs[-1])) + tuple(pick(e) for e in extra)
 
 
-def _state_gradients(g, T, B, reverse):
+def _state_gradients(g, T, B, reverse, memory=BATCH_MAJOR):
     """G_h (T, B, H): G_h[t] = dL/dh_t+1 from the outputs (in the order the steps ran), with
     the last state's own gradient added to G_h[T - 1]. A copy the backward may write into
-    (see above)."""
+    (see above), in `memory` order."""
     g_hs, g_hT = g
     H = g_hT.shape[-1]  # not reshape(..., -1), which cannot size an empty batch (B = 0)
-    G_h = _time_order(g_hs.reshape(T, B, H), reverse).copy()
+    G_h = _empty_steps(array_module(g_hT), (T, B, H), g_hT.dtype, memory)
+    G_h[...] = _time_order(g_hs.reshape(T, B, H), reverse)
     G_h[T - 1] += g_hT.reshape(B, H)
     return G_h
 
@@ -317,24 +338,30 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=Fa
     X = _time_order(X, reverse)
     xp = array_module(X)
     T, B = X.shape[:2]
-    A = _projections(X, W_ih, biases)              # the gates, completed and activated step by step
-    Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
-    Cs = xp.empty_like(Hs)                         # Cs[t] = c_t, as Hs
-    TC = xp.empty((T,) + H0.shape, X.dtype)        # TC[t - 1] = tanh(c_t)
+    H = W_hh.shape[1]
+    fm = feature_major(X)
+    memory = FEATURE_MAJOR if fm else BATCH_MAJOR
+    A = _projections(X, W_ih, biases, memory)      # the gates, completed and activated step by step
+    Hs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)
+    Cs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)  # Cs[t] = c_t, as Hs
+    TC = _empty_steps(xp, (T, B, H), X.dtype, memory)      # TC[t - 1] = tanh(c_t)
     Hs[0], Cs[0] = H0, C0
     primitives.lstm_window(A, Hs, Cs, TC, W_hh)
+    Hs = xp.ascontiguousarray(Hs)  # batch-major: the output, and the rows g_W_hh needs
     need_h0, need_c0 = tensors[1].requires_grad, tensors[2].requires_grad
 
     def backward(g):
-        G_h = _state_gradients(g[:2], T, B, reverse)
-        G_a = xp.empty_like(A)
-        g_h0, g_c0 = primitives.lstm_window_backward(G_h, g[2].reshape(B, W_hh.shape[1]), A, Cs, TC, W_hh,
-                                                     G_a, need_h0)
+        G_h = _state_gradients(g[:2], T, B, reverse, memory)
+        G_a = _empty_steps(xp, A.shape, A.dtype, GRADIENT_ROWS if fm else BATCH_MAJOR)
+        g_c = xp.empty_like(Cs[0])  # in Cs's memory order: mixed orders make NumPy's passes slow
+        g_c[...] = g[2].reshape(B, H)
+        g_h0, g_c0 = primitives.lstm_window_backward(G_h, g_c, A, Cs, TC, W_hh, G_a, need_h0)
         grads = _sequence_backward(tensors, 2, G_a, G_a, X, Hs, W_ih, W_hh, g_h0, reverse)
         if need_c0:
-            grads[2] = g_c0.reshape(tensors[2].shape)
+            grads[2] = xp.ascontiguousarray(g_c0).reshape(tensors[2].shape)
         return grads
-    hs, h_T, c_T = record("lstm", _outputs(Hs, (Cs[-1],), unbatched, reverse), tensors, backward)
+    c_T = xp.ascontiguousarray(Cs[-1])
+    hs, h_T, c_T = record("lstm", _outputs(Hs, (c_T,), unbatched, reverse), tensors, backward)
     return hs, (h_T, c_T)
 
 
