@@ -37,7 +37,7 @@ def matmul_add(x, y, out):
     product as out^T += y^T x^T: BLAS writes it in out's memory order, and reads W_hh as
     stored where x @ y is h @ W_hh^T (OpenBLAS's transposed weight is the slow operand)."""
     xp = array_module(x)
-    if out.ndim == 2 and not out.flags.c_contiguous and out.flags.f_contiguous:
+    if not out.flags.c_contiguous and out.ndim == 2 and out.flags.f_contiguous:
         out_t = out.T  # C-contiguous
         out_t += xp.dot(y.T, x.T)
     else:
