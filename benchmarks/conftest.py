@@ -1,4 +1,4 @@
-"""Options of the benchmark suite: --threads (BLAS and PyTorch threads, 1 by default)
+"""Options of the benchmark suite: --threads (BLAS, PyTorch and XLA threads, 1 by default)
 and --smoke (every workload at tiny sizes, one round: the normal test suite runs that).
 
 The thread count is set once for the whole run, before any workload, so every
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from . import torch_impl, workloads
+from . import jax_impl, torch_impl, workloads
 
 _limits = None  # kept alive for the whole run: threadpoolctl undoes the limit when it goes
 
@@ -19,7 +19,7 @@ _limits = None  # kept alive for the whole run: threadpoolctl undoes the limit w
 def pytest_addoption(parser):
     group = parser.getgroup("minigrad benchmarks")
     group.addoption("--threads", type=int, default=1,
-                    help="BLAS (and PyTorch) threads for every implementation (default 1)")
+                    help="BLAS (and PyTorch and JAX) threads for every implementation (default 1)")
     group.addoption("--smoke", action="store_true",
                     help="tiny sizes and one round: checks that every workload runs")
 
@@ -32,6 +32,11 @@ def pytest_configure(config):
     _limits = threadpoolctl.threadpool_limits(limits=threads)
     if torch_impl.torch is not None:
         torch_impl.torch.set_num_threads(threads)
+    # XLA reads its flags once, when jax is imported (jax_impl imports it on first use, after
+    # this). It has no flag for N threads: with more than one, it keeps its default (a thread
+    # per core).
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {jax_impl.ONE_THREAD}".strip()
 
 
 def pytest_report_header(config):
@@ -39,6 +44,10 @@ def pytest_report_header(config):
              f"{'smoke sizes' if config.getoption('--smoke') else 'full sizes'}; {blas()}"]
     if torch_impl.torch is None:
         lines.append("note: " + torch_impl.MISSING)
+    if not jax_impl.load():
+        lines.append("note: " + jax_impl.MISSING)
+    elif config.getoption("--threads") > 1:
+        lines.append("note: JAX runs with XLA's default threads (one per core), not --threads")
     return lines
 
 
@@ -50,6 +59,8 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "blas": blas(),
         "numpy": np.__version__,
         "torch": getattr(torch_impl.torch, "__version__", None),
+        "jax": jax_impl.version(),
+        "xla_flags": os.environ.get("XLA_FLAGS") if jax_impl.jax else None,
         "cpu": cpu_name(),
         "gpu": gpu_name(),
     }
@@ -110,6 +121,12 @@ def pytest_generate_tests(metafunc):
     if "stacked" in metafunc.fixturenames:
         metafunc.parametrize("stacked", [sized(w) for w in workloads.STACKED],
                              ids=[w.name for w in workloads.STACKED])
+    if "large" in metafunc.fixturenames:
+        metafunc.parametrize("large", [sized(w) for w in workloads.LARGE],
+                             ids=[w.name for w in workloads.LARGE])
+    if "sweep" in metafunc.fixturenames:
+        metafunc.parametrize("sweep", [sized(w) for w in workloads.SWEEP],
+                             ids=[w.name for w in workloads.SWEEP])
     if "scaling" in metafunc.fixturenames:
         w4 = sized(workloads.W4)
         cases = [(w4, label, n) for label, *_ in w4.policies for n in w4.lengths]

@@ -1,7 +1,7 @@
 """python -m benchmarks.report: run the benchmark suite and print a table of medians and ratios.
 
     python -m benchmarks.report                 # every workload, 1 thread
-    python -m benchmarks.report --threads 2     # BLAS and PyTorch with 2 threads
+    python -m benchmarks.report --threads 2     # BLAS and PyTorch with 2 threads (XLA: its default)
     python -m benchmarks.report --smoke         # tiny sizes, one round: does it all run?
     python -m benchmarks.report --readme        # also put the table into README.md
     python -m benchmarks.report --repeat 3      # the suite 3 times: medians over the runs
@@ -20,10 +20,13 @@ import copy
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from .workloads import SWEEP_BATCH
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -43,7 +46,11 @@ LANGUAGE_MODEL_COLUMNS = (("minigrad", "minigrad-stream"), ("PyTorch fused", "to
 # A stacked workload -> the one-layer workload it stacks: their ratio is what the layers cost.
 STACKED = {"W6": "W2"}
 STACKED_COLUMNS = (("minigrad", "minigrad-seq"), ("NumPy floor", "numpy-window"),
-                   ("PyTorch fused", "torch-fused"))
+                   ("PyTorch fused", "torch-fused"), ("JAX", "jax"))
+# The LSTM sweeps (workloads.SWEEP, named S-H{hidden}-B{batch}) have a table of their own: the
+# hidden-size sweep at batch SWEEP_BATCH is to stay within this many times PyTorch's fused LSTM.
+SWEEP_NAME = re.compile(r"S-H(\d+)-B(\d+)")
+SWEEP_FUSED_MAX = 1.1
 # On a GPU, minigrad's sequence layer against PyTorch on the same GPU: faster than the eager
 # cell loop, and at most this many times cuDNN's fused layer.
 GPU_EAGER_MAX, GPU_CUDNN_MAX = 1.0, 1.5
@@ -193,6 +200,7 @@ def render(data):
     if on_cpu:
         parts.append(main_table(on_cpu))
         parts.append(stacked_table(on_cpu))
+        parts.append(sweep_table(on_cpu))
         parts.append(limit_table(on_cpu))
         parts.append(language_model_table(on_cpu))
     scaling = [b for b in on_cpu if b["extra_info"]["workload"] == "W4"]
@@ -208,6 +216,8 @@ def header(data):
     ours = info.get("minigrad", {})
     when = data.get("datetime", "")[:10] or datetime.date.today().isoformat()
     torch = ours.get("torch") or "not installed"
+    # runs saved before JAX joined the suite do not mention it
+    jax = f", JAX {ours.get('jax') or 'not installed'}" if "jax" in ours else ""
     runs = ours.get("runs", 1)
     medians = ("Medians of repeated runs; ratios are within this one run." if runs == 1 else
                f"Medians over {runs} runs of the suite, one after the other (of each run's median "
@@ -215,7 +225,7 @@ def header(data):
     lines = [f"Measured {when} on {ours.get('cpu') or info.get('processor') or 'an unknown CPU'}, "
              f"{ours.get('threads', '?')} thread(s) ({ours.get('blas', 'BLAS unknown')}); "
              f"Python {info.get('python_version', '?')}, NumPy {ours.get('numpy', '?')}, "
-             f"PyTorch {torch}. " + medians]
+             f"PyTorch {torch}{jax}. " + medians]
     if ours.get("smoke"):
         lines.append("**Smoke sizes**: these numbers only show that everything runs.")
     return "\n".join(lines)
@@ -233,23 +243,25 @@ def _per_workload(benches):
 
 
 def main_table(benches):
-    """W1-W3, W5 and W6: microseconds per unit, by implementation, and the ratios the targets use.
+    """W1-W3, W5, W6 and W8: microseconds per unit, by implementation, and the ratios the
+    targets use.
 
     A recurrent workload has two rows: minigrad's cells (one call of the user's step and
     a record per op per time step) against the per-step floor, and minigrad's sequence
     layer (train_sequence(segments=True): a record per op per window) against the floor
-    that batches a window the same way (a stacked workload, W6, has the second only).
-    The language models have their own table."""
-    rows = {name: row for name, row in _per_workload(benches).items() if name not in LANGUAGE_MODELS}
+    that batches a window the same way (W6 and W8 run in the layer form only, so they have
+    the second only). The language models and the LSTM sweeps have their own tables."""
+    rows = {name: row for name, row in _per_workload(benches).items()
+            if name not in LANGUAGE_MODELS and not SWEEP_NAME.fullmatch(name)}
     if not rows:
         return ""
-    heads = ["minigrad", "NumPy floor", "PyTorch eager", "PyTorch fused"]
-    lines = ["| workload | minigrad runs | µs per | " + " | ".join(heads)
-             + " | minigrad / floor | minigrad / PyTorch eager | target |",
-             "|---|---|---|" + "---:|" * (len(heads) + 2) + "---|"]
+    heads = ["minigrad", "NumPy floor", "PyTorch eager", "PyTorch fused", "JAX"]
+    ratios = ["minigrad / floor", "minigrad / PyTorch eager", "minigrad / PyTorch fused", "minigrad / JAX"]
+    lines = ["| workload | minigrad runs | µs per | " + " | ".join(heads + ratios) + " | target |",
+             "|---|---|---|" + "---:|" * (len(heads) + len(ratios)) + "---|"]
     for name in sorted(rows):
         row = rows[name]
-        eager, fused = row.get("torch-cell", row.get("torch")), row.get("torch-fused")
+        eager, fused, jax = row.get("torch-cell", row.get("torch")), row.get("torch-fused"), row.get("jax")
         for how, mine, floor in VARIANTS:
             mg, fl = row.get(mine), row.get(floor)
             if mg is None and fl is None:
@@ -257,9 +269,10 @@ def main_table(benches):
             if row["unit"] != "time step":
                 how = "ops"
             r_floor, r_eager = _over(mg, fl), _over(mg, eager)
-            cells = [_us(t) for t in (mg, fl, eager, fused)]
+            cells = [_us(t) for t in (mg, fl, eager, fused, jax)]
+            cells += [_ratio(r) for r in (r_floor, r_eager, _over(mg, fused), _over(mg, jax))]
             lines.append(f"| {name} | {how} | {row['unit']} | " + " | ".join(cells)
-                         + f" | {_ratio(r_floor)} | {_ratio(r_eager)} | {_verdict(name, r_floor, r_eager)} |")
+                         + f" | {_verdict(name, r_floor, r_eager)} |")
     lines.append("")
     lines += [f"- {name}: {rows[name]['about']}" for name in sorted(rows) if rows[name]["about"]]
     if any("minigrad-seq" in row for row in rows.values()):
@@ -268,14 +281,27 @@ def main_table(benches):
                      "train_sequence(segments=True), against a floor that batches a window the same way "
                      "(input projections and readout of the window in one matmul each). PyTorch: the "
                      "eager RNNCell/LSTMCell loop and fused nn.RNN/nn.LSTM.")
+    lines += _compile_note(benches, sorted(rows))
     return "\n".join(lines)
+
+
+def _compile_note(benches, names):
+    """A line saying how long compiling JAX's window step took for each workload of `names`,
+    in their order (not in the times), or none where JAX did not run."""
+    seconds = {b["extra_info"]["workload"]: b["extra_info"]["compile_s"] for b in benches
+               if b["extra_info"]["impl"] == "jax" and "compile_s" in b["extra_info"]}
+    if not any(name in seconds for name in names):
+        return []
+    return ["- JAX: `jax.jit` of one window's step (`lax.scan` over its steps, `value_and_grad`, the "
+            "update), compiled and run once before timing; that took (not in the times): "
+            + ", ".join(f"{name} {seconds[name]:.2f} s" for name in names if name in seconds) + "."]
 
 
 def stacked_table(benches):
     """What stacking costs: the layer form of each stacked workload and of the one-layer
-    workload it stacks, in microseconds per time step, minigrad against the floor and
-    PyTorch's fused layer, and the stacked one divided by the other, implementation by
-    implementation. Empty when the run has no such pair."""
+    workload it stacks, in microseconds per time step, minigrad against the floor,
+    PyTorch's fused layer and JAX, and the stacked one divided by the other, implementation
+    by implementation. Empty when the run has no such pair."""
     rows = _per_workload(benches)
     lines = []
     for stacked, single in STACKED.items():
@@ -284,15 +310,57 @@ def stacked_table(benches):
         if not lines:
             lines = ["What stacking costs, µs per time step of the layer form:", "",
                      "| workload | " + " | ".join(head for head, _ in STACKED_COLUMNS)
-                     + " | minigrad / floor | minigrad / PyTorch fused |",
-                     "|---|" + "---:|" * (len(STACKED_COLUMNS) + 2)]
+                     + " | minigrad / floor | minigrad / PyTorch fused | minigrad / JAX |",
+                     "|---|" + "---:|" * (len(STACKED_COLUMNS) + 3)]
         for name in (single, stacked):
-            mg, fl, fused = (rows[name].get(impl) for _, impl in STACKED_COLUMNS)
-            lines.append(f"| {name} | " + " | ".join(_us(t) for t in (mg, fl, fused))
-                         + f" | {_ratio(_over(mg, fl))} | {_ratio(_over(mg, fused))} |")
+            mg, fl, fused, jax = (rows[name].get(impl) for _, impl in STACKED_COLUMNS)
+            lines.append(f"| {name} | " + " | ".join(_us(t) for t in (mg, fl, fused, jax))
+                         + f" | {_ratio(_over(mg, fl))} | {_ratio(_over(mg, fused))} "
+                         f"| {_ratio(_over(mg, jax))} |")
         ratios = [_over(rows[stacked].get(impl), rows[single].get(impl)) for _, impl in STACKED_COLUMNS]
-        lines.append(f"| {stacked} / {single} | " + " | ".join(_ratio(r) for r in ratios) + " | | |")
+        lines.append(f"| {stacked} / {single} | " + " | ".join(_ratio(r) for r in ratios) + " | | | |")
     return "\n".join(lines)
+
+
+def sweep_table(benches):
+    """The LSTM sweeps: minigrad's layer in microseconds per time step at each hidden size
+    (batch SWEEP_BATCH) and each batch (hidden 128), and its ratios to the window floor,
+    PyTorch's fused layer and JAX; the hidden sweep judged against its target. Empty
+    without them."""
+    points = {name: row for name, row in _per_workload(benches).items() if SWEEP_NAME.fullmatch(name)}
+    if not points:
+        return ""
+
+    def size(name):  # (hidden, batch), from the name: smoke runs keep the names, not the sizes
+        return tuple(int(n) for n in SWEEP_NAME.fullmatch(name).groups())
+    # the hidden sweep by hidden size, then the other batches
+    order = sorted(points, key=lambda name: (size(name)[1] != SWEEP_BATCH, size(name)[1], size(name)[0]))
+    target = f"≤ {SWEEP_FUSED_MAX:g}× PyTorch fused"
+    lines = ["LSTM sweeps, µs per time step of the layer form (LSTM 64 -> hidden, readout to 64 + MSE, "
+             "SGD, TBPTT(20, 20)):", "",
+             "| point | hidden | batch | minigrad layer | minigrad / floor | minigrad / PyTorch fused "
+             "| minigrad / JAX | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    judged = {}  # the hidden sweep's minigrad / PyTorch fused, by point
+    for name in order:
+        row, (hidden, batch) = points[name], size(name)
+        mg = row.get("minigrad-seq")
+        r_fused = _over(mg, row.get("torch-fused"))
+        verdict = "-"
+        if batch == SWEEP_BATCH:
+            judged[name] = r_fused
+            verdict = _judge([(target, r_fused, SWEEP_FUSED_MAX)])
+        lines.append(f"| {name} | {hidden} | {batch} | {_us(mg)} | {_ratio(_over(mg, row.get('numpy-window')))} "
+                     f"| {_ratio(r_fused)} | {_ratio(_over(mg, row.get('jax')))} | {verdict} |")
+    notes = []
+    if judged:
+        measured = None not in judged.values()
+        worst = max(judged, key=judged.get) if measured else None
+        said = f"at most {_ratio(judged[worst])} ({worst})" if measured else "not measured at every size"
+        notes.append(f"- The hidden sweep at batch {SWEEP_BATCH}: minigrad / PyTorch fused {said}; "
+                     + _judge([(target + " at every hidden size", judged.get(worst), SWEEP_FUSED_MAX)]) + ".")
+    notes += _compile_note(benches, order)
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def limit_table(benches):

@@ -18,13 +18,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from . import floor, limit, torch_impl, workloads
+from . import floor, jax_impl, limit, torch_impl, workloads
 
 RECURRENT = {"minigrad": workloads.minigrad_recurrent, "numpy": floor.numpy_recurrent,
              "minigrad-seq": workloads.minigrad_sequence, "numpy-window": floor.numpy_recurrent_window,
-             "torch-cell": torch_impl.torch_cell_loop, "torch-fused": torch_impl.torch_fused}
-# W6, stacked layers: the sequence-layer form only
-STACKED = {name: RECURRENT[name] for name in ("minigrad-seq", "numpy-window", "torch-fused")}
+             "torch-cell": torch_impl.torch_cell_loop, "torch-fused": torch_impl.torch_fused,
+             "jax": jax_impl.jax_recurrent}
+# W6 (stacked layers), W8 and the LSTM sweeps: the sequence-layer form only
+LAYER_FORM = {name: RECURRENT[name] for name in ("minigrad-seq", "numpy-window", "torch-fused", "jax")}
 CHAIN = {"minigrad": workloads.minigrad_chain, "numpy": floor.numpy_chain,
          "torch": torch_impl.torch_chain}
 # W7, the character language model: minigrad's Stream against PyTorch's fused nn.LSTM
@@ -48,6 +49,8 @@ def _time(benchmark, smoke, prepare, rounds):
 def _needs(impl):
     if impl.startswith("torch") and torch_impl.torch is None:
         pytest.skip(torch_impl.MISSING)
+    if impl == "jax" and not jax_impl.load():
+        pytest.skip(jax_impl.MISSING)
 
 
 def _describe(benchmark, w, impl, units, **extra):
@@ -63,10 +66,23 @@ def test_recurrent(benchmark, smoke, recurrent, impl):
     _train(benchmark, smoke, recurrent, impl, RECURRENT)
 
 
-@pytest.mark.parametrize("impl", list(STACKED))
+@pytest.mark.parametrize("impl", list(LAYER_FORM))
 def test_stacked(benchmark, smoke, stacked, impl):
     """W6, a 2-layer LSTM with dropout: microseconds per time step, as W1-W3."""
-    _train(benchmark, smoke, stacked, impl, STACKED)
+    _train(benchmark, smoke, stacked, impl, LAYER_FORM)
+
+
+@pytest.mark.parametrize("impl", list(LAYER_FORM))
+def test_large(benchmark, smoke, large, impl):
+    """W8, a large LSTM (256 -> 512, batch 64, TBPTT(50, 50)): microseconds per time step, as W1-W3."""
+    _train(benchmark, smoke, large, impl, LAYER_FORM)
+
+
+@pytest.mark.parametrize("impl", list(LAYER_FORM))
+def test_sweep(benchmark, smoke, sweep, impl):
+    """The LSTM sweeps (W2 at hidden 64-1024, batch 32, and at batch 8-64, hidden 128):
+    microseconds per time step of the layer form, as W1-W3; the report has a table of them."""
+    _train(benchmark, smoke, sweep, impl, LAYER_FORM)
 
 
 def test_limit(benchmark, smoke, recurrent):
@@ -79,6 +95,11 @@ def test_limit(benchmark, smoke, recurrent):
 def test_stacked_limit(benchmark, smoke, stacked):
     """W6's at-shape limit, as W1-W3's."""
     _limit(benchmark, smoke, stacked)
+
+
+def test_large_limit(benchmark, smoke, large):
+    """W8's at-shape limit, as W1-W3's."""
+    _limit(benchmark, smoke, large)
 
 
 def _limit(benchmark, smoke, w):
@@ -94,7 +115,14 @@ def _train(benchmark, smoke, w, impl, impls):
     _needs(impl)
     data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
     _describe(benchmark, w, impl, w.units)
-    trained = _time(benchmark, smoke, lambda: impls[impl](w, weights, data), rounds=11)
+    extra = {}
+
+    def prepare():  # a run may say more about itself (JAX: the seconds its compiling took)
+        run = impls[impl](w, weights, data)
+        extra.update(getattr(run, "extra_info", {}))
+        return run
+    trained = _time(benchmark, smoke, prepare, rounds=11)
+    benchmark.extra_info.update(extra)
     _check_trained(w, impl, weights, trained)
 
 
@@ -115,7 +143,8 @@ def _check_trained(w, impl, start, trained):
     within ten updates (in float64 too). The two floors, written independently, tell: when
     they disagree as well, the run must at least have moved each weight as far as the floor.
     A stacked workload has one floor, the window's; PyTorch draws dropout masks of its own,
-    so with dropout it too must only move each weight as far as the floor.
+    so with dropout it too must only move each weight as far as the floor (JAX is given the
+    floor's masks, so it must match).
     """
     stacked = w.layers > 1
     reference = _floor(w, "numpy-window" if impl == "numpy" or stacked else "numpy")

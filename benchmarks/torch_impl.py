@@ -3,9 +3,9 @@
 Two for W1-W3: the eager cell loop (nn.RNNCell / nn.LSTMCell called once per step,
 as minigrad runs) and the fused layer (nn.RNN / nn.LSTM over a whole window, which
 batches the input projections and runs the recurrence in C++); for W6 the fused layer,
-stacked, with PyTorch's own dropout masks; for W7, the character language model, the fused
-layer with Adam and gradient clipping. Same weights, same data, same losses and updates as
-the other implementations.
+stacked, with PyTorch's own dropout masks; for W8 and the LSTM sweeps the fused layer; for
+W7, the character language model, the fused layer with Adam and gradient clipping. Same
+weights, same data, same losses and updates as the other implementations.
 """
 import numpy as np
 

@@ -1,10 +1,10 @@
-"""The fixed workloads W1-W7: their sizes, their data, their starting weights, and
-minigrad's implementation of each.
+"""The fixed workloads W1-W8 and the LSTM sweeps: their sizes, their data, their starting
+weights, and minigrad's implementation of each.
 
 Every implementation of a workload (minigrad here, the NumPy floor in floor.py,
-PyTorch in torch_impl.py) starts from the same weights and sees the same data, so
-they do the same maths and, in float64, end with the same weights: the smoke tests
-check that, which keeps the floor honest.
+PyTorch in torch_impl.py, JAX in jax_impl.py) starts from the same weights and sees the
+same data, so they do the same maths and, in float64, end with the same weights: the
+smoke tests check that, which keeps the floor honest.
 
 An implementation is a function `prepare(workload, weights, data) -> run`, where
 `run()` does the timed work and returns the trained weights as a dict of NumPy arrays
@@ -20,7 +20,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Recurrent:
-    """W1-W3 and W6: train a cell and a linear readout on one sequence under TBPTT(k, k).
+    """W1-W3, W6, W8 and the LSTM sweeps: train a cell and a linear readout on one sequence
+    under TBPTT(k, k).
 
     Every time step: state = cell(x_t, state); loss_t = loss(readout(h), y_t). Every k
     steps: back-propagate the sum of the window's losses through its k steps, and update.
@@ -78,6 +79,28 @@ W6 = replace(W2, name="W6", layers=2, dropout=0.2,
              about="2-layer LSTM 64->128->128, dropout 0.2 between the layers, batch 32, "
                    "readout to 64 + MSE, SGD, TBPTT(20, 20)")
 STACKED = (W6,)
+# W8, the large LSTM of issue 21: the sequence-layer form only (the per-step cell loops add
+# nothing at these sizes, where the matmuls take most of the time)
+W8 = Recurrent("W8", "lstm", input=256, hidden=512, output=64, batch=64, k=50, steps=100,
+               loss="mse", optimizer="sgd", lr=0.01,
+               about="LSTM 256->512, batch 64, readout to 64 + MSE, SGD, TBPTT(50, 50)")
+LARGE = (W8,)
+
+
+def _sweep_point(hidden, batch, steps):
+    """W2 at another hidden size or batch, named S-H{hidden}-B{batch}. Fewer `steps` where a
+    step costs more, so that a round stays near 0.3-1 s on one thread (estimated from W2's
+    times and the sizes of the products, not measured at every point)."""
+    return replace(W2, name=f"S-H{hidden}-B{batch}", hidden=hidden, batch=batch, steps=steps,
+                   about=f"LSTM 64->{hidden}, batch {batch}, readout to 64 + MSE, SGD, TBPTT(20, 20)")
+
+
+# The LSTM sweeps (sequence-layer form only): hidden 64-1024 at batch 32, then batch 8-64 at
+# hidden 128 (whose batch 32 point the hidden sweep has already); each `steps` a multiple of k.
+SWEEP_BATCH, SWEEP_HIDDEN = 32, 128
+SWEEP = (tuple(_sweep_point(hidden, SWEEP_BATCH, steps)
+               for hidden, steps in ((64, 400), (128, 400), (256, 200), (512, 100), (1024, 40)))
+         + tuple(_sweep_point(SWEEP_HIDDEN, batch, 400) for batch in (8, 16, 64)))
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import floor, report, torch_impl, workloads
+from benchmarks import floor, jax_impl, report, torch_impl, workloads
 from benchmarks.test_workloads import _peak_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_JAX = importlib.util.find_spec("jax") is not None
 
 
 # -- the floor and minigrad do the same maths ---------------------------------------------
@@ -80,6 +81,22 @@ def test_pytorch_trains_to_the_floors_weights_without_dropout(w):
     _assert_same_training(torch_impl.torch_fused, w, weights, data, hand)
 
 
+@pytest.mark.skipif(not HAS_JAX, reason=jax_impl.MISSING)
+@pytest.mark.parametrize("w", workloads.RECURRENT + workloads.STACKED + workloads.LARGE, ids=lambda w: w.name)
+def test_jax_trains_to_the_floors_weights(w):
+    # float64 (jax's x64 mode, for this test only), smoke sizes: the compiled window step
+    # (scan, value_and_grad, the update) against the window floor; W6 with its dropout, since
+    # JAX is given the floor's masks
+    import jax
+    w = w.smoke()
+    data = workloads.recurrent_data(w, np.float64)
+    weights = workloads.recurrent_weights(w, np.float64)
+    hand = floor.numpy_recurrent_window(w, weights, data)()
+    with jax.enable_x64(True):
+        _assert_same_training(jax_impl.jax_recurrent, w, weights, data, hand)
+        assert jax_impl.jax_recurrent(w, weights, data).extra_info["compile_s"] > 0
+
+
 @pytest.mark.skipif(not HAS_TORCH, reason=torch_impl.MISSING)
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-4), (np.float64, 1e-10)])
 def test_pytorch_and_minigrad_train_the_char_lm_to_the_same_weights(dtype, rtol):
@@ -123,10 +140,29 @@ def test_the_char_lm_is_what_the_issue_fixes():
     np.testing.assert_array_equal(xs[1:], ys[:-1])  # the next character
 
 
-@pytest.mark.parametrize("w", workloads.RECURRENT + workloads.STACKED, ids=lambda w: w.name)
+@pytest.mark.parametrize("w", workloads.RECURRENT + workloads.STACKED + workloads.LARGE + workloads.SWEEP,
+                         ids=lambda w: w.name)
 def test_the_full_workloads_are_what_the_issue_fixes(w):
-    assert (w.batch, w.k) == {"W1": (32, 20), "W2": (32, 20), "W3": (1, 25), "W6": (32, 20)}[w.name]
+    sizes = {"W1": (32, 20), "W2": (32, 20), "W3": (1, 25), "W6": (32, 20), "W8": (64, 50)}
+    assert (w.batch, w.k) == sizes.get(w.name, (w.batch, 20))
     assert w.steps % w.k == 0  # every window full, as the floor and PyTorch loops assume
+
+
+def test_w8_is_the_issues_large_lstm():
+    w8 = workloads.W8
+    assert (w8.cell, w8.input, w8.hidden, w8.output, w8.batch, w8.k) == ("lstm", 256, 512, 64, 64, 50)
+    assert (w8.loss, w8.optimizer, w8.layers) == ("mse", "sgd", 1)
+
+
+def test_the_sweeps_are_w2_at_each_hidden_size_and_batch():
+    points = {(w.hidden, w.batch): w for w in workloads.SWEEP}
+    assert set(points) == ({(h, 32) for h in (64, 128, 256, 512, 1024)}
+                           | {(128, b) for b in (8, 16, 32, 64)})
+    assert len(workloads.SWEEP) == len(points) == 8  # (128, 32) once
+    for (hidden, batch), w in points.items():
+        assert w.name == f"S-H{hidden}-B{batch}" and report.SWEEP_NAME.fullmatch(w.name)
+        assert replace(w, name="W2", hidden=128, batch=32, steps=400, about=workloads.W2.about) == workloads.W2
+        assert w.steps >= 40 and (hidden < 512 or w.steps <= 100)  # fewer steps where they cost more
 
 
 def test_w6_is_w2_with_a_second_layer_and_dropout():
@@ -173,14 +209,24 @@ def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
         assert f"test_recurrent[{workload}-minigrad-seq]" in names
         assert f"test_recurrent[{workload}-numpy-window]" in names
     assert "test_stacked[W6-minigrad-seq]" in names and "test_stacked[W6-numpy-window]" in names
+    assert "test_large[W8-minigrad-seq]" in names and "test_large[W8-numpy-window]" in names
+    for point in workloads.SWEEP:
+        assert f"test_sweep[{point.name}-minigrad-seq]" in names
+        assert f"test_sweep[{point.name}-numpy-window]" in names
     assert "test_chain[W5-minigrad]" in names
     assert "test_charlm[W7-minigrad-stream]" in names
-    assert {"test_limit[W1]", "test_limit[W2]", "test_limit[W3]", "test_stacked_limit[W6]"} <= names
+    assert {"test_limit[W1]", "test_limit[W2]", "test_limit[W3]", "test_stacked_limit[W6]",
+            "test_large_limit[W8]"} <= names
     assert "| workload | minigrad layer | NumPy window floor | at-shape limit |" in proc.stdout
     assert "test_scaling[BPTT-n24]" in names
     assert "| W1 | cells, per step | time step |" in proc.stdout
     assert "| W1 | layer, per window | time step |" in proc.stdout and "| W5 | ops | op |" in proc.stdout
     assert "| W6 | layer, per window | time step |" in proc.stdout and "| W6 / W2 |" in proc.stdout
+    assert "| W8 | layer, per window | time step |" in proc.stdout
+    assert sum(line.startswith("| W8 |") for line in proc.stdout.splitlines()) == 2  # and its limit
+    assert "LSTM sweeps, µs per time step of the layer form" in proc.stdout
+    assert "| S-H1024-B32 | 1024 | 32 |" in proc.stdout and "| S-H128-B8 | 128 | 8 |" in proc.stdout
+    assert "- The hidden sweep at batch 32: minigrad / PyTorch fused" in proc.stdout
     assert "The character language model, µs per time step:" in proc.stdout
     assert sum(line.startswith("| W7 |") for line in proc.stdout.splitlines()) == 1  # its table only
     assert "**Smoke sizes**" in proc.stdout
@@ -188,6 +234,18 @@ def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
     if not HAS_TORCH:
         assert "PyTorch is not installed" in proc.stderr
         assert "PyTorch not installed" in proc.stdout
+    info = data["machine_info"]["minigrad"]
+    if HAS_JAX:  # a peer on every layer-form workload, on one thread, its compiling reported
+        for name in ("test_recurrent[W1-jax]", "test_recurrent[W3-jax]", "test_stacked[W6-jax]",
+                     "test_large[W8-jax]", "test_sweep[S-H64-B32-jax]"):
+            assert name in names
+        assert jax_impl.ONE_THREAD in info["xla_flags"] and info["jax"] in proc.stdout
+        assert "- JAX: `jax.jit` of one window's step" in proc.stdout
+        compiling = [b["extra_info"]["compile_s"] for b in data["benchmarks"] if b["extra_info"]["impl"] == "jax"]
+        assert compiling and all(s > 0 for s in compiling)
+    else:
+        assert "JAX is not installed" in proc.stderr
+        assert "JAX not installed" in proc.stdout and info["jax"] is None
     assert not out.with_name(out.name + ".partial").exists()
 
 
@@ -209,14 +267,18 @@ def test_the_table_divides_by_the_units_and_judges_the_targets():
                 _bench("W3", "numpy", 0.100, 1000),        # 100: 2x, above 1.5
                 _bench("W5", "minigrad", 0.003, 1000),     # 3 us per op
                 _bench("W5", "torch", 0.001, 1000),        # 1: 3x, above 2
+                _bench("W1", "torch-fused", 0.040, 400),   # 100
+                _bench("W1", "jax", 0.064, 400, compile_s=0.5),  # 160
             ]}
     text = report.render(data)
     assert "Measured 2026-11-21 on TestCPU, 1 thread(s)" in text
+    assert "JAX" not in text.splitlines()[0]  # a run saved before JAX joined the suite
     w1, w1_layer = [line for line in text.splitlines() if line.startswith("| W1 |")]
-    assert "| cells, per step | time step | 120 | 100 | 200 | - | 1.20× | 0.60× |" in w1
+    assert "| cells, per step | time step | 120 | 100 | 200 | 100 | 160 | 1.20× | 0.60× | 1.20× | 0.75× |" in w1
     assert "≤ 1.25× floor: met" in w1 and "< 1× PyTorch eager: met" in w1
-    assert "| layer, per window | time step | 80.0 | 50.0 | 200 | - | 1.60× | 0.40× |" in w1_layer
+    assert "| layer, per window | time step | 80.0 | 50.0 | 200 | 100 | 160 | 1.60× | 0.40× | 0.80× | 0.50× |" in w1_layer
     assert "≤ 1.25× floor: missed" in w1_layer and "< 1× PyTorch eager: met" in w1_layer
+    assert "compiled and run once before timing; that took (not in the times): W1 0.50 s." in text
     w3 = next(line for line in text.splitlines() if line.startswith("| W3 |"))
     assert "2.00×" in w3 and "≤ 1.5× floor: missed" in w3
     w5 = next(line for line in text.splitlines() if line.startswith("| W5 |"))
@@ -231,11 +293,40 @@ def test_the_stacked_table_divides_the_stacked_workload_by_the_one_it_stacks():
                _bench("W2", "numpy-window", 0.032, 400),   # 80
                _bench("W2", "torch-fused", 0.020, 400)]    # 50
     text = report.render({"benchmarks": benches})
-    assert "| W6 | layer, per window | time step | 225 | 160 | - | 90.0 | 1.41× | - | - |" in text
-    assert "| W2 | 100 | 80.0 | 50.0 | 1.25× | 2.00× |" in text
-    assert "| W6 | 225 | 160 | 90.0 | 1.41× | 2.50× |" in text
-    assert "| W6 / W2 | 2.25× | 2.00× | 1.80× | | |" in text
+    assert "| W6 | layer, per window | time step | 225 | 160 | - | 90.0 | - | 1.41× | - | 2.50× | - | - |" in text
+    assert "| W2 | 100 | 80.0 | 50.0 | - | 1.25× | 2.00× | - |" in text
+    assert "| W6 | 225 | 160 | 90.0 | - | 1.41× | 2.50× | - |" in text
+    assert "| W6 / W2 | 2.25× | 2.00× | 1.80× | - | | | |" in text
+    with_jax = report.render({"benchmarks": benches + [_bench("W6", "jax", 0.072, 400),    # 180
+                                                       _bench("W2", "jax", 0.030, 400)]})  # 75
+    assert "| W6 | 225 | 160 | 90.0 | 180 | 1.41× | 2.50× | 1.25× |" in with_jax
+    assert "| W6 / W2 | 2.25× | 2.00× | 1.80× | 2.40× | | | |" in with_jax
     assert "What stacking costs" not in report.render({"benchmarks": benches[:3]})  # W2 not run
+
+
+def test_the_sweep_table_judges_the_hidden_sweep_against_pytorch_fused():
+    benches = []
+    for name, mine, fused in (("S-H64-B32", 0.040, 0.040),     # 100 us per step: 1.0x
+                              ("S-H1024-B32", 0.048, 0.040),   # 120: 1.2x, above 1.1
+                              ("S-H128-B8", 0.060, 0.040)):    # 150: 1.5x, no target at batch 8
+        benches += [_bench(name, "minigrad-seq", mine, 400), _bench(name, "numpy-window", 0.032, 400),
+                    _bench(name, "torch-fused", fused, 400), _bench(name, "jax", 0.080, 400, compile_s=1.25)]
+    benches.append(_bench("W2", "minigrad-seq", 0.040, 400))
+    text = report.render({"benchmarks": benches})
+    lines = text.splitlines()
+    assert "LSTM sweeps, µs per time step of the layer form" in text
+    rows = [line for line in lines if line.startswith("| S-")]
+    assert [row.split(" | ")[0] for row in rows] == ["| S-H64-B32", "| S-H1024-B32", "| S-H128-B8"]
+    assert rows[0] == "| S-H64-B32 | 64 | 32 | 100 | 1.25× | 1.00× | 0.50× | ≤ 1.1× PyTorch fused: met |"
+    assert rows[1] == "| S-H1024-B32 | 1024 | 32 | 120 | 1.50× | 1.20× | 0.60× | ≤ 1.1× PyTorch fused: missed |"
+    assert rows[2] == "| S-H128-B8 | 128 | 8 | 150 | 1.88× | 1.50× | 0.75× | - |"
+    assert ("- The hidden sweep at batch 32: minigrad / PyTorch fused at most 1.20× (S-H1024-B32); "
+            "≤ 1.1× PyTorch fused at every hidden size: missed.") in text
+    assert "that took (not in the times): S-H64-B32 1.25 s, S-H1024-B32 1.25 s, S-H128-B8 1.25 s." in text
+    assert not any(line.startswith("| S-") for line in report.main_table(benches).splitlines())
+    alone = report.render({"benchmarks": [_bench("S-H64-B32", "minigrad-seq", 0.040, 400)]})  # no PyTorch
+    assert "| S-H64-B32 | 64 | 32 | 100 | - | - | - | ≤ 1.1× PyTorch fused: - |" in alone
+    assert "not measured at every size; ≤ 1.1× PyTorch fused at every hidden size: -." in alone
 
 
 def test_the_limit_table_sets_the_layer_and_the_floor_against_the_products_alone():
@@ -353,7 +444,7 @@ def test_several_runs_give_each_benchmark_its_median_over_them(tmp_path, capsys)
     assert report.main(["--from", *paths]) == 0
     out = capsys.readouterr().out
     assert "Medians over 3 runs of the suite" in out
-    assert "| W1 | cells, per step | time step | 120 | 100 | - | - | 1.20× |" in out
+    assert "| W1 | cells, per step | time step | 120 | 100 | - | - | - | 1.20× |" in out
     combined = report.combine([report.load(path) for path in paths])
     assert combined["benchmarks"][0]["extra_info"]["run_medians"] == [0.040, 0.100, 0.048]
 
