@@ -18,6 +18,7 @@ median over the runs, so that a ratio compares times taken throughout the same m
 import argparse
 import copy
 import datetime
+import fnmatch
 import json
 import os
 import re
@@ -51,6 +52,19 @@ STACKED_COLUMNS = (("minigrad", "minigrad-seq"), ("NumPy floor", "numpy-window")
 # hidden-size sweep at batch SWEEP_BATCH is to stay within this many times PyTorch's fused LSTM.
 SWEEP_NAME = re.compile(r"S-H(\d+)-B(\d+)")
 SWEEP_FUSED_MAX = 1.1
+# Issue 21's goals, judged on the side-by-side table (implementations alternated round by
+# round): (workloads, minigrad's implementation, the other, the largest ratio). "S-H*-B32"
+# is the hidden sweep at batch 32.
+SIDE_GOALS = (("W1", "minigrad-seq", "torch-fused", 0.75), ("W1", "minigrad-seq", "jax", 0.9),
+              ("W1", "minigrad", "numpy", 1.2),
+              ("W2", "minigrad-seq", "torch-fused", 1.0), ("W6", "minigrad-seq", "torch-fused", 1.0),
+              ("W8", "minigrad-seq", "torch-fused", 1.0),
+              ("W3", "minigrad-seq", "jax", 1.0), ("W3", "minigrad-seq", "numpy-window", 1.25),
+              ("W3", "minigrad", "numpy", 1.5),
+              (f"S-H*-B{32}", "minigrad-seq", "torch-fused", 1.1))
+SIDE_NAMES = {"minigrad": "minigrad cells", "numpy": "per-step floor", "minigrad-seq": "minigrad layer",
+              "numpy-window": "window floor", "torch-cell": "PyTorch eager", "torch-fused": "PyTorch fused",
+              "jax": "JAX"}
 # On a GPU, minigrad's sequence layer against PyTorch on the same GPU: faster than the eager
 # cell loop, and at most this many times cuDNN's fused layer.
 GPU_EAGER_MAX, GPU_CUDNN_MAX = 1.0, 1.5
@@ -199,6 +213,7 @@ def render(data):
     parts = [header(data)]
     if on_cpu:
         parts.append(main_table(on_cpu))
+        parts.append(side_by_side_table(on_cpu))
         parts.append(stacked_table(on_cpu))
         parts.append(sweep_table(on_cpu))
         parts.append(limit_table(on_cpu))
@@ -232,11 +247,12 @@ def header(data):
 
 
 def _per_workload(benches):
-    """workload -> {"unit": ..., "about": ..., impl: µs per unit}; W4 has tables of its own."""
+    """workload -> {"unit": ..., "about": ..., impl: µs per unit}; W4 and the side-by-side
+    runs have tables of their own."""
     rows = {}
     for b in benches:
         e = b["extra_info"]
-        if e["workload"] != "W4":
+        if e["workload"] != "W4" and "side_by_side" not in e:
             row = rows.setdefault(e["workload"], {"unit": e["unit"], "about": e.get("about", "")})
             row[e["impl"]] = per_unit(b)
     return rows
@@ -361,6 +377,43 @@ def sweep_table(benches):
                      + _judge([(target + " at every hidden size", judged.get(worst), SWEEP_FUSED_MAX)]) + ".")
     notes += _compile_note(benches, order)
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def side_by_side_table(benches):
+    """The side-by-side runs (test_side_by_side): each workload's implementations alternated
+    round by round. Per workload, each implementation's median µs per time step, and for each
+    of issue 21's goals the median over the rounds of the ratio within the round, judged.
+    Empty without them."""
+    runs = {b["extra_info"]["workload"]: b["extra_info"]["side_by_side"] for b in benches
+            if "side_by_side" in b["extra_info"]}
+    if not runs:
+        return ""
+    columns = [impl for impl in SIDE_NAMES if any(impl in times for times in runs.values())]
+    rounds = max(len(t) for times in runs.values() for t in times.values())
+    lines = [f"Side by side: each workload's implementations alternated round by round ({rounds} "
+             "round(s) after a warm-up, the order rotated each round), µs per time step (medians), and "
+             "issue 21's goals on the medians of the within-round ratios:", "",
+             "| workload | " + " | ".join(SIDE_NAMES[c] for c in columns) + " | goals |",
+             "|---|" + "---:|" * len(columns) + "---|"]
+
+    def within(times, mine, other):  # the median over the rounds of mine / other
+        a, b = times.get(mine), times.get(other)
+        return statistics.median(x / y for x, y in zip(a, b)) if a and b else None
+    order = sorted(runs, key=lambda name: (bool(SWEEP_NAME.fullmatch(name)), name))
+    if any(SWEEP_NAME.fullmatch(n) for n in order):  # the sweeps by batch, then hidden size
+        order = [n for n in order if not SWEEP_NAME.fullmatch(n)] + sorted(
+            (n for n in order if SWEEP_NAME.fullmatch(n)),
+            key=lambda n: tuple(int(x) for x in SWEEP_NAME.fullmatch(n).groups()[::-1]))
+    for name in order:
+        times = runs[name]
+        goals = []
+        for pattern, mine, other, most in SIDE_GOALS:
+            if fnmatch.fnmatchcase(name, pattern) and (mine in times or other in times):
+                text = f"{SIDE_NAMES[mine]} / {SIDE_NAMES[other]} {_ratio(within(times, mine, other))} ≤ {most:g}×"
+                goals.append((text, within(times, mine, other), most))
+        cells = [_us(statistics.median(times[c])) if times.get(c) else "-" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_judge(goals)} |")
+    return "\n".join(lines)
 
 
 def limit_table(benches):

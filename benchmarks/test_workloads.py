@@ -13,6 +13,7 @@ its window may hold. (tests/test_benchmarks.py checks the same maths at tiny siz
 float64; here it is the timed run, at the sizes and in the dtype that were timed.)
 """
 import functools
+import time
 import tracemalloc
 
 import numpy as np
@@ -83,6 +84,45 @@ def test_sweep(benchmark, smoke, sweep, impl):
     """The LSTM sweeps (W2 at hidden 64-1024, batch 32, and at batch 8-64, hidden 128):
     microseconds per time step of the layer form, as W1-W3; the report has a table of them."""
     _train(benchmark, smoke, sweep, impl, LAYER_FORM)
+
+
+# Side by side: a workload's implementations alternated round by round, so that each ratio
+# compares runs made within seconds of each other. (The benchmarks above run each
+# implementation's rounds in a block; on a shared machine whose speed drifts by a third from
+# one minute to the next, two blocks can meet different loads.) The first round warms up.
+SIDE_ROUNDS = 7
+
+
+def test_side_by_side(benchmark, smoke, side):
+    """Every implementation of W1-W3, W6, W8 and the LSTM sweeps, one run each per round in
+    an order that rotates from round to round; extra_info["side_by_side"] holds each one's
+    microseconds per time step, round by round (the report takes the medians of the
+    within-round ratios). Each run's weights are checked as the other benchmarks check them."""
+    w = side
+    impls = RECURRENT if w.name in {x.name for x in workloads.RECURRENT} else LAYER_FORM
+    names = [name for name in impls if _available(name)]
+    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    times = {name: [] for name in names}
+    rounds = 1 if smoke else SIDE_ROUNDS + 1
+
+    def alternate():
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                run = impls[name](w, weights, data)
+                start = time.perf_counter()
+                trained = run()
+                seconds = time.perf_counter() - start
+                if r or smoke:
+                    times[name].append(seconds / w.units * 1e6)
+                if r == rounds - 1:
+                    _check_trained(w, name, weights, trained)
+    benchmark.pedantic(alternate, rounds=1, iterations=1)
+    _describe(benchmark, w, "side-by-side", w.units, side_by_side=times)
+
+
+def _available(impl):
+    return not ((impl.startswith("torch") and torch_impl.torch is None)
+                or (impl == "jax" and not jax_impl.load()))
 
 
 def test_limit(benchmark, smoke, recurrent):

@@ -223,7 +223,11 @@ def test_the_suite_and_the_report_run_in_smoke_mode(tmp_path):
     assert "| W1 | layer, per window | time step |" in proc.stdout and "| W5 | ops | op |" in proc.stdout
     assert "| W6 | layer, per window | time step |" in proc.stdout and "| W6 / W2 |" in proc.stdout
     assert "| W8 | layer, per window | time step |" in proc.stdout
-    assert sum(line.startswith("| W8 |") for line in proc.stdout.splitlines()) == 2  # and its limit
+    assert sum(line.startswith("| W8 |") for line in proc.stdout.splitlines()) == 3  # side by side, limit
+    for w in workloads.RECURRENT + workloads.STACKED + workloads.LARGE + workloads.SWEEP:
+        assert f"test_side_by_side[{w.name}]" in names
+    assert "Side by side: each workload's implementations alternated round by round" in proc.stdout
+    assert "minigrad cells / per-step floor" in proc.stdout  # a goal, judged
     assert "LSTM sweeps, µs per time step of the layer form" in proc.stdout
     assert "| S-H1024-B32 | 1024 | 32 |" in proc.stdout and "| S-H128-B8 | 128 | 8 |" in proc.stdout
     assert "- The hidden sweep at batch 32: minigrad / PyTorch fused" in proc.stdout
@@ -488,3 +492,29 @@ def test_the_blas_line_names_the_kernel_and_any_override(monkeypatch):
     assert conftest.blas() == "openblas 0.3.31, Haswell kernel, 1 thread(s)"
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     assert conftest.blas() == "openblas 0.3.31, Haswell kernel, 1 thread(s); set: OPENBLAS_CORETYPE=Haswell"
+
+
+def test_the_side_by_side_table_takes_medians_of_the_ratios_within_rounds():
+    """Implementations alternated round by round: a goal is judged on the median of the
+    within-round ratios, which a slow round for everyone leaves alone, not on the ratio of
+    the medians (here 0.8 against 300 / 250 = 1.2)."""
+    layer = [100, 100, 300, 300, 300]     # two fast rounds, then the machine slows down
+    fused = [125, 125, 400, 250, 250]     # within rounds: 0.8, 0.8, 0.75, 1.2, 1.2
+    jax = [50, 50, 150, 150, 150]
+    sweep = {"minigrad-seq": [110, 110, 110], "torch-fused": [100, 100, 100]}
+    data = {"datetime": "2026-12-04T10:00:00", "machine_info": {"minigrad": {"threads": 1, "cpu": "TestCPU"}},
+            "benchmarks": [
+                _bench("W2", "side-by-side", 1.0, 400,
+                       side_by_side={"minigrad-seq": layer, "torch-fused": fused, "jax": jax}),
+                _bench("S-H64-B32", "side-by-side", 1.0, 400, side_by_side=sweep),
+                _bench("S-H64-B8", "side-by-side", 1.0, 400, side_by_side=sweep),
+            ]}
+    text = report.render(data)
+    w2 = next(line for line in text.splitlines() if line.startswith("| W2 |"))
+    assert "| 300 | 250 | 150 |" in w2  # the medians of each implementation's times
+    assert "minigrad layer / PyTorch fused 0.80× ≤ 1×: met" in w2  # median of (0.8, 0.8, 0.75, 1.2, 1.2)
+    h64 = next(line for line in text.splitlines() if line.startswith("| S-H64-B32 |"))
+    assert "minigrad layer / PyTorch fused 1.10× ≤ 1.1×: met" in h64
+    b8 = next(line for line in text.splitlines() if line.startswith("| S-H64-B8 |"))
+    assert b8.endswith("| - |")  # no goal at batch 8
+    assert "W2" not in report.main_table(data["benchmarks"])  # not a benchmark of one implementation
