@@ -234,3 +234,34 @@ def test_feature_major_is_for_numpy_arrays_not_sent_to_the_kernels(monkeypatch):
     assert dispatch.feature_major(np.zeros((2, 3)))
     monkeypatch.setattr(dispatch, "KERNELS_ON_NUMPY", True)
     assert not dispatch.feature_major(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_runs_its_forward_feature_major_on_the_cpu_with_the_batch_major_numbers(
+        rng, monkeypatch, nonlinearity):
+    """The Elman op's forward keeps its pre-activations and states feature-major on NumPy
+    arrays (its backward batch-major): the same numbers as batch-major throughout, to
+    float64 rounding, and C-contiguous outputs; with one batch row, one layout."""
+    from minigrad.backends import dispatch, primitives
+    from minigrad.nn import recurrent
+    seen = []
+    window = primitives.elman_window
+    monkeypatch.setattr(primitives, "elman_window",
+                        lambda A, *rest: seen.append(A[0].flags.f_contiguous) or window(A, *rest))
+    for B in (3, 1):
+        T, I, H = 6, 4, 5
+        arrays = [rng.standard_normal(s) for s in ((T, B, I), (B, H), (H, I), (H, H), (H,), (H,))]
+
+        def run():
+            ts = [mg.tensor(a, requires_grad=True) for a in arrays]
+            hs, h = F.rnn(ts[0], ts[1], *ts[2:], nonlinearity=nonlinearity)
+            ((hs * hs).sum() + (h * h).sum()).backward()
+            return [hs.data, h.data] + [t.grad for t in ts]
+        fm = run()
+        monkeypatch.setattr(recurrent, "feature_major", lambda a: False)
+        bm = run()
+        monkeypatch.setattr(recurrent, "feature_major", dispatch.feature_major)
+        assert seen[-2:] == [True, B == 1]  # (with one row, both orders are contiguous)
+        for a, b in zip(fm, bm):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        assert all(a.flags.c_contiguous for a in fm)

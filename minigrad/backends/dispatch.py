@@ -82,14 +82,13 @@ def for_array(fn, array):
 
 
 def feature_major(array):
-    """Whether the LSTM sequence op stores its per-step arrays (gates, states and their
-    gradients, (B, n) at each step) feature-major for arrays like `array`: each step's memory
-    is its transpose, (n, B), so that each gate is one contiguous block and the recurrent
-    product is computed as W_hh h^T, the weights read as stored. On the CPU that is faster
-    (the layer 0.84-0.93x the time of batch-major at LSTM 64-512, batch 8-64; the Elman op
-    measured 1.13x slower and stays batch-major). The CUDA kernels read batch rows, so GPU
-    arrays, and NumPy arrays sent through the kernels in the tests, stay batch-major. The
-    code indexes both layouts alike: only the strides differ."""
+    """Whether the sequence ops store their per-step arrays (gates, states, (B, n) at each
+    step) feature-major for arrays like `array`: each step's memory is its transpose, (n, B),
+    so that each gate is one contiguous block and the recurrent product is computed as
+    W_hh h^T, the weights read as stored. On the CPU that is faster (nn/recurrent.py says
+    which arrays; benchmarks/results/2026-12-04-feature-major.md, how much). The CUDA kernels
+    read batch rows, so GPU arrays, and NumPy arrays sent through the kernels in the tests,
+    stay batch-major. The code indexes both layouts alike: only the strides differ."""
     return type(array) is np.ndarray and not KERNELS_ON_NUMPY
 
 

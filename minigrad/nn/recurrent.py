@@ -96,25 +96,14 @@ def _gates(X, Hprev, W_ih, W_hh, biases):
     return a
 
 
-def _projections(X, W_ih, biases, memory=None):
-    """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one
-    matmul; stored in `memory` order (see _empty_steps; default batch-major)."""
-    T, B, inputs = X.shape
-    if memory == FEATURE_MAJOR:  # A[t]^T = W_ih x_t^T, written straight into A's memory
-        A = _empty_steps(array_module(X), (T, B, W_ih.shape[0]), X.dtype, memory)
-        array_module(X).matmul(W_ih, X.transpose(0, 2, 1), out=A.transpose(0, 2, 1))
-    else:
-        A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, W_ih.shape[0])  # no -1: B may be 0
-    for b in biases:
-        A += b
-    return A
-
-
 # The memory order of a sequence op's (T, B, n) arrays, as the order of their axes in memory.
-# Batch-major is C order; feature-major keeps each step transposed, (n, B) in memory
-# (dispatch.feature_major says where; the code indexes both alike); the gates' gradients
-# are kept as (n, T, B), so that G_a's rows, (T*B, n), are a view whose transpose is
-# C-contiguous: each weight gradient is then one plain matmul.
+# Batch-major is C order. Feature-major keeps each step transposed, (n, B) in memory, where
+# dispatch.feature_major says so (the CPU): the LSTM keeps its gates, states and their
+# gradients so, forward and backward; the Elman op only its forward (its backward, one
+# pointwise pass per step, gained nothing and its transposed product lost: 1.07x). The code
+# indexes both alike. The gates' gradients are kept as (n, T, B), so that G_a's rows,
+# (T*B, n), are a view whose transpose is C-contiguous: each weight gradient is then one
+# plain matmul.
 BATCH_MAJOR, FEATURE_MAJOR, GRADIENT_ROWS = (0, 1, 2), (0, 2, 1), (2, 0, 1)
 
 
@@ -122,6 +111,21 @@ def _empty_steps(xp, shape, dtype, memory):
     """An empty array of `shape` (T, B, n) whose memory holds its axes in the order `memory`."""
     inverse = tuple(sorted(range(3), key=memory.__getitem__))
     return xp.empty(tuple(shape[axis] for axis in memory), dtype).transpose(inverse)
+
+
+def _projections(X, W_ih, biases, memory=BATCH_MAJOR):
+    """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one
+    matmul; stored in `memory` order (see _empty_steps; default batch-major)."""
+    T, B, inputs = X.shape
+    if memory == FEATURE_MAJOR and B > 1:  # A[t]^T = W_ih x_t^T, written straight into A's memory
+        # (with one row the layouts are the same memory, and one matmul beats T matrix-vector ones)
+        A = _empty_steps(array_module(X), (T, B, W_ih.shape[0]), X.dtype, memory)
+        array_module(X).matmul(W_ih, X.transpose(0, 2, 1), out=A.transpose(0, 2, 1))
+    else:
+        A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, W_ih.shape[0])  # no -1: B may be 0
+    for b in biases:
+        A += b
+    return A
 
 
 def _affine_backward(tensors, k, g_a_ih, g_a_hh, X, Hprev, W_ih, W_hh, g_h=None):
@@ -308,17 +312,19 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     X = _time_order(X, reverse)
     xp = array_module(X)
     T, B = X.shape[:2]
-    A = _projections(X, W_ih, biases)              # pre-activations, completed step by step
-    Hs = xp.empty((T + 1,) + H0.shape, X.dtype)
+    H = W_hh.shape[1]
+    memory = FEATURE_MAJOR if feature_major(X) else BATCH_MAJOR  # the forward's (see above)
+    A = _projections(X, W_ih, biases, memory)      # pre-activations, completed step by step
+    Hs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)
     Hs[0] = H0
     primitives.elman_window(A, Hs, W_hh, relu)
-    if not relu:
-        A = None  # tanh' comes from the outputs: let the pre-activations go
+    Hs = xp.ascontiguousarray(Hs)  # batch-major from here: the output, and the backward's
+    A = xp.ascontiguousarray(A) if relu else None  # tanh' comes from the outputs: let A go
     need_h0 = tensors[1].requires_grad
 
     def backward(g):
         G_h = _state_gradients(g, T, B, reverse)
-        G_a = xp.empty((T, B, W_hh.shape[1]), X.dtype)  # written step by step
+        G_a = xp.empty((T, B, H), X.dtype)  # written step by step
         g_h0 = primitives.elman_window_backward(G_h, Hs, A, W_hh, relu, G_a, need_h0)
         return _sequence_backward(tensors, 1, G_a, G_a, X, Hs, W_ih, W_hh, g_h0, reverse)
     return record("rnn", _outputs(Hs, (), unbatched, reverse), tensors, backward)
