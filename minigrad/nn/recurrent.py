@@ -91,8 +91,8 @@ def _gates(X, Hprev, W_ih, W_hh, biases):
     """x W_ih^T + h W_hh^T (+ b_ih + b_hh): (B, G*H), a fresh array."""
     a = matmul(X, W_ih.T)
     matmul_add(Hprev, W_hh.T, a)
-    for b in biases:
-        a += b
+    if biases:
+        a += _bias_sum(biases)
     return a
 
 
@@ -123,9 +123,14 @@ def _projections(X, W_ih, biases, memory=BATCH_MAJOR):
         array_module(X).matmul(W_ih, X.transpose(0, 2, 1), out=A.transpose(0, 2, 1))
     else:
         A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, W_ih.shape[0])  # no -1: B may be 0
-    for b in biases:
-        A += b
+    if biases:
+        A += _bias_sum(biases)
     return A
+
+
+def _bias_sum(biases):
+    """b_ih + b_hh (or the one bias given): added to the gates in one pass, not two."""
+    return biases[0] if len(biases) == 1 else biases[0] + biases[1]
 
 
 def _affine_backward(tensors, k, g_a_ih, g_a_hh, X, Hprev, W_ih, W_hh, g_h=None):
