@@ -89,7 +89,9 @@ def test_sweep(benchmark, smoke, sweep, impl):
 # Side by side: a workload's implementations alternated round by round, so that each ratio
 # compares runs made within seconds of each other. (The benchmarks above run each
 # implementation's rounds in a block; on a shared machine whose speed drifts by a third from
-# one minute to the next, two blocks can meet different loads.) The first round warms up.
+# one minute to the next, two blocks can meet different loads.) The first round warms up;
+# then at least SIDE_ROUNDS, a whole number of rotations, so that each implementation runs
+# first equally often.
 SIDE_ROUNDS = 7
 
 
@@ -103,11 +105,11 @@ def test_side_by_side(benchmark, smoke, side):
     names = [name for name in impls if _available(name)]
     data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
     times = {name: [] for name in names}
-    rounds = 1 if smoke else SIDE_ROUNDS + 1
+    rounds = 1 if smoke else 1 + -(-SIDE_ROUNDS // len(names)) * len(names)
 
     def alternate():
         for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names):] + names[:r % len(names)]:  # (round 0: the warm-up)
                 run = impls[name](w, weights, data)
                 start = time.perf_counter()
                 trained = run()

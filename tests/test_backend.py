@@ -183,50 +183,86 @@ def test_for_array_resolves_a_numpy_arrays_calls_to_the_reference_once(monkeypat
 
 # -- the sequence ops' memory layout on the CPU -----------------------------------------
 
-def test_matmul_add_into_an_out_stored_transposed_adds_the_product_in_place(rng):
-    """A feature-major time step (out's memory is out.T's): out += x @ y, computed as
-    out^T += y^T x^T, gives x @ y added to what was there, written into out's own memory."""
+def test_matmul_add_into_an_out_stored_transposed_adds_the_product_in_place(rng, monkeypatch):
+    """A feature-major time step (out's memory is out.T's): out += x @ y is computed as
+    out^T += y^T x^T (BLAS then writes in out's order), gives x @ y added to what was there,
+    and is written into out's own memory."""
     from minigrad.backends import primitives
+    products = []
+
+    class Spy:  # NumPy, with a record of the operands each product gets
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def dot(a, b):
+            products.append((a.shape, b.shape))
+            return np.dot(a, b)
+    monkeypatch.setattr(primitives, "array_module", lambda a: Spy())
     x, y = rng.standard_normal((4, 7)), rng.standard_normal((7, 5))
     memory = rng.standard_normal((2, 5, 4))  # two steps, each (5, 4) in memory: out is (4, 5)
     before = memory.copy()
     out = memory[1].T
     assert out.flags.f_contiguous and not out.flags.c_contiguous
-    result = primitives.matmul_add(x, y.T.copy().T, out)  # y stored transposed, as W_hh.T
+    result = primitives.matmul_add.numpy(x, y.T.copy().T, out)  # y stored transposed, as W_hh.T
     assert result is out
+    assert products == [((5, 7), (7, 4))]  # y^T x^T
     np.testing.assert_allclose(memory[1].T, before[1].T + x @ y, rtol=1e-12, atol=1e-12)
     assert np.array_equal(memory[0], before[0])  # the other step untouched
+    products.clear()
+    plain = rng.standard_normal((4, 5))
+    primitives.matmul_add.numpy(x, y, plain)
+    assert products == [((4, 7), (7, 5))]  # a C-contiguous out: x @ y as written
 
 
-def test_lstm_runs_feature_major_on_the_cpu_with_the_batch_major_numbers(rng, monkeypatch):
-    """On NumPy arrays the LSTM op keeps each step's gates as (4H, B) in memory
-    (dispatch.feature_major); its outputs, final state and every gradient are those of the
-    batch-major layout (the one the kernels use) to float64 rounding, and come back C-contiguous."""
+LAYOUT_CASES = [(B, dtype, needs, contiguous, reverse)
+                for B in (0, 1, 2, 5) for dtype in (np.float32, np.float64)
+                for needs, contiguous, reverse in (("all", True, False), ("weights", False, True))]
+
+
+@pytest.mark.parametrize("op", ["lstm", "rnn tanh", "rnn relu"])
+@pytest.mark.parametrize("B, dtype, needs, contiguous, reverse", LAYOUT_CASES)
+def test_sequence_ops_run_feature_major_on_the_cpu_with_the_batch_major_numbers(
+        rng, monkeypatch, op, B, dtype, needs, contiguous, reverse):
+    """On NumPy arrays with more than one batch row, the LSTM op keeps each step's gates,
+    states and gradients feature-major ((n, B) in memory) and the Elman op its forward
+    (dispatch.feature_major, nn/recurrent.py); its outputs, final state and every gradient
+    are those of the batch-major layout (the one the kernels use) to rounding, and come back
+    C-contiguous. Batches of 0 and 1 row, float32, states that need no gradient, an input
+    that is a strided view, and the reversed direction included."""
     from minigrad.backends import dispatch, primitives
     from minigrad.nn import recurrent
-    T, B, I, H = 6, 3, 4, 5
-    arrays = [rng.standard_normal(s) for s in ((T, B, I), (B, H), (B, H), (4 * H, I), (4 * H, H),
-                                               (4 * H,), (4 * H,))]
+    kind, *nonlinearity = op.split()
+    G = 4 if kind == "lstm" else 1
+    T, I, H = 6, 4, 5
     seen = []
-    window = primitives.lstm_window
-    monkeypatch.setattr(primitives, "lstm_window",
-                        lambda A, *rest: seen.append(A[0].flags.f_contiguous) or window(A, *rest))
+    window = getattr(primitives, f"{'lstm' if G == 4 else 'elman'}_window")
+    monkeypatch.setattr(primitives, window.__name__,  # notes whether A's steps are (n, B) in memory
+                        lambda A, *rest: seen.append(A.strides[1] < A.strides[2]) or window(A, *rest))
+    x = rng.standard_normal((T, B, 2 * I) if not contiguous else (T, B, I))
+    x = x if contiguous else x[:, :, ::2]  # a strided view
+    arrays = [x.astype(dtype)] + [rng.standard_normal(s).astype(dtype) for s in (
+        [(B, H)] * (2 if G == 4 else 1) + [(G * H, I), (G * H, H), (G * H,), (G * H,)])]
+    n_states = 2 if G == 4 else 1
 
-    def run(reverse):
-        ts = [mg.tensor(a, requires_grad=True) for a in arrays]
-        hs, (h, c) = F.lstm(ts[0], (ts[1], ts[2]), *ts[3:], reverse=reverse)
+    def run():
+        ts = [mg.tensor(a, requires_grad=needs == "all" or k > n_states) for k, a in enumerate(arrays)]
+        states = (ts[1], ts[2]) if G == 4 else ts[1]
+        extra = {} if G == 4 else {"nonlinearity": nonlinearity[0]}
+        hs, last = getattr(F, kind)(ts[0], states, *ts[n_states + 1:], reverse=reverse, **extra)
+        h, c = last if G == 4 else (last, last)
         ((hs * hs).sum() + (h * c).sum() + c.sum()).backward()
-        return [hs.data, h.data, c.data] + [t.grad for t in ts]
+        return [hs.data, h.data, c.data] + [t.grad for t in ts if t.requires_grad]
 
-    for reverse in (False, True):
-        fm = run(reverse)
-        monkeypatch.setattr(recurrent, "feature_major", lambda a: False)
-        bm = run(reverse)
-        monkeypatch.setattr(recurrent, "feature_major", dispatch.feature_major)
-        assert seen[-2:] == [True, False]
-        for a, b in zip(fm, bm):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        assert all(a.flags.c_contiguous for a in fm)
+    fm = run()
+    monkeypatch.setattr(recurrent, "feature_major", lambda a: False)
+    bm = run()
+    monkeypatch.setattr(recurrent, "feature_major", dispatch.feature_major)
+    assert seen == [B > 1, False]  # feature-major where it applies, then batch-major
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, b in zip(fm, bm):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+        assert a.flags.c_contiguous
 
 
 def test_feature_major_is_for_numpy_arrays_not_sent_to_the_kernels(monkeypatch):
@@ -234,34 +270,3 @@ def test_feature_major_is_for_numpy_arrays_not_sent_to_the_kernels(monkeypatch):
     assert dispatch.feature_major(np.zeros((2, 3)))
     monkeypatch.setattr(dispatch, "KERNELS_ON_NUMPY", True)
     assert not dispatch.feature_major(np.zeros((2, 3)))
-
-
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_rnn_runs_its_forward_feature_major_on_the_cpu_with_the_batch_major_numbers(
-        rng, monkeypatch, nonlinearity):
-    """The Elman op's forward keeps its pre-activations and states feature-major on NumPy
-    arrays (its backward batch-major): the same numbers as batch-major throughout, to
-    float64 rounding, and C-contiguous outputs; with one batch row, one layout."""
-    from minigrad.backends import dispatch, primitives
-    from minigrad.nn import recurrent
-    seen = []
-    window = primitives.elman_window
-    monkeypatch.setattr(primitives, "elman_window",
-                        lambda A, *rest: seen.append(A[0].flags.f_contiguous) or window(A, *rest))
-    for B in (3, 1):
-        T, I, H = 6, 4, 5
-        arrays = [rng.standard_normal(s) for s in ((T, B, I), (B, H), (H, I), (H, H), (H,), (H,))]
-
-        def run():
-            ts = [mg.tensor(a, requires_grad=True) for a in arrays]
-            hs, h = F.rnn(ts[0], ts[1], *ts[2:], nonlinearity=nonlinearity)
-            ((hs * hs).sum() + (h * h).sum()).backward()
-            return [hs.data, h.data] + [t.grad for t in ts]
-        fm = run()
-        monkeypatch.setattr(recurrent, "feature_major", lambda a: False)
-        bm = run()
-        monkeypatch.setattr(recurrent, "feature_major", dispatch.feature_major)
-        assert seen[-2:] == [True, B == 1]  # (with one row, both orders are contiguous)
-        for a, b in zip(fm, bm):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        assert all(a.flags.c_contiguous for a in fm)

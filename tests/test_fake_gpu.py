@@ -691,3 +691,20 @@ def test_tutorial_5_runs_its_gpu_cells_on_the_fake(fake_gpu, monkeypatch):
     assert "-std=c++17" in built["options"]
     assert set(scope["times"]) == {"fused kernel", "reference, run by CuPy", "one pass over 3 MB"}
     assert scope["device"] == "Fake GPU"
+
+
+def test_gpu_arrays_stay_batch_major_so_that_the_window_kernels_run(fake_gpu, rng):
+    """The sequence ops keep GPU arrays batch-major (dispatch.feature_major), the layout the
+    window kernels read: an LSTM layer's window arrays are C-contiguous on the device (a
+    feature-major view would send the window to the step loop: right numbers, no kernel)."""
+    from minigrad.backends import dispatch, primitives
+    seen = []
+    window = primitives.lstm_window
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(primitives, "lstm_window",
+                      lambda A, Hs, *rest: seen.append((on_fake(A), A.flags.c_contiguous, Hs.flags.c_contiguous))
+                      or window(A, Hs, *rest))
+        x = mg.tensor(rng.standard_normal((4, 3, 2)).astype(np.float32), device="cuda")
+        assert not dispatch.feature_major(x.data)
+        nn.LSTM(2, 5, rng=0).to("cuda")(x)
+    assert seen == [(True, True, True)]

@@ -34,8 +34,11 @@ def matmul_add(x, y, out):
     On a GPU one launch: the product is added as it is written.
 
     An `out` stored transposed (a feature-major step, see dispatch.feature_major) gets the
-    product as out^T += y^T x^T: BLAS writes it in out's memory order, and reads W_hh as
-    stored where x @ y is h @ W_hh^T (OpenBLAS's transposed weight is the slow operand)."""
+    product as out^T += y^T x^T, so that BLAS writes it in out's memory order. In a forward
+    step (x @ y = h W_hh^T) that reads W_hh as stored, which OpenBLAS does faster than the
+    transposed weight; in a backward one (g_a W_hh) it reads W_hh transposed, about as fast
+    as writing a batch-major product and adding it into out transposed, which measured slower
+    (benchmarks/results/2026-12-04-feature-major.md)."""
     xp = array_module(x)
     if not out.flags.c_contiguous and out.ndim == 2 and out.flags.f_contiguous:
         out_t = out.T  # C-contiguous
@@ -253,8 +256,9 @@ def gru_step_backward(g, a_hh, rz, cand, h, g_a_ih=None, g_a_hh=None, g_h=None):
 # The references are the step loops: each step one matmul (the recurrent product added into
 # the step's gates) and the cell's pointwise part. The kernel runs a whole window in one
 # launch where the weights fit in a block's shared memory. The references take the arrays
-# in either memory layout (on the CPU the LSTM's are feature-major, dispatch.feature_major):
-# the shapes below are what they index; matmul_add and NumPy's passes follow the strides.
+# in either memory layout (on the CPU some are feature-major: dispatch.feature_major and
+# nn/recurrent.py): the shapes below are what they index; matmul_add and NumPy's passes
+# follow the strides.
 
 def _pass_back(g_a, W_hh, G_h, t, need_h0, mm_add):
     """Send g_a = dL/d(step t's gates) back to the state that entered step t (the input of

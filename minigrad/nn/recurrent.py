@@ -98,12 +98,13 @@ def _gates(X, Hprev, W_ih, W_hh, biases):
 
 # The memory order of a sequence op's (T, B, n) arrays, as the order of their axes in memory.
 # Batch-major is C order. Feature-major keeps each step transposed, (n, B) in memory, where
-# dispatch.feature_major says so (the CPU): the LSTM keeps its gates, states and their
-# gradients so, forward and backward; the Elman op only its forward (its backward, one
-# pointwise pass per step, gained nothing and its transposed product lost: 1.07x). The code
-# indexes both alike. The gates' gradients are kept as (n, T, B), so that G_a's rows,
-# (T*B, n), are a view whose transpose is C-contiguous: each weight gradient is then one
-# plain matmul.
+# dispatch.feature_major says so (the CPU) and the batch has more than one row (with one,
+# the states' layouts are the same memory, and the rest measured 1-6% slower): the LSTM
+# keeps its gates, states and their gradients so, forward and backward; the Elman op only
+# its forward (its backward, one pointwise pass per step, gained nothing and its transposed
+# product lost: 1.07x). The code indexes both alike. The gates' gradients are kept as
+# (n, T, B), so that G_a's rows, (T*B, n), are a view whose transpose is C-contiguous: each
+# weight gradient is then one plain matmul.
 BATCH_MAJOR, FEATURE_MAJOR, GRADIENT_ROWS = (0, 1, 2), (0, 2, 1), (2, 0, 1)
 
 
@@ -117,10 +118,11 @@ def _projections(X, W_ih, biases, memory=BATCH_MAJOR):
     """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one
     matmul; stored in `memory` order (see _empty_steps; default batch-major)."""
     T, B, inputs = X.shape
-    if memory == FEATURE_MAJOR and B > 1:  # A[t]^T = W_ih x_t^T, written straight into A's memory
-        # (with one row the layouts are the same memory, and one matmul beats T matrix-vector ones)
-        A = _empty_steps(array_module(X), (T, B, W_ih.shape[0]), X.dtype, memory)
-        array_module(X).matmul(W_ih, X.transpose(0, 2, 1), out=A.transpose(0, 2, 1))
+    if memory == FEATURE_MAJOR:  # A[t]^T = W_ih x_t^T, written straight into A's memory
+        # (NumPy's batched matmul, T products in one call: this layout is CPU-only)
+        xp = array_module(X)
+        A = _empty_steps(xp, (T, B, W_ih.shape[0]), X.dtype, memory)
+        xp.matmul(W_ih, X.transpose(0, 2, 1), out=A.transpose(0, 2, 1))
     else:
         A = matmul(X.reshape(T * B, inputs), W_ih.T).reshape(T, B, W_ih.shape[0])  # no -1: B may be 0
     if biases:
@@ -318,7 +320,7 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     xp = array_module(X)
     T, B = X.shape[:2]
     H = W_hh.shape[1]
-    memory = FEATURE_MAJOR if feature_major(X) else BATCH_MAJOR  # the forward's (see above)
+    memory = FEATURE_MAJOR if feature_major(X) and B > 1 else BATCH_MAJOR  # the forward's (see above)
     A = _projections(X, W_ih, biases, memory)      # pre-activations, completed step by step
     Hs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)
     Hs[0] = H0
@@ -350,7 +352,7 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=Fa
     xp = array_module(X)
     T, B = X.shape[:2]
     H = W_hh.shape[1]
-    fm = feature_major(X)
+    fm = feature_major(X) and B > 1  # (see above)
     memory = FEATURE_MAJOR if fm else BATCH_MAJOR
     A = _projections(X, W_ih, biases, memory)      # the gates, completed and activated step by step
     Hs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)
