@@ -128,7 +128,8 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("sweep", [sized(w) for w in workloads.SWEEP],
                              ids=[w.name for w in workloads.SWEEP])
     if "side" in metafunc.fixturenames:  # every workload the side-by-side table compares
-        side = workloads.RECURRENT + workloads.STACKED + workloads.LARGE + workloads.SWEEP
+        side = (workloads.RECURRENT + workloads.STACKED + workloads.LARGE + workloads.CHARLM
+                + workloads.SWEEP)
         metafunc.parametrize("side", [sized(w) for w in side], ids=[w.name for w in side])
     if "scaling" in metafunc.fixturenames:
         w4 = sized(workloads.W4)

@@ -96,14 +96,20 @@ SIDE_ROUNDS = 7
 
 
 def test_side_by_side(benchmark, smoke, side):
-    """Every implementation of W1-W3, W6, W8 and the LSTM sweeps, one run each per round in
+    """Every implementation of W1-W3, W6-W8 and the LSTM sweeps, one run each per round in
     an order that rotates from round to round; extra_info["side_by_side"] holds each one's
     microseconds per time step, round by round (the report takes the medians of the
     within-round ratios). Each run's weights are checked as the other benchmarks check them."""
     w = side
-    impls = RECURRENT if w.name in {x.name for x in workloads.RECURRENT} else LAYER_FORM
+    charlm = w.name in {x.name for x in workloads.CHARLM}
+    impls = (CHARLM if charlm else RECURRENT if w.name in {x.name for x in workloads.RECURRENT}
+             else LAYER_FORM)
     names = [name for name in impls if _available(name)]
-    data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    if charlm:
+        data, weights = workloads.charlm_data(w), workloads.charlm_weights(w)
+    else:
+        data, weights = workloads.recurrent_data(w), workloads.recurrent_weights(w)
+    check = _check_charlm if charlm else _check_trained
     times = {name: [] for name in names}
     rounds = 1 if smoke else 1 + -(-SIDE_ROUNDS // len(names)) * len(names)
 
@@ -117,7 +123,7 @@ def test_side_by_side(benchmark, smoke, side):
                 if r or smoke:
                     times[name].append(seconds / w.units * 1e6)
                 if r == rounds - 1:
-                    _check_trained(w, name, weights, trained)
+                    check(w, name, weights, trained)
     benchmark.pedantic(alternate, rounds=1, iterations=1)
     _describe(benchmark, w, "side-by-side", w.units, side_by_side=times)
 
@@ -287,8 +293,13 @@ def test_charlm(benchmark, smoke, charlm, impl):
     data, weights = workloads.charlm_data(w), workloads.charlm_weights(w)
     _describe(benchmark, w, impl, w.units)
     trained = _time(benchmark, smoke, lambda: CHARLM[impl](w, weights, data), rounds=11)
-    # Checked against the other implementation (minigrad against itself without PyTorch): at
-    # full size in float32 the two end within about 1e-5 of how far the weights moved.
+    _check_charlm(w, impl, weights, trained)
+
+
+def _check_charlm(w, impl, weights, trained):
+    """W7's run trained: checked against the other implementation (minigrad against itself
+    without PyTorch); at full size in float32 the two end within about 1e-5 of how far the
+    weights moved."""
     other = impl if torch_impl.torch is None else next(i for i in CHARLM if i != impl)
     reference = _charlm_reference(w, other)
     assert trained.keys() == weights.keys()
