@@ -88,7 +88,7 @@ def test_sweep(benchmark, smoke, sweep, impl):
 
 # Side by side: a workload's implementations alternated round by round, so that each ratio
 # compares runs made within seconds of each other. (The benchmarks above run each
-# implementation's rounds in a block; on a shared machine whose speed drifts by a third from
+# implementation's rounds in a block; on a shared machine whose speed drifts by a quarter from
 # one minute to the next, two blocks can meet different loads.) The first round warms up;
 # then at least SIDE_ROUNDS, a whole number of rotations, so that each implementation runs
 # first equally often.
