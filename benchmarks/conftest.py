@@ -115,28 +115,16 @@ def pytest_generate_tests(metafunc):
 
     def sized(w):
         return w.smoke() if smoke else w
-    if "recurrent" in metafunc.fixturenames:
-        metafunc.parametrize("recurrent", [sized(w) for w in workloads.RECURRENT],
-                             ids=[w.name for w in workloads.RECURRENT])
-    if "stacked" in metafunc.fixturenames:
-        metafunc.parametrize("stacked", [sized(w) for w in workloads.STACKED],
-                             ids=[w.name for w in workloads.STACKED])
-    if "large" in metafunc.fixturenames:
-        metafunc.parametrize("large", [sized(w) for w in workloads.LARGE],
-                             ids=[w.name for w in workloads.LARGE])
-    if "sweep" in metafunc.fixturenames:
-        metafunc.parametrize("sweep", [sized(w) for w in workloads.SWEEP],
-                             ids=[w.name for w in workloads.SWEEP])
-    if "side" in metafunc.fixturenames:  # every workload the side-by-side table compares
-        side = (workloads.RECURRENT + workloads.STACKED + workloads.LARGE + workloads.CHARLM
-                + workloads.SWEEP)
-        metafunc.parametrize("side", [sized(w) for w in side], ids=[w.name for w in side])
+    fixtures = {"recurrent": workloads.RECURRENT, "stacked": workloads.STACKED,
+                "large": workloads.LARGE, "sweep": workloads.SWEEP, "charlm": workloads.CHARLM,
+                "chain": (workloads.W5,),
+                # every workload the side-by-side table compares
+                "side": (workloads.RECURRENT + workloads.STACKED + workloads.LARGE
+                         + workloads.CHARLM + workloads.SWEEP)}
+    for fixture, ws in fixtures.items():
+        if fixture in metafunc.fixturenames:
+            metafunc.parametrize(fixture, [sized(w) for w in ws], ids=[w.name for w in ws])
     if "scaling" in metafunc.fixturenames:
         w4 = sized(workloads.W4)
         cases = [(w4, label, n) for label, *_ in w4.policies for n in w4.lengths]
         metafunc.parametrize("scaling", cases, ids=[f"{label}-n{n}" for _, label, n in cases])
-    if "charlm" in metafunc.fixturenames:
-        metafunc.parametrize("charlm", [sized(w) for w in workloads.CHARLM],
-                             ids=[w.name for w in workloads.CHARLM])
-    if "chain" in metafunc.fixturenames:
-        metafunc.parametrize("chain", [sized(workloads.W5)], ids=["W5"])

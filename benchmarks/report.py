@@ -364,10 +364,7 @@ def sweep_table(benches):
     if not points:
         return ""
 
-    def size(name):  # (hidden, batch), from the name: smoke runs keep the names, not the sizes
-        return tuple(int(n) for n in SWEEP_NAME.fullmatch(name).groups())
-    # the hidden sweep by hidden size, then the other batches
-    order = sorted(points, key=lambda name: (size(name)[1] != SWEEP_BATCH, size(name)[1], size(name)[0]))
+    order = sorted(points, key=_sweep_order)
     lines = ["LSTM sweeps, µs per time step of the layer form (LSTM 64 -> hidden, readout to 64 + MSE, "
              "SGD, TBPTT(20, 20)):", "",
              "| point | hidden | batch | minigrad layer | minigrad / floor | minigrad / PyTorch fused "
@@ -375,7 +372,7 @@ def sweep_table(benches):
              "|---|---:|---:|---:|---:|---:|---:|"]
     hidden_sweep = {}  # its minigrad / PyTorch fused, by point
     for name in order:
-        row, (hidden, batch) = points[name], size(name)
+        row, (hidden, batch) = points[name], _sweep_size(name)
         mg = row.get("minigrad-seq")
         r_fused = _over(mg, row.get("torch-fused"))
         if batch == SWEEP_BATCH:
@@ -390,6 +387,17 @@ def sweep_table(benches):
                      "side (the table above), where the implementations alternate round by round.")
     notes += _compile_note(benches, order)
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _sweep_size(name):
+    """(hidden, batch) of a sweep point, from its name: smoke runs keep the names, not the sizes."""
+    return tuple(int(n) for n in SWEEP_NAME.fullmatch(name).groups())
+
+
+def _sweep_order(name):
+    """The sweep points' order: the hidden sweep by hidden size, then the other batches."""
+    hidden, batch = _sweep_size(name)
+    return batch != SWEEP_BATCH, batch, hidden
 
 
 def side_by_side_table(benches):
@@ -417,12 +425,8 @@ def side_by_side_table(benches):
     def within(times, mine, other):  # the median over the rounds of mine / other
         a, b = times.get(mine), times.get(other)
         return statistics.median(x / y for x, y in zip(a, b)) if a and b else None
-    order = sorted(runs, key=lambda name: (bool(SWEEP_NAME.fullmatch(name)), name))
-    if any(SWEEP_NAME.fullmatch(n) for n in order):  # the sweeps by batch, then hidden size
-        order = [n for n in order if not SWEEP_NAME.fullmatch(n)] + sorted(
-            (n for n in order if SWEEP_NAME.fullmatch(n)),
-            key=lambda n: tuple(int(x) for x in SWEEP_NAME.fullmatch(n).groups()[::-1]))
-    for name in order:
+    sweep = {name for name in runs if SWEEP_NAME.fullmatch(name)}  # after the workloads, as their table orders them
+    for name in sorted(set(runs) - sweep) + sorted(sweep, key=_sweep_order):
         times = runs[name]
         goals = []
         for pattern, mine, other, most in SIDE_GOALS:

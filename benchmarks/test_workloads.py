@@ -47,11 +47,18 @@ def _time(benchmark, smoke, prepare, rounds):
     return results[-1]
 
 
-def _needs(impl):
+def _missing(impl):
+    """Why `impl` cannot run here (its library is not installed), or None."""
     if impl.startswith("torch") and torch_impl.torch is None:
-        pytest.skip(torch_impl.MISSING)
+        return torch_impl.MISSING
     if impl == "jax" and not jax_impl.load():
-        pytest.skip(jax_impl.MISSING)
+        return jax_impl.MISSING
+    return None
+
+
+def _needs(impl):
+    if _missing(impl):
+        pytest.skip(_missing(impl))
 
 
 def _describe(benchmark, w, impl, units, **extra):
@@ -104,7 +111,7 @@ def test_side_by_side(benchmark, smoke, side):
     charlm = w.name in {x.name for x in workloads.CHARLM}
     impls = (CHARLM if charlm else RECURRENT if w.name in {x.name for x in workloads.RECURRENT}
              else LAYER_FORM)
-    names = [name for name in impls if _available(name)]
+    names = [name for name in impls if not _missing(name)]
     if charlm:
         data, weights = workloads.charlm_data(w), workloads.charlm_weights(w)
     else:
@@ -126,11 +133,6 @@ def test_side_by_side(benchmark, smoke, side):
                     check(w, name, weights, trained)
     benchmark.pedantic(alternate, rounds=1, iterations=1)
     _describe(benchmark, w, "side-by-side", w.units, side_by_side=times)
-
-
-def _available(impl):
-    return not ((impl.startswith("torch") and torch_impl.torch is None)
-                or (impl == "jax" and not jax_impl.load()))
 
 
 def test_limit(benchmark, smoke, recurrent):

@@ -80,6 +80,16 @@ def assert_equal_runs(a, b, exact):
         check(np.asarray(x), np.asarray(y))
 
 
+
+def reference_run(kind, policy, n, rng):
+    """n steps of data and a starting state drawn from rng, and train_sequence's run over
+    them: (X, Y, state0, the model it trained, its result, its gradients)."""
+    X, Y = data(rng, n)
+    state0 = Model(kind).initial_state(rng, 2)
+    ref_model = Model(kind)
+    result, grads = whole(ref_model, state0, X, Y, policy)
+    return X, Y, state0, ref_model, result, grads
+
 # -- equivalence with train_sequence ---------------------------------------------
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
@@ -87,10 +97,7 @@ def assert_equal_runs(a, b, exact):
 @pytest.mark.parametrize("n", [1, 6, 13])
 def test_any_chunking_gives_train_sequences_updates_bit_for_bit(n, policy, kind):
     rng = np.random.default_rng(n)
-    X, Y = data(rng, n)
-    state0 = Model(kind).initial_state(rng, 2)
-    ref_model = Model(kind)
-    result, ref_grads = whole(ref_model, state0, X, Y, policy)
+    X, Y, state0, ref_model, result, ref_grads = reference_run(kind, policy, n, rng)
     for sizes in chunkings(n, rng, 6):
         model = Model(kind)
         losses, grads, stream = streamed(model, state0, X, Y, policy, sizes)
@@ -110,10 +117,7 @@ def test_any_chunking_gives_train_sequences_updates_bit_for_bit(n, policy, kind)
 def test_segments_in_any_chunking_match_up_to_rounding(policy, kind):
     n = 17
     rng = np.random.default_rng(3)
-    X, Y = data(rng, n)
-    state0 = Model(kind).initial_state(rng, 2)
-    ref_model = Model(kind)
-    result, _ = whole(ref_model, state0, X, Y, policy)
+    X, Y, state0, ref_model, result, _ = reference_run(kind, policy, n, rng)
     for sizes in chunkings(n, rng, 4):
         model = LayerModel(kind)
         losses, _, stream = streamed(model, state0, X, Y, policy, sizes, segments=True)
@@ -177,10 +181,7 @@ def test_a_promise_of_more_steps_changes_no_result(policy, kind):
     to rounding with segments, bit for bit without), whatever the chunking."""
     n = 17
     rng = np.random.default_rng(4)
-    X, Y = data(rng, n)
-    state0 = Model(kind).initial_state(rng, 2)
-    ref_model = Model(kind)
-    result, _ = whole(ref_model, state0, X, Y, policy)
+    X, Y, state0, ref_model, result, _ = reference_run(kind, policy, n, rng)
     for sizes in chunkings(n, rng, 3):
         for more in (lambda k, left: left, lambda k, left: left // 2):
             model = LayerModel(kind)

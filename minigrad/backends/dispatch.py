@@ -76,9 +76,7 @@ def for_array(fn, array):
     calls: its NumPy reference for a NumPy array, else `fn`, which decides call by call. The
     window references call a matmul and a cell step per time step; on the CPU each call
     through the wrapper cost about 0.3 us, some 8% of a batch-1 Elman window (W3)."""
-    if type(array) is np.ndarray and not KERNELS_ON_NUMPY:
-        return fn.numpy
-    return fn
+    return fn.numpy if _references_only(array) else fn
 
 
 def feature_major(array):
@@ -89,6 +87,13 @@ def feature_major(array):
     which arrays; benchmarks/results/2026-12-04-feature-major.md, how much). The CUDA kernels
     read batch rows, so GPU arrays, and NumPy arrays sent through the kernels in the tests,
     stay batch-major. The code indexes both layouts alike: only the strides differ."""
+    return _references_only(array)
+
+
+def _references_only(array):
+    """Whether every primitive called on `array` runs its NumPy reference: a NumPy array,
+    unless the tests send NumPy arrays through the kernels. (The same test opens each
+    primitive's call, written out there: it is the hottest line of the CPU path.)"""
     return type(array) is np.ndarray and not KERNELS_ON_NUMPY
 
 

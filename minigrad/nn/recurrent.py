@@ -114,6 +114,11 @@ def _empty_steps(xp, shape, dtype, memory):
     return xp.empty(tuple(shape[axis] for axis in memory), dtype).transpose(inverse)
 
 
+def _forward_memory(X):
+    """The memory order of a sequence op's forward arrays for the input X (T, B, I)."""
+    return FEATURE_MAJOR if feature_major(X) and X.shape[1] > 1 else BATCH_MAJOR
+
+
 def _projections(X, W_ih, biases, memory=BATCH_MAJOR):
     """x_t W_ih^T (+ the biases) for every step t at once: (T, B, I) -> (T, B, G*H), one
     matmul; stored in `memory` order (see _empty_steps; default batch-major)."""
@@ -320,7 +325,7 @@ def rnn(xs, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="
     xp = array_module(X)
     T, B = X.shape[:2]
     H = W_hh.shape[1]
-    memory = FEATURE_MAJOR if feature_major(X) and B > 1 else BATCH_MAJOR  # the forward's (see above)
+    memory = _forward_memory(X)
     A = _projections(X, W_ih, biases, memory)      # pre-activations, completed step by step
     Hs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)
     Hs[0] = H0
@@ -352,8 +357,7 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=Fa
     xp = array_module(X)
     T, B = X.shape[:2]
     H = W_hh.shape[1]
-    fm = feature_major(X) and B > 1  # (see above)
-    memory = FEATURE_MAJOR if fm else BATCH_MAJOR
+    memory = _forward_memory(X)  # the backward's too
     A = _projections(X, W_ih, biases, memory)      # the gates, completed and activated step by step
     Hs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)
     Cs = _empty_steps(xp, (T + 1, B, H), X.dtype, memory)  # Cs[t] = c_t, as Hs
@@ -365,7 +369,7 @@ def lstm(xs, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=Fa
 
     def backward(g):
         G_h = _state_gradients(g[:2], T, B, reverse, memory)
-        G_a = _empty_steps(xp, A.shape, A.dtype, GRADIENT_ROWS if fm else BATCH_MAJOR)
+        G_a = _empty_steps(xp, A.shape, A.dtype, GRADIENT_ROWS if memory == FEATURE_MAJOR else BATCH_MAJOR)
         g_c = xp.empty_like(Cs[0])  # in Cs's memory order: mixed orders make NumPy's passes slow
         g_c[...] = g[2].reshape(B, H)
         g_h0, g_c0 = primitives.lstm_window_backward(G_h, g_c, A, Cs, TC, W_hh, G_a, need_h0)
