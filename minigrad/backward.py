@@ -187,7 +187,11 @@ def _watched(rec, g, leaves):
 
 
 def _local_gradients(rec, g):
-    """rec's backward applied to g: one gradient (or None) per input, in the inputs' order."""
+    """rec's backward applied to g: one gradient (or None) per input, in the inputs' order.
+    On a GPU it runs on the GPU of rec's outputs (array_module makes it current): a graph
+    that moved between GPUs (.to) has records on each."""
+    if type(g) is not np.ndarray:
+        array_module(g[0] if type(g) is tuple else g)
     in_grads = rec.backward(g)
     if not isinstance(in_grads, (tuple, list)) or len(in_grads) != len(rec.inputs):
         got = (f"{len(in_grads)} gradients" if isinstance(in_grads, (tuple, list))
@@ -231,13 +235,14 @@ def _fill_missing(grads, rec):
 
 def _add_to_leaf(x, g_x, ours=False):
     """Add g_x into x.grad; `ours`: g_x is a fresh array no one else holds."""
+    xp = array_module(g_x)  # (on a GPU: g_x's, the leaf's, made current)
     if x.grad is None:
         if ours and g_x.dtype == x.dtype:
             x.grad = g_x
         else:
             # A copy: the same gradient array may be shared by several tensors, and the
             # leaf's .grad is its own (optimizers and clipping may change it in place).
-            x.grad = array_module(g_x).array(g_x, dtype=x.dtype, copy=True)
+            x.grad = xp.array(g_x, dtype=x.dtype, copy=True)
     else:
         x.grad += g_x
 

@@ -22,6 +22,7 @@ sequence layer's) may span several steps; it carries the label of its first. Seg
 cut at every window's first step (TBPTT.starts), so neither `since_step` nor the freeing
 ever falls inside one, and everything above holds unchanged.
 """
+import contextlib
 import numbers
 import threading
 import warnings
@@ -33,7 +34,7 @@ import numpy as np
 from .backends.devices import array_module, device_of, own_copy, read_only, to_device, to_numpy
 from .backward import backward
 from .ops import stack
-from .optim import clip_grad_norm_
+from .optim.clip import scale_grad_norm_
 from .tape import get_tape
 from .tensor import Tensor, _make
 
@@ -248,13 +249,13 @@ def train_sequence(step, state, inputs, targets, *, policy, optimizer, clip_grad
                       DroppedLossWarning, stacklevel=2)
     try:
         losses = stream._feed(inputs, targets, last=True)
-        final = stream.flush()
+        final = stream._flush()
     except BaseException:
         stream._abandon()  # nothing of this call outlives it
         raise
     if final is not None:
         losses.append(final)
-    return TrainResult(stream.state, losses, len(losses))
+    return TrainResult(stream.state, _floats(losses), len(losses))
 
 
 # A stream's sequence reserves this many step labels on its tape, since it cannot know n:
@@ -336,11 +337,16 @@ class Stream:
         if isinstance(more, bool) or not isinstance(more, numbers.Integral) or more < 0:
             raise ValueError(f"Stream.feed: more must be an integer >= 0, got {more!r}")
         self._level = 6  # warnings point at the caller: feed, _feed, _*_feed, _*_update, _say
-        return self._feed(inputs, targets, last=False, more=int(more))
+        return _floats(self._feed(inputs, targets, last=False, more=int(more)))
 
     def flush(self):
         """End the sequence: make the final partial update (rule 1's "after step n") and
         return its loss, or None if none is due (no step since the last update)."""
+        loss = self._flush()
+        return None if loss is None else _floats([loss])[0]
+
+    def _flush(self):
+        """flush(), the loss left where it was computed (a 0-d array)."""
         self._check_recording("flush")
         if self._tape is not None and get_tape() is not self._tape:
             raise RuntimeError("Stream.flush: this sequence records on the tape of the thread "
@@ -351,10 +357,11 @@ class Stream:
         self._level = 4
         n, loss = self._m, None
         if n > self._p:
-            if self.policy.recompute:
-                loss = self._recompute_update(n)
-            else:
-                loss = self._stored_update(n, retain_graph=False)
+            with _feeding(self._data):
+                if self.policy.recompute:
+                    loss = self._recompute_update(n)
+                else:
+                    loss = self._stored_update(n, retain_graph=False)
         if self.policy.recompute and self._last is not None:
             self._state = self._last[1]
         self._abandon()
@@ -539,7 +546,8 @@ class Stream:
         self._data.add(first, inputs, targets)
         self._run.n = end if last else None  # known: cut segments as train_sequence does
         train = self._recompute_feed if self.policy.recompute else self._stored_feed
-        return train(first, end, last)
+        with _feeding(self._data):
+            return train(first, end, last)
 
     # -- recompute=False: each step runs once, recorded while a window may reach it ------
 
@@ -683,13 +691,21 @@ class _Pieces:
 
     def __init__(self):
         self.pieces = []  # [first step, inputs, targets, its length], in step order
+        # the pieces' targets arrays, each with the checks made of it: class targets are
+        # checked once per piece, not once per step (see fed_targets)
+        self.checked = []  # [(targets array, its owner, its bytes, {check: verdict})]
 
     def add(self, first, inputs, targets):
         self.pieces.append([first, inputs, targets, _length(inputs, "inputs", "stream")])
+        data = _array_of(targets)
+        if data is not None and data.size and data.flags.c_contiguous:  # (its bytes are all its own)
+            self.checked.append((data, _owner(data), _bytes(data), {}))
 
     def drop_before(self, s):
         """Forget the pieces that end before step s."""
         self.pieces = [p for p in self.pieces if p[0] + p[3] > s]
+        kept = {id(_array_of(p[2])) for p in self.pieces}
+        self.checked = [entry for entry in self.checked if id(entry[0]) in kept]
 
     def span(self, a, b, segments):
         """(x, y) of steps a..b: per step (a == b) or, with segments, time first."""
@@ -709,6 +725,73 @@ class _Pieces:
             ys.append(y.data)
         xp = array_module(xs[0])
         return _make(xp.stack(xs), x.device), _make(xp.stack(ys), y.device)
+
+
+class _Fed(threading.local):
+    """The pieces of the stream whose steps run now in this thread (None between feeds)."""
+    pieces = None
+
+
+_fed = _Fed()
+
+
+@contextlib.contextmanager
+def _feeding(pieces):
+    """Run a stream's steps: while they run, fed_targets finds their targets in `pieces`."""
+    previous, _fed.pieces = _fed.pieces, pieces  # a step may feed a stream of its own
+    try:
+        yield
+    finally:
+        _fed.pieces = previous
+
+
+def fed_targets(array):
+    """(the targets array of the fed piece that `array` lies in, the checks made of it), or
+    None if `array` is not in the targets of a piece that runs now. The checks are a dict,
+    check -> verdict, that the caller fills.
+
+    A loss that checks its class targets (nn.functional.cross_entropy) checks them once per
+    fed piece through this, not once per step: on a GPU each check reads a result back and
+    so waits for the GPU. `array` lies in a piece's targets when it views the same memory
+    (same owner), within the piece's bytes, in the piece's dtype and element grid; the check
+    covers the whole piece, a superset of every step's targets. minigrad does not write into
+    targets, and the piece is the stream's own copy (train_sequence's caller is inside the
+    call); a step function that wrote into its targets would go around the check.
+    """
+    pieces = _fed.pieces
+    if pieces is None or not pieces.checked or not array.size:
+        return None
+    owner, (lo, hi) = _owner(array), _bytes(array)
+    for data, data_owner, (data_lo, data_hi), checks in pieces.checked:
+        if data_owner is owner and data_lo <= lo and hi <= data_hi and data.dtype == array.dtype \
+                and (lo - data_lo) % data.itemsize == 0:
+            return data, checks
+    return None
+
+
+def _array_of(targets):
+    """The array that holds a piece's targets (a Tensor's, or an array itself); None for
+    targets given as a list, whose steps are separate arrays."""
+    data = targets.data if isinstance(targets, Tensor) else targets
+    return data if isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__") else None
+
+
+def _bytes(array):
+    """(first byte, last byte + 1) of the memory that a non-empty `array` spans."""
+    lo = hi = array.ctypes.data if type(array) is np.ndarray else array.data.ptr
+    for n, stride in zip(array.shape, array.strides):
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi + array.itemsize
+
+
+def _owner(array):
+    """The array whose memory `array` views (itself if it owns its memory)."""
+    while isinstance(array.base, type(array)):
+        array = array.base
+    return array
 
 
 def _fingerprint(array):
@@ -749,9 +832,19 @@ def _own(seq):
     return [own_copy(_at(seq, k).data) for k in range(len(seq))]
 
 
+def _floats(losses):
+    """The updates' losses, 0-d arrays where they were computed, as floats. From a GPU they
+    come in one transfer: a float() per update would make the host wait for the GPU to
+    finish each window before it could queue the next one's work."""
+    if all(type(loss) is np.ndarray for loss in losses):
+        return [float(loss.item()) for loss in losses]
+    return to_numpy(array_module(losses[0]).stack([loss.reshape(()) for loss in losses])).tolist()
+
+
 class _Update:
     """One update: zero the gradients, back-propagate the window's loss from the window's
-    first step, clip, step; returns the loss as a float."""
+    first step, clip, step; returns the loss, a 0-d array on the parameters' device (read
+    by _floats, once per feed)."""
 
     def __init__(self, optimizer, clip, who):
         self.optimizer, self.clip, self.who = optimizer, clip, who
@@ -767,9 +860,9 @@ class _Update:
         self.optimizer.zero_grad()
         backward(total, retain_graph=retain_graph, since_step=since)
         if self.clip is not None:
-            clip_grad_norm_(self.params, self.clip)
+            scale_grad_norm_(self.params, self.clip)
         self.optimizer.step()
-        return float(total.data.item())
+        return total.data
 
 
 class _Running(threading.local):
@@ -877,8 +970,8 @@ def _span(seq, lo, hi):
     steps)."""
     if isinstance(seq, Tensor):
         return _make(seq.data[lo:hi], seq.device)
-    if isinstance(seq, np.ndarray):
-        return _make(seq[lo:hi])
+    if isinstance(seq, np.ndarray) or hasattr(seq, "__cuda_array_interface__"):
+        return _make(seq[lo:hi], device_of(seq))
     items = [_at(seq, k) for k in range(lo, hi)]
     return _make(array_module(items[0].data).stack([t.data for t in items]), items[0].device)
 

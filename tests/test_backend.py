@@ -110,6 +110,46 @@ def test_cpu_is_the_device_of_numpy_data(given):
     assert backends.device_of(t.data) == "cpu" and backends.to_numpy(t.data) is t.data
 
 
+# -- a launch's arguments, typed from the kernel's signature -------------------------
+
+def test_each_entry_points_scalar_parameters_are_read_from_its_signature():
+    """By hand from the sources: matmul.cu's `int M, int N, int K, ...` after three pointers;
+    reduce.cu's `long long` sizes; optim.cu's hyper-parameters in the entry's precision."""
+    found = {}
+    for file in cuda.KERNELS:
+        found.update(cuda._scalar_parameters((cuda.KERNELS_DIR / file).read_text(), file))
+    assert set(found) == {f"{n}_{p}" for names in cuda.KERNELS.values() for n in names for p in ("f32", "f64")}
+    assert found["matmul_f32"] == (9, tuple((k, np.int32, True) for k in range(3, 9)))
+    assert found["sum_axes_cols_f64"] == (5, ((2, np.int64, True), (3, np.int64, True), (4, np.int64, True)))
+    assert found["adagrad_step_f32"] == (6, ((1, np.int32, True), (2, np.int64, True), (3, np.float32, False),
+                                             (4, np.float32, False), (5, np.float32, False)))
+    assert found["adagrad_step_f64"][1][2:] == ((3, np.float64, False), (4, np.float64, False),
+                                                (5, np.float64, False))
+    assert cuda._scalar_parameters('extern "C" __global__ void k(void) {}', "k.cu") == {"k": (0, ())}
+
+
+def test_a_launch_passes_each_scalar_as_its_parameter_and_refuses_a_wrong_count(monkeypatch):
+    monkeypatch.setitem(cuda._scalars, "k_f64", (4, ((1, np.int64, True), (2, np.int32, True),
+                                                     (3, np.float64, False))))
+    x = np.ones(3)
+    args = cuda._c_arguments("k_f64", (x, 5, 7, 0.5))
+    assert args[0] is x and [type(a) for a in args[1:]] == [np.int64, np.int32, np.float64]
+    assert args[1:] == (5, 7, 0.5)
+    with pytest.raises(TypeError, match="launch: k_f64 takes 4 arguments, got 3"):
+        cuda._c_arguments("k_f64", (x, 5, 7))
+    for past in (2**31, np.int64(2**40)):  # past a C int: an error, not a wrapped number
+        with pytest.raises(OverflowError):
+            cuda._c_arguments("k_f64", (x, 5, past, 0.5))
+    with pytest.raises(TypeError):  # a float for an integer parameter: not truncated
+        cuda._c_arguments("k_f64", (x, 3.7, 7, 0.5))
+
+
+def test_a_kernel_parameter_of_a_type_launch_cannot_pass_is_an_error_naming_it():
+    source = 'extern "C" __global__ void k_f32(const float* x, unsigned short n) {}'
+    with pytest.raises(RuntimeError, match=r"k.cu: k_f32's parameter `unsigned short n` has a type"):
+        cuda._scalar_parameters(source, "k.cu")
+
+
 # -- the launches of a training step -------------------------------------------------
 
 # The fused step kernels, forward and backward; the Elman cell's is its activation (elementwise.cu).

@@ -481,6 +481,7 @@ def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
         (["--save", str(tmp_path / "no" / "run.npz")], 1, "cannot write"),
         (["--resume", str(tmp_path / "none.npz")], 1, "No such file or directory"),
         (["--k1", "x"], 2, "invalid int value: 'x'"),
+        (["--device", "cuda:x"], 2, "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         # options that would do nothing, and files that could not be written after training
         (["--policy", "bptt", "--k2", "20"], 1, "--k2 does nothing with --policy bptt"),
         (["--policy", "bptt", "--recompute"], 1, "--recompute does nothing with --policy bptt"),

@@ -6,6 +6,7 @@ Errors are one line on stderr and a non-zero exit, never a traceback.
 """
 import argparse
 import os
+import re
 import sys
 
 import numpy as np
@@ -119,8 +120,8 @@ def _train_parser(commands):
                         help="with --text: passes over the text (default 1)")
     model.add_argument("--seed", type=int, default=None, help="seed of data, weights and sampling (default 0)")
     model.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default float32")
-    model.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                       help="auto: the GPU when one is usable, else the CPU (default)")
+    model.add_argument("--device", type=_device, default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+                       help="auto: the GPU when one is usable, else the CPU (default); cuda is cuda:0")
     files = p.add_argument_group("files and output")
     files.add_argument("--save", metavar="PATH", help="write checkpoints (.npz) here, atomically")
     files.add_argument("--resume", metavar="PATH", help="continue exactly from this checkpoint")
@@ -133,6 +134,13 @@ def _train_parser(commands):
     files.add_argument("--quiet", action="store_true",
                        help="no progress display (off a terminal it is a line every 10 s)")
     p.set_defaults(run=_train)
+
+
+def _device(text):
+    """--device's value: auto, cpu, cuda or cuda:N (checked when training starts)."""
+    if text not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:[0-9]+", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 def _sample_parser(commands):

@@ -130,12 +130,12 @@ def check_writable(path):
 
 
 def pick_device(requested):
-    """(device, why) for --device auto|cpu|cuda; cuda without a usable GPU raises (with the
-    details), auto without one says so in a few words and takes the CPU."""
+    """(device, why) for --device auto|cpu|cuda|cuda:N; cuda without a usable GPU raises
+    (with the details), auto without one says so in a few words and takes the CPU."""
     if requested == "cpu":
         return "cpu", "asked for"
-    if requested == "cuda":
-        return devices.parse_device("cuda"), "asked for"
+    if requested != "auto":
+        return devices.parse_device(requested), "asked for"
     try:
         return devices.parse_device("cuda"), "auto: a usable GPU"
     except (RuntimeError, ValueError) as e:

@@ -15,6 +15,8 @@ import contextlib
 import functools
 import hashlib
 import importlib.resources
+import operator
+import re
 
 import numpy as np
 
@@ -44,11 +46,14 @@ MAX_BLOCKS = 65535     # at most this many blocks; grid-stride loops cover any s
 SHARED_DEFAULT = 48 * 1024
 EMULATED_SHARED_LIMIT = 227 * 1024
 
-launches = 0   # how many kernels `launch` has started: the tests bound a training step's count
-on_launch = []  # functions called with each launched kernel's name (e.g. "lstm_step_f32")
+launches = 0   # how many kernels `launch` has started, and cuBLAS GEMMs: the tests bound a
+               # training step's count (kernels/README.md)
+on_launch = []  # functions called with each launched kernel's name ("lstm_step_f32"; "gemm_f32")
 
 _modules = {}        # (device key, file) -> compiled module: each source compiled once per device
 _functions = {}      # (device key, entry point) -> kernel function
+_scalars = {}        # entry point -> (its number of parameters, ((position, C type), ...)), from
+                     # its signature in the source: how launch converts its scalar arguments
 _shared_limits = {}  # device key -> the most dynamic shared memory a block may have (bytes)
 _opted_in = {}       # (device key, entry point) -> the dynamic shared memory it may have now
 
@@ -98,7 +103,9 @@ def _function(entry, device_key):
     if fn is None:
         file = _FILE_OF[entry[:-4]]
         if (device_key, file) not in _modules:
-            _modules[(device_key, file)] = compiler((KERNELS_DIR / file).read_text(), file)
+            source = (KERNELS_DIR / file).read_text()
+            _scalars.update(_scalar_parameters(source, file))
+            _modules[(device_key, file)] = compiler(source, file)
         with _on(device_key):
             fn = _functions[(device_key, entry)] = _modules[(device_key, file)].get_function(entry)
     return fn
@@ -117,15 +124,44 @@ def shared_memory_limit(device_key):
     return _shared_limits[device_key]
 
 
-def _c_value(value, real):
-    """A kernel argument as the C side expects it: a Python int becomes an int (np.int32;
-    OverflowError past 2^31 - 1), a float the kernel's precision `real`. Arrays and NumPy
-    integers pass as they are: a `long long` parameter gets an np.int64 from its wrapper."""
-    if isinstance(value, (bool, int)):
-        return np.int32(value)
-    if isinstance(value, (float, np.floating)):
-        return real(value)
-    return value
+# A kernel's scalar parameter types, as NumPy types: a launch passes each scalar argument
+# as exactly the bytes its parameter has (a Python int given for a `long long` as 4 bytes
+# would read garbage).
+_C_TYPES = {"int": np.int32, "long long": np.int64, "float": np.float32, "double": np.float64}
+_ENTRY_POINT = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+
+
+def _scalar_parameters(source, file):
+    """{entry point: (its number of parameters, ((position, NumPy type, whether an integer),
+    ...) of its scalar parameters)} from the signatures in a kernel source. Pointers take
+    arrays as they are."""
+    found = {}
+    for entry, params in _ENTRY_POINT.findall(source):
+        params = [" ".join(p.split()) for p in params.split(",")] if params.strip() not in ("", "void") else []
+        scalars = []
+        for k, param in enumerate(params):
+            if "*" in param:
+                continue
+            c_type = param.rsplit(" ", 1)[0].removeprefix("const ")
+            if c_type not in _C_TYPES:
+                raise RuntimeError(f"{file}: {entry}'s parameter `{param}` has a type launch cannot "
+                                   f"pass; expected a pointer or one of {', '.join(_C_TYPES)}")
+            scalars.append((k, _C_TYPES[c_type], c_type in ("int", "long long")))
+        found[entry] = (len(params), tuple(scalars))
+    return found
+
+
+def _c_arguments(entry, args):
+    """args as `entry`'s parameters take them: each scalar as its parameter's C type, arrays
+    as they are. An integer parameter takes integers only (TypeError for a float), and one
+    past the type's range raises OverflowError rather than wrapping around."""
+    count, scalars = _scalars[entry]
+    if len(args) != count:
+        raise TypeError(f"launch: {entry} takes {count} arguments, got {len(args)}")
+    args = list(args)
+    for k, c_type, integer in scalars:
+        args[k] = c_type(operator.index(args[k]) if integer else args[k])
+    return tuple(args)  # (what CuPy's and the emulator's kernels take)
 
 
 def launch(name, like, grid, block, args, *, shared_mem=0, count=True):
@@ -137,21 +173,25 @@ def launch(name, like, grid, block, args, *, shared_mem=0, count=True):
     count=False: not counted in `launches` nor shown to `on_launch` (matmul's timing runs,
     made once per shape, which are not part of the computation).
     """
-    real = np.float32 if like.dtype == np.float32 else np.float64
-    entry = name + ("_f32" if real is np.float32 else "_f64")
+    entry = name + ("_f32" if like.dtype == np.float32 else "_f64")
     device_key = _device_key(like)
     fn = _function(entry, device_key)
-    args = tuple(_c_value(a, real) for a in args)
+    args = _c_arguments(entry, args)
     if count:
-        global launches
-        launches += 1
-        for hook in on_launch:
-            hook(entry)
+        _count(entry)
     with _on(device_key):
         if shared_mem > _opted_in.get((device_key, entry), SHARED_DEFAULT):
             fn.max_dynamic_shared_size_bytes = shared_mem  # a driver call: once per kernel and size
             _opted_in[(device_key, entry)] = shared_mem
         fn(grid, block, args, shared_mem=shared_mem)
+
+
+def _count(entry):
+    """Count a launch in `launches` and show it to the `on_launch` hooks."""
+    global launches
+    launches += 1
+    for hook in on_launch:
+        hook(entry)
 
 
 def _launch_1d(name, like, n, args):
@@ -325,11 +365,10 @@ def _launch_matmul(xa, ya, out, trans_x, trans_y, accumulate, count=True):
 def _matmul(x, y, out, accumulate):
     """x @ y into `out` (a new array if None), or added into it: the checks and the launch of
     matmul and matmul_add. Unsupported when x, y are not two matrices of one kind, dtype and
-    device (the reference raises dot's error, or promotes), or when cuBLAS (the reference's
-    cupy.dot) computes the product instead: more row tiles than a grid's y dimension holds,
-    the path forced to "numpy", or "auto" measuring cuBLAS faster for the shape (with CUDA
-    events, once per shapes, dtype, layout and device; the emulator's NumPy arrays always
-    take the kernel)."""
+    device (the reference raises dot's error, or promotes), or when the path is forced to
+    "numpy". Where "auto" chooses cuBLAS for the shape (_matmul_path), and for products too
+    tall for our kernel's grid, one cuBLAS GEMM computes it (for matmul_add, adding into out:
+    beta = 1). The emulator's NumPy arrays always take the kernel."""
     _require(x.ndim == 2 and y.ndim == 2 and x.shape[1] == y.shape[0] and _alike(x, y))
     (M, K), N = x.shape, y.shape[1]
     xp = devices.array_module(x)
@@ -337,51 +376,85 @@ def _matmul(x, y, out, accumulate):
     if M == 0 or N == 0 or K == 0:  # a sum of no products is 0
         return xp.zeros((M, N), x.dtype) if out is None else out
     path = dispatch.path("matmul")
-    _require(-(-M // TILE) <= 65535 and path != "numpy")
+    _require(path != "numpy")
     (xa, trans_x), (ya, trans_y) = _operand(x), _operand(y)
-    if path == "auto" and not isinstance(x, np.ndarray):
-        key = (M, N, K, x.dtype.char, trans_x, trans_y, x.device.id)
-        if key not in _matmul_choice:
-            _matmul_choice[key] = _faster_matmul(x, y, xa, ya, trans_x, trans_y)
-        _require(_matmul_choice[key] == "kernel")
+    if not isinstance(x, np.ndarray) and (path == "auto" or -(-M // TILE) > 65535):
+        if _matmul_path(x, y, xa, ya, trans_x, trans_y) == "cublas":
+            return _gemm(x, y, xp.empty((M, N), x.dtype) if out is None else out, accumulate)
+    _require(-(-M // TILE) <= 65535)
     out = xp.empty((M, N), x.dtype) if out is None else out
     _launch_matmul(xa, ya, out, trans_x, trans_y, accumulate)
     return out
 
 
+def _gemm(x, y, out, accumulate, count=True):
+    """out = x @ y, or out += x @ y (accumulate = 1: beta = 1), in one cuBLAS GEMM, counted
+    as a launch; returns out."""
+    if count:
+        _count("gemm_" + ("f32" if x.dtype == np.float32 else "f64"))
+    with _on(x.device.id):
+        devices.cupy().cublas.gemm("N", "N", x, y, out=out, alpha=1.0, beta=float(accumulate))
+    return out
+
+
 @wrapper
 def matmul(x, y):
-    """Primitive: matmul. On the "auto" path, the faster of our kernel and cuBLAS (_matmul)."""
+    """Primitive: matmul. On the "auto" path our kernel where it measured clearly faster
+    than cuBLAS for the shape, else cuBLAS (_matmul_path)."""
     return _matmul(x, y, None, accumulate=0)
 
 
 @wrapper
 def matmul_add(x, y, out):
-    """Primitive: matmul_add, in one launch: the product is added as it is written. Where
-    cuBLAS computes the product (_matmul), the reference runs: cupy.dot and an addition."""
+    """Primitive: matmul_add, in one launch: our kernel adds the product as it writes it,
+    cuBLAS's GEMM with beta = 1 (_matmul_path chooses)."""
     return _matmul(x, y, out, accumulate=1)
 
 
-def _faster_matmul(x, y, xa, ya, trans_x, trans_y, repeats=5):
-    """"kernel" or "cublas": which computes x @ y faster here, by the median of `repeats`
-    timings with CUDA events, after one warm-up run of each (compiling, cuBLAS's setup)."""
+KERNEL_MARGIN = 0.8  # "auto" takes our matmul where it took at most this much of cuBLAS's time
+
+
+def _matmul_path(x, y, xa, ya, trans_x, trans_y):
+    """"kernel" or "cublas" for x @ y on x's GPU: cuBLAS, unless our tiled kernel measured
+    clearly faster (KERNEL_MARGIN) for these shapes, dtype and layout on this device.
+    Decided once per process and then fixed, so that within a process the same product always
+    gives the same bits (another process measures again); a product too tall for our
+    kernel's grid is cuBLAS's."""
+    M, K = x.shape
+    N = y.shape[1]
+    key = (M, N, K, x.dtype.char, trans_x, trans_y, x.device.id)
+    if key not in _matmul_choice:
+        if -(-M // TILE) > 65535:
+            _matmul_choice[key] = "cublas"
+        else:
+            with _on(x.device.id):  # allocate and time on the arrays' GPU
+                times = _matmul_times(x, y, xa, ya, trans_x, trans_y)
+            _matmul_choice[key] = "kernel" if times["kernel"] <= KERNEL_MARGIN * times["cublas"] else "cublas"
+    return _matmul_choice[key]
+
+
+def _matmul_times(x, y, xa, ya, trans_x, trans_y, calls=10, rounds=3):
+    """GPU milliseconds for `calls` back-to-back products x @ y, accumulated into one array,
+    by our kernel and by cuBLAS's GEMM (beta = 1, as matmul_add): the best of `rounds`,
+    the two alternated, after a warm-up call of each (compiling, cuBLAS's set-up). Timing
+    many calls between two events keeps a single launch's latency out of the measure."""
     cp = devices.cupy()
-    out = cp.empty((x.shape[0], y.shape[1]), x.dtype)
-    runs = {"kernel": lambda: _launch_matmul(xa, ya, out, trans_x, trans_y, 0, count=False),
-            "cublas": lambda: cp.dot(x, y, out=out)}
-    median = {}
-    for name, run in runs.items():
+    out = cp.zeros((x.shape[0], y.shape[1]), x.dtype)
+    runs = {"kernel": lambda: _launch_matmul(xa, ya, out, trans_x, trans_y, 1, count=False),
+            "cublas": lambda: _gemm(x, y, out, 1, count=False)}
+    best = {}
+    for run in runs.values():
         run()
-        times = []
-        for _ in range(repeats):
+    for _ in range(rounds):
+        for name, run in runs.items():
             start, stop = cp.cuda.Event(), cp.cuda.Event()
             start.record()
-            run()
+            for _ in range(calls):
+                run()
             stop.record()
             stop.synchronize()
-            times.append(cp.cuda.get_elapsed_time(start, stop))
-        median[name] = sorted(times)[repeats // 2]
-    return "kernel" if median["kernel"] <= median["cublas"] else "cublas"
+            best[name] = min(best.get(name, float("inf")), cp.cuda.get_elapsed_time(start, stop))
+    return best
 
 
 # -- reduce.cu ---------------------------------------------------------------------------------

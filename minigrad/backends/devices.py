@@ -73,21 +73,37 @@ def device_of(array):
 
 
 def array_module(array):
-    """The array module (`xp`) that owns `array`: numpy on the CPU, cupy on a GPU."""
+    """The array module (`xp`) that owns `array`: numpy on the CPU, cupy on a GPU.
+
+    For a GPU array, its GPU becomes CuPy's current device (in this thread), if it is not
+    already: CuPy allocates and computes on its current device only, so that the ops that
+    follow, which take `xp` from their first array, run where their arrays are. Ops follow
+    their arrays' GPU through this function alone (to_device makes its target current the
+    same way; the reverse walk calls this for each record's gradients; cuda.py's launches
+    and cuBLAS calls enter the arrays' device themselves), so that a model on "cuda:1"
+    runs there without `with cupy.cuda.Device(1):` around it.
+    The device stays current after the op, as after cupy.cuda.Device(n).use(); a scope per
+    op (`with Device(n):`) would cost its entry and exit on every op.
+    """
     if type(array) is np.ndarray or isinstance(array, (np.ndarray, np.generic)):
         return np
-    return cupy()
+    return _current(cupy(), array.device.id)
+
+
+def _current(cp, n):
+    """cp, with GPU n made CuPy's current device."""
+    if cp.cuda.runtime.getDevice() != n:
+        cp.cuda.Device(n).use()
+    return cp
 
 
 def to_device(array, device):
-    """`array` on `device` (a parsed name): the array itself if it is there already, else a copy."""
+    """`array` on `device` (a parsed name): the array itself if it is there already, else a
+    copy. A GPU `device` becomes CuPy's current device (see array_module)."""
     if device == CPU:  # a NumPy array, the common case, passes without a look at CuPy
         return array if type(array) is np.ndarray else to_numpy(array)
-    if device_of(array) == device:
-        return array
-    cp = cupy()
-    with cp.cuda.Device(int(device[5:])):
-        return cp.asarray(array)
+    cp = _current(cupy(), int(device[5:]))
+    return array if device_of(array) == device else cp.asarray(array)
 
 
 def as_array(value):

@@ -5,8 +5,9 @@ once in NumPy, in primitives.py, under the name of its kernel, and marked there 
 `@primitive(family)`. The mark makes the function decide where it runs:
 
     NumPy array                                   -> the NumPy reference
-    CuPy array, float32/64, family's path "auto"  -> our kernel (matmul: the faster of
-                                                     ours and cuBLAS, measured per shape)
+    CuPy array, float32/64, family's path "auto"  -> our kernel (matmul: cuBLAS's GEMM,
+                                                     unless ours measured clearly faster
+                                                     for the shape: cuda._matmul_path)
     CuPy array, path "kernel"                     -> our kernel
     CuPy array, path "numpy"                      -> the reference, run by CuPy's NumPy-like
                                                      functions (cuBLAS for matmul)

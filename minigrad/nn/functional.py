@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from ..backends import primitives
-from ..backends.devices import array_module, as_array, device_of, own_copy, to_device
+from .. import bptt
+from ..backends.devices import array_module, as_array, device_of, own_copy, to_device, to_numpy
 from ..ops import _one_axis, _tensors, record
 from ..tensor import FLOAT_DTYPES, Tensor, _generator, _make
 # The recurrent cells and layers live in recurrent.py; they are functions of nn.functional too.
@@ -402,15 +403,26 @@ def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean")
 def _class_targets(op, what, x, targets, ignore_index, device):
     """Class targets checked against x (..., C): (the targets as an integer array on `device`,
     the mask of those equal to ignore_index, or None when there are none).
-    A target outside [0, C) is an error unless it is ignore_index."""
+    A target outside [0, C) is an error unless it is ignore_index. Targets that a running
+    stream was fed are checked once for their whole piece (_piece_has_ignored)."""
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{op}: ignore_index must be an integer, got {ignore_index!r}")
-    t = targets.data if isinstance(targets, Tensor) else own_copy(as_array(targets))  # kept by backward
+    t = targets.data if isinstance(targets, Tensor) else as_array(targets)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: targets must be integer class indices, got dtype {t.dtype}")
     if x.ndim == 0 or t.shape != x.shape[:-1]:
         raise ValueError(f"{op}: {what} {x.shape} need targets of shape {x.shape[:-1]}, got {t.shape}")
     classes = x.shape[-1]
+    piece_has_ignored = _piece_has_ignored(t, classes, ignore_index)
+    if not isinstance(targets, Tensor):
+        t = own_copy(t)  # the backward keeps it: the caller may change its array afterwards
+    if piece_has_ignored is not None:  # checked with its piece: no bad target in it
+        ignored = None
+        if piece_has_ignored:  # on a GPU, asking whether these targets have any would wait
+            ignored = t == ignore_index  # for it; the masked path gives the same numbers
+            if type(t) is np.ndarray and not ignored.any():
+                ignored = None
+        return to_device(t, device), (None if ignored is None else to_device(ignored, device))
     ignored = None
     if t.size and (t.min() < 0 or t.max() >= classes):  # ignored targets, or an error
         ignored = t == ignore_index
@@ -422,6 +434,26 @@ def _class_targets(op, what, x, targets, ignore_index, device):
     if ignored is not None and not ignored.any():
         ignored = None
     return to_device(t, device), (None if ignored is None else to_device(ignored, device))
+
+
+def _piece_has_ignored(t, classes, ignore_index):
+    """For class targets t that lie in the targets of a piece a running stream was fed
+    (bptt.fed_targets: the training loop tells the loss what it was fed), whether that piece
+    has targets equal to ignore_index, checked once for the whole piece. None for other
+    targets, and for a piece with a bad target: then each call checks its own, and the one
+    that has it says which. One read back from a GPU per piece instead of two per call."""
+    fed = bptt.fed_targets(t)
+    if fed is None:
+        return None
+    piece, checks = fed
+    key = (classes, int(ignore_index))
+    if key not in checks:
+        ignored = piece == ignore_index
+        bad = ((piece < 0) | (piece >= classes)) & ~ignored
+        xp = array_module(piece)
+        any_bad, any_ignored = to_numpy(xp.stack([bad.any(), ignored.any()])).tolist()
+        checks[key] = None if any_bad else any_ignored
+    return checks[key]
 
 
 def _class_rows(op, x, t, ignored, weight, device):
