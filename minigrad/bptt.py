@@ -691,21 +691,23 @@ class _Pieces:
 
     def __init__(self):
         self.pieces = []  # [first step, inputs, targets, its length], in step order
-        # the pieces' targets arrays, each with the checks made of it: class targets are
-        # checked once per piece, not once per step (see fed_targets)
+        # the pieces' targets arrays on a GPU, each with the checks made of it: class targets
+        # are checked there once per piece, not once per step (see fed_targets)
         self.checked = []  # [(targets array, its owner, its bytes, {check: verdict})]
 
     def add(self, first, inputs, targets):
         self.pieces.append([first, inputs, targets, _length(inputs, "inputs", "stream")])
         data = _array_of(targets)
-        if data is not None and data.size and data.flags.c_contiguous:  # (its bytes are all its own)
+        # (a contiguous piece's bytes are all its own; on the CPU each call checks its own)
+        if data is not None and type(data) is not np.ndarray and data.size and data.flags.c_contiguous:
             self.checked.append((data, _owner(data), _bytes(data), {}))
 
     def drop_before(self, s):
         """Forget the pieces that end before step s."""
         self.pieces = [p for p in self.pieces if p[0] + p[3] > s]
-        kept = {id(_array_of(p[2])) for p in self.pieces}
-        self.checked = [entry for entry in self.checked if id(entry[0]) in kept]
+        if self.checked:
+            kept = {id(_array_of(p[2])) for p in self.pieces}
+            self.checked = [entry for entry in self.checked if id(entry[0]) in kept]
 
     def span(self, a, b, segments):
         """(x, y) of steps a..b: per step (a == b) or, with segments, time first."""

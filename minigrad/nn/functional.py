@@ -441,7 +441,11 @@ def _piece_has_ignored(t, classes, ignore_index):
     (bptt.fed_targets: the training loop tells the loss what it was fed), whether that piece
     has targets equal to ignore_index, checked once for the whole piece. None for other
     targets, and for a piece with a bad target: then each call checks its own, and the one
-    that has it says which. One read back from a GPU per piece instead of two per call."""
+    that has it says which. One read back from a GPU per piece instead of two per call.
+    NumPy targets: None (on the CPU a check waits for nothing, and costs less than finding
+    the piece)."""
+    if type(t) is np.ndarray:
+        return None
     fed = bptt.fed_targets(t)
     if fed is None:
         return None
