@@ -779,8 +779,8 @@ def _array_of(targets):
 
 
 def _bytes(array):
-    """(first byte, last byte + 1) of the memory that a non-empty `array` spans."""
-    lo = hi = array.ctypes.data if type(array) is np.ndarray else array.data.ptr
+    """(first byte, last byte + 1) of the memory that a non-empty GPU `array` spans."""
+    lo = hi = array.data.ptr
     for n, stride in zip(array.shape, array.strides):
         if stride < 0:
             lo += (n - 1) * stride

@@ -52,8 +52,8 @@ on_launch = []  # functions called with each launched kernel's name ("lstm_step_
 
 _modules = {}        # (device key, file) -> compiled module: each source compiled once per device
 _functions = {}      # (device key, entry point) -> kernel function
-_scalars = {}        # entry point -> (its number of parameters, ((position, C type), ...)), from
-                     # its signature in the source: how launch converts its scalar arguments
+_scalars = {}        # entry point -> its parameter count and scalar parameters (_scalar_parameters),
+                     # from its signature in the source: how launch converts its arguments
 _shared_limits = {}  # device key -> the most dynamic shared memory a block may have (bytes)
 _opted_in = {}       # (device key, entry point) -> the dynamic shared memory it may have now
 

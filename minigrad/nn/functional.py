@@ -418,10 +418,8 @@ def _class_targets(op, what, x, targets, ignore_index, device):
         t = own_copy(t)  # the backward keeps it: the caller may change its array afterwards
     if piece_has_ignored is not None:  # checked with its piece: no bad target in it
         ignored = None
-        if piece_has_ignored:  # on a GPU, asking whether these targets have any would wait
-            ignored = t == ignore_index  # for it; the masked path gives the same numbers
-            if type(t) is np.ndarray and not ignored.any():
-                ignored = None
+        if piece_has_ignored:  # asking whether these targets have any would wait for the GPU;
+            ignored = t == ignore_index  # the masked path gives the same numbers
         return to_device(t, device), (None if ignored is None else to_device(ignored, device))
     ignored = None
     if t.size and (t.min() < 0 or t.max() >= classes):  # ignored targets, or an error

@@ -118,7 +118,7 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
                            f"from `parameters` is non-finite ({value}), so it cannot be "
                            f"clipped. To disable this error and scale the gradients by the "
                            f"non-finite norm anyway, set `error_if_nonfinite=False`")
-    _scale(with_grad, max_norm, total)
+    _scale(with_grad, max_norm, value)  # (read anyway: the host's factor, and no multiply by 1)
     return value
 
 
